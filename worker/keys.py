@@ -1,0 +1,125 @@
+"""Every Redis key the service uses, in one place.
+
+A *target* is one (destination, advertiser, audience) triple, written ``dest|advertiser|audience``. Its audience
+part is either a TikTok audience id or ``@<audience key>`` for an Engage audience that the worker must create
+first. The keys of one target share the hash tag ``{target}`` so they live in one Redis Cluster slot and Lua
+scripts may touch them together.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+PREFIX = "tta"
+
+READY = f"{PREFIX}:ready"  # sorted set: target -> time (epoch seconds) its next drain is due
+TARGETS = f"{PREFIX}:targets"  # set of every target ever written
+BACKLOG = f"{PREFIX}:backlog"  # integer: operations accepted and not yet settled, across all targets
+REJECTED = f"{PREFIX}:rejected"  # hash: reason -> count
+REJECTED_LOG = f"{PREFIX}:rejected:log"  # capped list of recent rejections (JSON)
+BATCHES = f"{PREFIX}:batches"  # sorted set: batch id -> created time
+AUDIENCES = f"{PREFIX}:audiences"  # hash: "dest|advertiser|audience id" -> JSON description
+METRICS = f"{PREFIX}:metrics"  # hash of fleet-wide counters
+
+_TARGET_PART = re.compile(r"^[A-Za-z0-9_.\-@]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    destination: str
+    advertiser_id: str
+    audience: str  # a TikTok audience id, or "@<audience key>" when it is still to be created
+
+    def __post_init__(self) -> None:
+        for part in (self.destination, self.advertiser_id, self.audience):
+            if not _TARGET_PART.match(part):
+                raise ValueError(f"invalid target part {part!r}")
+
+    @property
+    def name(self) -> str:
+        return f"{self.destination}|{self.advertiser_id}|{self.audience}"
+
+    @property
+    def needs_audience(self) -> bool:
+        return self.audience.startswith("@")
+
+    @property
+    def audience_key(self) -> str:
+        """The Engage audience key of a target still to be created."""
+        return self.audience[1:]
+
+    @classmethod
+    def parse(cls, name: str) -> Target:
+        parts = name.split("|")
+        if len(parts) != 3:
+            raise ValueError(f"invalid target {name!r}")
+        return cls(*parts)
+
+
+def stream(target: str) -> str:
+    return f"{PREFIX}:q:{{{target}}}"
+
+
+def pending_count(target: str) -> str:
+    return f"{PREFIX}:n:{{{target}}}"
+
+
+def lock(target: str) -> str:
+    return f"{PREFIX}:lock:{{{target}}}"
+
+
+def plan(target: str) -> str:
+    return f"{PREFIX}:plan:{{{target}}}"
+
+
+def replay_queue(target: str) -> str:
+    return f"{PREFIX}:replay:{{{target}}}"
+
+
+def membership(target: str) -> str:
+    return f"{PREFIX}:members:{{{target}}}"
+
+
+def membership_size(target: str) -> str:
+    return f"{PREFIX}:size:{{{target}}}"
+
+
+def batch(batch_id: str) -> str:
+    return f"{PREFIX}:batch:{batch_id}"
+
+
+def batch_rows(batch_id: str) -> str:
+    return f"{PREFIX}:batch:{batch_id}:rows"
+
+
+def batches_by_status(status: str) -> str:
+    return f"{PREFIX}:batches:status:{status}"
+
+
+def batches_by_target(target: str) -> str:
+    return f"{PREFIX}:batches:target:{target}"
+
+
+def paused(destination: str) -> str:
+    return f"{PREFIX}:paused:{destination}"
+
+
+def rate_limit(token_id: str) -> str:
+    return f"{PREFIX}:rl:{{{token_id}}}"
+
+
+def cooldown(token_id: str) -> str:
+    return f"{PREFIX}:cooldown:{{{token_id}}}"
+
+
+def created_audience(destination: str, advertiser_id: str, audience_key: str) -> str:
+    return f"{PREFIX}:created:{destination}|{advertiser_id}|{audience_key}"
+
+
+def create_lock(destination: str, advertiser_id: str, audience_key: str) -> str:
+    return f"{PREFIX}:create-lock:{destination}|{advertiser_id}|{audience_key}"
+
+
+def ownership(destination: str, advertiser_id: str, audience_id: str) -> str:
+    return f"{PREFIX}:owned:{destination}|{advertiser_id}|{audience_id}"

@@ -1,0 +1,99 @@
+"""Operations: the unit the producer appends and the worker batches.
+
+An operation adds one user to, or deletes one user from, one target's audience. Identifiers are SHA-256 hex
+digests by the time an operation exists; raw values never get this far.
+
+On the wire (inside a Redis stream entry) an operation is packed as a 5-item JSON list
+``[action, email, phone, advertising_id, advertising_id_type]`` with ``"a"``/``"d"`` for the action, ``""`` for a
+missing identifier and ``"i"``/``"a"``/``""`` for the advertising id's type (IDFA / AAID). Many operations of one
+intake request share one entry, so the per-operation cost in Redis is a few bytes, not a round trip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import orjson
+
+from worker.keys import Target
+
+Action = Literal["add", "delete"]
+
+EMAIL_SHA256 = "EMAIL_SHA256"
+PHONE_SHA256 = "PHONE_SHA256"
+IDFA_SHA256 = "IDFA_SHA256"
+AAID_SHA256 = "AAID_SHA256"
+# TikTok's id_schema order: a request lists the types it uses in this order, and every row has one cell each.
+ID_TYPES_IN_ORDER: tuple[str, ...] = (EMAIL_SHA256, PHONE_SHA256, IDFA_SHA256, AAID_SHA256)
+
+_ACTION_CODE = {"add": "a", "delete": "d"}
+_ACTION_FROM_CODE = {"a": "add", "d": "delete"}
+_ADID_TYPE_CODE = {IDFA_SHA256: "i", AAID_SHA256: "a", "": ""}
+_ADID_TYPE_FROM_CODE = {"i": IDFA_SHA256, "a": AAID_SHA256, "": ""}
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    target: Target
+    action: Action
+    email: str = ""
+    phone: str = ""
+    advertising_id: str = ""
+    advertising_id_type: str = ""  # IDFA_SHA256 or AAID_SHA256 when advertising_id is set
+
+    def __post_init__(self) -> None:
+        if not (self.email or self.phone or self.advertising_id):
+            raise ValueError("an operation needs at least one identifier")
+        if self.advertising_id and self.advertising_id_type not in (IDFA_SHA256, AAID_SHA256):
+            raise ValueError("an advertising id needs its type (IDFA_SHA256 or AAID_SHA256)")
+
+    def pack(self) -> list[str]:
+        return [
+            _ACTION_CODE[self.action],
+            self.email,
+            self.phone,
+            self.advertising_id,
+            _ADID_TYPE_CODE[self.advertising_id_type] if self.advertising_id else "",
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class PackedOperation:
+    """An operation as the worker reads it back: no target (the stream it came from says that)."""
+
+    action: Action
+    email: str
+    phone: str
+    advertising_id: str
+    advertising_id_type: str
+
+    @classmethod
+    def unpack(cls, packed: list[str]) -> PackedOperation:
+        action, email, phone, adid, adid_type = packed
+        return cls(_ACTION_FROM_CODE[action], email, phone, adid, _ADID_TYPE_FROM_CODE[adid_type])  # type: ignore[arg-type]
+
+    @property
+    def cells(self) -> dict[str, str]:
+        """The identifiers this operation carries, by TikTok id type."""
+        out: dict[str, str] = {}
+        if self.email:
+            out[EMAIL_SHA256] = self.email
+        if self.phone:
+            out[PHONE_SHA256] = self.phone
+        if self.advertising_id:
+            out[self.advertising_id_type] = self.advertising_id
+        return out
+
+    @property
+    def row_key(self) -> str:
+        """Identity of the user this operation is about: the same identifiers make the same row."""
+        return f"{self.email}|{self.phone}|{self.advertising_id_type}:{self.advertising_id}"
+
+
+def encode_entry(packed_ops: list[list[str]]) -> bytes:
+    return orjson.dumps(packed_ops)
+
+
+def decode_entry(data: bytes) -> list[PackedOperation]:
+    return [PackedOperation.unpack(p) for p in orjson.loads(data)]

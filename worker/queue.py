@@ -1,0 +1,84 @@
+"""The queue contract: how the producer appends operations and marks targets due.
+
+Per intake request, every target's operations become *one* stream entry (field ``o``: packed operations, see
+:mod:`worker.operations`), written with one pipelined round trip for the whole request:
+
+- ``XADD`` the entry to the target's stream (the entry id's milliseconds are the acceptance time);
+- ``INCRBY`` the target's pending-operation counter, and the fleet-wide backlog counter;
+- ``ZADD ... LT`` the target into the ready index, due one flush interval from now (``LT`` keeps an earlier
+  due time: the oldest waiting operation sets the pace);
+- ``SADD`` the target into the set of known targets.
+
+A target whose pending count reaches a full batch is made due at once with a second, rare round trip.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+
+from worker import keys
+from worker.operations import Operation, encode_entry
+
+ENTRY_FIELD = "o"
+
+
+def group_by_target(operations: Iterable[Operation]) -> dict[str, list[list[str]]]:
+    grouped: dict[str, list[list[str]]] = defaultdict(list)
+    for op in operations:
+        grouped[op.target.name].append(op.pack())
+    return grouped
+
+
+def _queue_commands(pipe: Any, grouped: dict[str, list[list[str]]], due_at: float) -> None:
+    total = 0
+    for target, packed in grouped.items():
+        pipe.xadd(keys.stream(target), {ENTRY_FIELD: encode_entry(packed)})
+        pipe.incrby(keys.pending_count(target), len(packed))
+        total += len(packed)
+    pipe.zadd(keys.READY, dict.fromkeys(grouped, due_at), lt=True)
+    pipe.sadd(keys.TARGETS, *grouped)
+    pipe.incrby(keys.BACKLOG, total)
+
+
+def _full_targets(results: list[Any], grouped: dict[str, list[list[str]]], batch_size: int) -> list[str]:
+    counts = results[1 : 2 * len(grouped) : 2]
+    return [target for target, count in zip(grouped, counts, strict=True) if int(count) >= batch_size]
+
+
+def enqueue(client: redis.Redis, operations: Iterable[Operation], *, flush_interval: float,
+            batch_size: int, now: float | None = None) -> int:
+    """Append operations; returns how many were written. Raises redis errors: nothing is half-accepted
+    silently, the caller answers the sender with a failure."""
+    grouped = group_by_target(operations)
+    if not grouped:
+        return 0
+    due_at = (time.time() if now is None else now) + flush_interval
+    pipe = client.pipeline(transaction=True)
+    _queue_commands(pipe, grouped, due_at)
+    results = pipe.execute()
+    full = _full_targets(results, grouped, batch_size)
+    if full:
+        client.zadd(keys.READY, dict.fromkeys(full, 0), lt=True)
+    return sum(len(p) for p in grouped.values())
+
+
+async def enqueue_async(client: aioredis.Redis, operations: Iterable[Operation], *, flush_interval: float,
+                        batch_size: int, now: float | None = None) -> int:
+    """:func:`enqueue` for asyncio callers (the HTTP intake)."""
+    grouped = group_by_target(operations)
+    if not grouped:
+        return 0
+    due_at = (time.time() if now is None else now) + flush_interval
+    pipe = client.pipeline(transaction=True)
+    _queue_commands(pipe, grouped, due_at)
+    results = await pipe.execute()
+    full = _full_targets(results, grouped, batch_size)
+    if full:
+        await client.zadd(keys.READY, dict.fromkeys(full, 0), lt=True)
+    return sum(len(p) for p in grouped.values())

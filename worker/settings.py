@@ -1,0 +1,64 @@
+"""Runtime settings, read once from the environment into a typed value object.
+
+Modules take a :class:`Settings` as an argument instead of reading globals, so tests can build one with
+exactly the values they need.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
+
+    redis_url: str = Field("redis://127.0.0.1:6379/0", alias="REDIS_URL")
+    tiktok_api_base_url: str = Field("https://business-api.tiktok.com", alias="TIKTOK_API_BASE_URL")
+    config_path: str = Field("destinations.yaml", alias="TTA_CONFIG")
+    write_keys: str = Field("", alias="TTA_WRITE_KEY")
+    webhook_secret: str = Field("", alias="TTA_WEBHOOK_SECRET")
+
+    batch_size: int = Field(10_000, alias="TTA_BATCH_SIZE", ge=1, le=10_000)
+    # Longest wait, in seconds, of a partial batch before it is sent.
+    flush_interval: float = Field(2.0, alias="TTA_FLUSH_INTERVAL", gt=0)
+    rate_limit_qps: float = Field(10.0, alias="TTA_RATE_LIMIT_QPS", gt=0)
+    log_format: str = Field("", alias="TTA_LOG_FORMAT")
+    log_level: str = Field("info", alias="TTA_LOG_LEVEL")
+
+    # Delivery policy.
+    http_timeout: float = Field(30.0, alias="TTA_HTTP_TIMEOUT", gt=0)
+    retry_window: float = Field(4 * 3600.0, alias="TTA_RETRY_WINDOW", gt=0)
+    backoff_base: float = Field(1.0, alias="TTA_BACKOFF_BASE", gt=0)
+    backoff_max: float = Field(300.0, alias="TTA_BACKOFF_MAX", gt=0)
+    throttle_cooldown: float = Field(2.0, alias="TTA_THROTTLE_COOLDOWN", gt=0)
+    pause_recheck: float = Field(10.0, alias="TTA_PAUSE_RECHECK", gt=0)
+    # A drain task is killed after this many seconds; the audience lock outlives it so no second drainer
+    # can start while a stuck one might still send.
+    task_time_limit: float = Field(300.0, alias="TTA_TASK_TIME_LIMIT", gt=0)
+    # How long one drain task keeps draining a busy audience before handing the slot to others.
+    drain_budget: float = Field(5.0, alias="TTA_DRAIN_BUDGET", gt=0)
+    scheduler_tick: float = Field(0.05, alias="TTA_SCHEDULER_TICK", gt=0)
+
+    # Intake back-pressure: above this many pending operations, intake answers 503.
+    backlog_limit: int = Field(5_000_000, alias="TTA_BACKLOG_LIMIT", ge=1)
+    default_phone_country: str = Field("US", alias="TTA_DEFAULT_PHONE_COUNTRY")
+
+    # Retention of ledger records, in seconds.
+    delivered_retention: float = Field(7 * 86400.0, alias="TTA_DELIVERED_RETENTION", gt=0)
+    dead_retention: float = Field(30 * 86400.0, alias="TTA_DEAD_RETENTION", gt=0)
+
+    @property
+    def write_key_list(self) -> list[str]:
+        return [k.strip() for k in self.write_keys.split(",") if k.strip()]
+
+    @property
+    def lock_ttl(self) -> float:
+        return self.task_time_limit + 30.0
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

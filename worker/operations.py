@@ -73,6 +73,15 @@ class PackedOperation:
         action, email, phone, adid, adid_type = packed
         return cls(_ACTION_FROM_CODE[action], email, phone, adid, _ADID_TYPE_FROM_CODE[adid_type])  # type: ignore[arg-type]
 
+    def pack(self) -> list[str]:
+        return [
+            _ACTION_CODE[self.action],
+            self.email,
+            self.phone,
+            self.advertising_id,
+            _ADID_TYPE_CODE[self.advertising_id_type] if self.advertising_id else "",
+        ]
+
     @property
     def cells(self) -> dict[str, str]:
         """The identifiers this operation carries, by TikTok id type."""

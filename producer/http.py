@@ -1,0 +1,370 @@
+"""HTTP intake: Segment's tracking API shape on aiohttp, in front of :class:`producer.intake.Intake`.
+
+Routes: ``POST /v1/track``, ``/v1/identify``, ``/v1/batch``, ``/v1/webhook``; ``GET /healthz``, ``/readyz``,
+``/metrics``. Answers follow Segment's (``{"success": true}``); a 200 always means the events are stored in
+Redis, and while they cannot be stored the answer is 503, so senders retry instead of losing events.
+
+The request path stays thin (one orjson parse, one intake call, a few counter increments) because the
+per-event cost of routing is the budget; there is no access log and at most one debug line per request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import structlog
+from aiohttp import hdrs, web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+
+from producer.auth import SIGNATURE_HEADER, Authenticator
+from producer.intake import BacklogFull, Intake, IntakeResult, StoreUnavailable
+from worker.settings import Settings
+
+if TYPE_CHECKING:
+    from producer.routing import Router
+
+SINGLE_EVENT_LIMIT = 32 * 1024
+BATCH_LIMIT = 500 * 1024
+WEBHOOK_LIMIT = 16 * 1024 * 1024
+
+log = structlog.get_logger("producer.http")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class StartupError(Exception):
+    """``serve`` cannot start; the message says what to set."""
+
+
+class _HttpError(Exception):
+    """An answer other than success, raised from deep in a handler and turned into a response at the top."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.headers = headers
+
+    def response(self) -> web.Response:
+        return _json(self.status, {"success": False, "error": str(self)}, self.headers)
+
+
+def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(payload), content_type="application/json",
+                        headers=headers)
+
+
+class IntakeMetrics:
+    """Prometheus counters of one process (each forked server process keeps its own)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.events_accepted = Counter("tta_intake_events_accepted", "Events accepted by intake",
+                                       registry=self.registry)
+        self.events_rejected = Counter("tta_intake_events_rejected", "Events rejected by intake, by reason",
+                                       ["reason"], registry=self.registry)
+        self.requests = Counter("tta_intake_requests", "Intake HTTP requests, by route and status",
+                                ["route", "status"], registry=self.registry)
+        self.operations = Counter("tta_intake_operations_enqueued", "Operations written to the queue",
+                                  registry=self.registry)
+        self.backlog = Gauge("tta_backlog_operations", "Operations accepted and not yet settled (fleet-wide)",
+                             registry=self.registry)
+        # labels() takes a lock and builds a key on every call; the set of (route, status) pairs is small.
+        self._request_children: dict[tuple[str, int], Any] = {}
+
+    def request(self, route: str, status: int) -> None:
+        child = self._request_children.get((route, status))
+        if child is None:
+            child = self._request_children[(route, status)] = self.requests.labels(route, str(status))
+        child.inc()
+
+    def record(self, result: IntakeResult) -> None:
+        if result.accepted:
+            self.events_accepted.inc(result.accepted)
+        for code, n in result.rejected_by_code.items():
+            self.events_rejected.labels(code).inc(n)
+        if result.operations:
+            self.operations.inc(result.operations)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+METRICS_KEY = web.AppKey("metrics", IntakeMetrics)
+INTAKE_KEY = web.AppKey("intake", Intake)
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to exceed ``limit``: by Content-Length before
+    reading, and while reading (chunked bodies, and gzip bodies that aiohttp inflates as they arrive)."""
+    length = request.content_length
+    if length is not None and length > limit:
+        raise _HttpError(413, f"body of {length} bytes is over the limit of {limit} bytes for this route")
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.readany():
+        size += len(chunk)
+        if size > limit:
+            raise _HttpError(413, f"body is over the limit of {limit} bytes for this route")
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _parse_json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise _HttpError(400, f"invalid JSON: {exc}") from None
+
+
+class _Routes:
+    def __init__(self, intake: Intake, auth: Authenticator, metrics: IntakeMetrics, *, debug: bool) -> None:
+        self._intake = intake
+        self._auth = auth
+        self._metrics = metrics
+        self._debug = debug
+        self._last_store_warning = 0.0
+
+    def counted(self, route: str, handler: Handler) -> Handler:
+        """Wrap a handler: errors become JSON answers, and every answer is counted by route and status."""
+        metrics = self._metrics
+
+        async def handle(request: web.Request) -> web.StreamResponse:
+            try:
+                response = await handler(request)
+            except _HttpError as exc:
+                response = exc.response()
+            except Exception as exc:
+                # Frames only, no locals or message: either could hold an identifier from the body.
+                log.error("request failed", route=route, error=type(exc).__name__,
+                          where="".join(traceback.format_tb(exc.__traceback__)[-3:]))
+                response = _json(500, {"success": False, "error": "internal error"})
+            metrics.request(route, response.status)
+            if self._debug:
+                log.debug("request", route=route, status=response.status)
+            return response
+
+        return handle
+
+    # -- event routes ----------------------------------------------------------------------------------------
+
+    async def track(self, request: web.Request) -> web.StreamResponse:
+        return await self._single(request, "track")
+
+    async def identify(self, request: web.Request) -> web.StreamResponse:
+        return await self._single(request, "identify")
+
+    async def batch(self, request: web.Request) -> web.StreamResponse:
+        self._require_key(request)
+        doc = _parse_json(await _read_body(request, BATCH_LIMIT))
+        events = doc.get("batch") if isinstance(doc, dict) else None
+        if not isinstance(events, list):
+            raise _HttpError(400, 'expected a JSON object with a "batch" array of events')
+        return await self._many(events)
+
+    async def webhook(self, request: web.Request) -> web.StreamResponse:
+        key_ok = self._auth.check_key(request.headers.get(hdrs.AUTHORIZATION))
+        signature = request.headers.get(SIGNATURE_HEADER)
+        if not key_ok and not signature:
+            raise self._unauthorized()
+        body = await _read_body(request, WEBHOOK_LIMIT)
+        if not key_ok and not self._auth.check_signature(body, signature):
+            raise self._unauthorized()
+        doc = _parse_json(body)
+        if isinstance(doc, dict):
+            events = [doc]
+        elif isinstance(doc, list):
+            events = doc
+        else:
+            raise _HttpError(400, "expected an event object or a JSON array of events")
+        return await self._many(events)
+
+    async def _single(self, request: web.Request, event_type: str) -> web.StreamResponse:
+        self._require_key(request)
+        event = _parse_json(await _read_body(request, SINGLE_EVENT_LIMIT))
+        if isinstance(event, dict):
+            given = event.get("type")
+            if given is None:
+                event["type"] = event_type
+            elif given != event_type:
+                raise _HttpError(
+                    400, f'/v1/{event_type} takes "{event_type}" events, not type {repr(given)[:40]}'
+                )
+        result = await self._accept([event])
+        if result.rejected:
+            raise _HttpError(400, result.results[0]["reason"])
+        return _json(200, {"success": True})
+
+    async def _many(self, events: list[Any]) -> web.StreamResponse:
+        result = await self._accept(events)
+        payload: dict[str, Any] = {"success": True, "accepted": result.accepted, "rejected": result.rejected}
+        if result.rejected:
+            payload["results"] = result.results
+        return _json(200, payload)
+
+    async def _accept(self, events: list[Any]) -> IntakeResult:
+        try:
+            result = await self._intake.accept_async(events)
+        except BacklogFull as exc:
+            raise _HttpError(503, str(exc), {"Retry-After": str(exc.retry_after)}) from None
+        except StoreUnavailable as exc:
+            self._warn_store(exc)
+            raise _HttpError(503, "the event store (Redis) is unavailable; nothing was accepted",
+                             {"Retry-After": str(exc.retry_after)}) from None
+        self._metrics.record(result)
+        return result
+
+    def _warn_store(self, exc: StoreUnavailable) -> None:
+        # Once a second at most: while Redis is down every request fails the same way.
+        now = time.monotonic()
+        if now - self._last_store_warning >= 1.0:
+            self._last_store_warning = now
+            log.warning("event store unavailable", error=str(exc))
+
+    def _require_key(self, request: web.Request) -> None:
+        if not self._auth.check_key(request.headers.get(hdrs.AUTHORIZATION)):
+            raise self._unauthorized()
+
+    @staticmethod
+    def _unauthorized() -> _HttpError:
+        return _HttpError(401, "a valid write key is required",
+                          {"WWW-Authenticate": 'Basic realm="tiktok-audiences"'})
+
+    # -- operations routes -----------------------------------------------------------------------------------
+
+    async def healthz(self, request: web.Request) -> web.StreamResponse:
+        return _json(200, {"ok": True})
+
+    async def readyz(self, request: web.Request) -> web.StreamResponse:
+        if await self._intake.ready_async():
+            return _json(200, {"ready": True})
+        return _json(503, {"ready": False, "error": "Redis does not answer"})
+
+    async def metrics(self, request: web.Request) -> web.StreamResponse:
+        # On failure keep the last known value; /readyz reports the outage.
+        with contextlib.suppress(StoreUnavailable):
+            self._metrics.backlog.set(await self._intake.backlog_async())
+        return web.Response(body=self._metrics.render(), headers={hdrs.CONTENT_TYPE: CONTENT_TYPE_LATEST})
+
+
+def build_app(intake: Intake, settings: Settings, *, no_auth: bool = False,
+              metrics: IntakeMetrics | None = None) -> web.Application:
+    """The intake application around ``intake`` (whose client must be a ``redis.asyncio`` one)."""
+    metrics = metrics or IntakeMetrics()
+    routes = _Routes(intake, Authenticator.from_settings(settings, no_auth=no_auth), metrics,
+                     debug=settings.log_level.lower() == "debug")
+    # Bodies are read by _read_body with per-route limits; this only bounds aiohttp's own readers.
+    app = web.Application(client_max_size=WEBHOOK_LIMIT)
+    app[METRICS_KEY] = metrics
+    app[INTAKE_KEY] = intake
+    for path, handler in (("/v1/track", routes.track), ("/v1/identify", routes.identify),
+                          ("/v1/batch", routes.batch), ("/v1/webhook", routes.webhook)):
+        app.router.add_post(path, routes.counted(path, handler))
+    for path, handler in (("/healthz", routes.healthz), ("/readyz", routes.readyz),
+                          ("/metrics", routes.metrics)):
+        app.router.add_get(path, routes.counted(path, handler))
+    return app
+
+
+# -- running -------------------------------------------------------------------------------------------------
+
+
+def check_startup(settings: Settings, *, no_auth: bool) -> None:
+    """Refuse to serve an open intake by accident."""
+    if no_auth:
+        return
+    if not Authenticator.from_settings(settings).configured:
+        raise StartupError(
+            "refusing to start without authentication: set TTA_WRITE_KEY (comma-separated write keys) "
+            "and/or TTA_WEBHOOK_SECRET, or pass --no-auth to accept unauthenticated events"
+        )
+
+
+def serve(host: str, port: int, settings: Settings, *, no_auth: bool = False, workers: int = 1) -> int:
+    """Run the intake until stopped; returns an exit code. With ``workers > 1`` that many processes share the
+    port (``SO_REUSEPORT``) so intake uses every core: routing is CPU-bound Python, one process is one core.
+
+    Raises :class:`StartupError` (auth not configured) and ``worker.destinations.ConfigError``."""
+    import gc
+
+    from producer.routing import Router
+    from worker.destinations import load_destinations
+
+    check_startup(settings, no_auth=no_auth)
+    router = Router.from_destinations(load_destinations(settings.config_path),
+                                      default_phone_country=settings.default_phone_country)
+    # The compiled router is long-lived: keep the collector from rescanning it, and keep its pages shared
+    # between forked processes instead of copied by the collector's writes.
+    gc.freeze()
+
+    def run(reuse_port: bool) -> None:
+        web.run_app(_make_app(router, settings, no_auth), host=host, port=port, access_log=None,
+                    reuse_port=reuse_port, print=None)
+
+    if workers <= 1:
+        log.info("intake serving", host=host, port=port, workers=1, auth=not no_auth)
+        run(reuse_port=False)
+        return 0
+    log.info("intake serving", host=host, port=port, workers=workers, auth=not no_auth)
+    return _run_forked(workers, lambda: run(reuse_port=True))
+
+
+async def _make_app(router: Router, settings: Settings, no_auth: bool) -> web.Application:
+    # Built inside the server's event loop, after any fork: a Redis connection pool must not cross either.
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(settings.redis_url)
+    app = build_app(Intake(router, client, settings), settings, no_auth=no_auth)
+
+    async def close_client(_: web.Application) -> None:
+        await client.aclose()
+
+    app.on_cleanup.append(close_client)
+    return app
+
+
+def _run_forked(workers: int, run: Callable[[], None]) -> int:
+    """Fork ``workers`` children running ``run``; stop them all on SIGTERM/SIGINT or when one fails."""
+    children: set[int] = set()
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:  # child
+            code = 0
+            try:
+                run()
+            except BaseException as exc:  # the child must never fall back into the parent's code
+                log.error("intake process failed", error=f"{type(exc).__name__}: {exc}")
+                code = 1
+            finally:
+                os._exit(code)
+        children.add(pid)
+
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    exit_code = 0
+    while children:
+        pid, status = os.wait()
+        children.discard(pid)
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0 and not stopping:
+            exit_code = code if code > 0 else 1
+            stop()
+    return exit_code
+

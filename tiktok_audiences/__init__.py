@@ -1,0 +1,1 @@
+"""The ``tiktok-audiences`` command line and the one-machine stack."""

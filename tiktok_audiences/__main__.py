@@ -1,0 +1,5 @@
+import sys
+
+from tiktok_audiences.cli import main
+
+sys.exit(main())

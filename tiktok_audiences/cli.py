@@ -1,0 +1,213 @@
+"""``tiktok-audiences``: one console script for the producer, the worker, the sandbox and operators."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+import redis
+
+from tiktok_audiences.logging import configure_logging
+from tiktok_audiences.output import fail
+from worker.settings import Settings, get_settings
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def _with_redis(fn: Callable[[argparse.Namespace, Settings, redis.Redis], int]) -> Handler:
+    def run(args: argparse.Namespace, settings: Settings) -> int:
+        client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+        try:
+            client.ping()
+        except redis.RedisError as exc:
+            return fail(f"cannot reach Redis at {settings.redis_url.split('@')[-1]}: {exc}")
+        return fn(args, settings, client)
+
+    return run
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from producer.http import serve
+
+    return serve(args.host, args.port, settings, no_auth=args.no_auth, workers=args.workers) or 0
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.runner import run_worker
+
+    run_worker(settings, concurrency=args.concurrency, loglevel=args.loglevel)
+    return 0
+
+
+def _ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from producer.ingest import run_ingest
+
+    return run_ingest(args.file, settings)
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from tiktok_audiences.stack import run_stack
+
+    return run_stack(settings, demo=args.demo, once=args.once, users=args.users, port=args.port)
+
+
+def _sandbox(args: argparse.Namespace, settings: Settings) -> int:
+    from sandbox.config import SandboxConfig
+    from sandbox.server import serve
+
+    config = SandboxConfig.from_env()
+    if args.token:
+        config = config.with_tokens(args.token)
+    serve(args.host, args.port, config)
+    return 0
+
+
+def _config_check(args: argparse.Namespace, settings: Settings) -> int:
+    from tiktok_audiences.config_check import config_check
+
+    return config_check(args.file or settings.config_path)
+
+
+def _operator(name: str) -> Handler:
+    def run(args: argparse.Namespace, settings: Settings) -> int:
+        from tiktok_audiences import operator
+
+        return _with_redis(getattr(operator, name))(args, settings)
+
+    return run
+
+
+def _audiences(name: str) -> Handler:
+    def run(args: argparse.Namespace, settings: Settings) -> int:
+        from tiktok_audiences import audiences
+
+        return _with_redis(getattr(audiences, name))(args, settings)
+
+    return run
+
+
+def _auth(name: str) -> Handler:
+    def run(args: argparse.Namespace, settings: Settings) -> int:
+        from tiktok_audiences import auth
+
+        return int(getattr(auth, name)(args, settings))
+
+    return run
+
+
+def _bench(args: argparse.Namespace, settings: Settings) -> int:
+    from tiktok_audiences.bench import main as bench_main
+
+    return bench_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tiktok-audiences", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="HTTP intake (Segment tracking API shape)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--no-auth", action="store_true", help="accept events without a write key")
+    p.add_argument("--workers", type=int, default=1, help="intake processes sharing the port")
+    p.set_defaults(handler=_serve)
+
+    p = sub.add_parser("worker", help="a Celery worker plus batch scheduling")
+    p.add_argument("--concurrency", type=int, default=None)
+    p.add_argument("--loglevel", default="WARNING")
+    p.set_defaults(handler=_worker)
+
+    p = sub.add_parser("ingest", help="enqueue newline-delimited JSON events from FILE (- for stdin)")
+    p.add_argument("file")
+    p.set_defaults(handler=_ingest)
+
+    p = sub.add_parser("run", help="the whole stack on one machine with embedded defaults")
+    p.add_argument("--demo", action="store_true", help="feed a generated Engage audience through it")
+    p.add_argument("--once", action="store_true", help="exit when everything fed has been delivered")
+    p.add_argument("--users", type=int, default=30_000, help="users in the --demo audience")
+    p.add_argument("--port", type=int, default=8080, help="intake port")
+    p.set_defaults(handler=_run)
+
+    p = sub.add_parser("sandbox", help="a local stand-in for TikTok's Business API")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8090)
+    p.add_argument("--token", action="append", help="an access token the sandbox accepts (repeatable)")
+    p.set_defaults(handler=_sandbox)
+
+    batches = sub.add_parser("batches", help="the delivery ledger").add_subparsers(dest="verb", required=True)
+    p = batches.add_parser("list")
+    p.add_argument("--status")
+    p.add_argument("--audience")
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_operator("batches_list"))
+    p = batches.add_parser("show")
+    p.add_argument("batch_id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_operator("batches_show"))
+
+    p = sub.add_parser("replay", help="re-deliver dead batches")
+    p.add_argument("batch_ids", nargs="*")
+    p.add_argument("--status")
+    p.add_argument("--since", help="only batches that died within this duration (e.g. 4h)")
+    p.add_argument("--dry-run", action="store_true")
+    p.set_defaults(handler=_operator("replay"))
+
+    p = sub.add_parser("stats", help="backlog, batches, rejections and audiences")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_operator("stats"))
+
+    dest = sub.add_parser("destinations", help="paused destinations").add_subparsers(dest="verb", required=True)
+    p = dest.add_parser("resume", help="lift a pause after the token was fixed")
+    p.add_argument("destination")
+    p.set_defaults(handler=_operator("destinations_resume"))
+
+    aud = sub.add_parser("audiences", help="TikTok audiences").add_subparsers(dest="verb", required=True)
+    p = aud.add_parser("list")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_audiences("audiences_list"))
+    p = aud.add_parser("create")
+    p.add_argument("--destination", help="destination id (default: the only one)")
+    p.add_argument("--advertiser-id", help="default: the destination's first advertiser")
+    p.add_argument("name")
+    p.set_defaults(handler=_audiences("audiences_create"))
+
+    cfg = sub.add_parser("config", help="the destinations file").add_subparsers(dest="verb", required=True)
+    p = cfg.add_parser("check")
+    p.add_argument("file", nargs="?")
+    p.set_defaults(handler=_config_check)
+
+    auth = sub.add_parser("auth", help="TikTok authorisation").add_subparsers(dest="verb", required=True)
+    p = auth.add_parser("exchange", help="exchange an OAuth auth code for an access token")
+    p.add_argument("--app-id", required=True)
+    p.add_argument("--secret-env", required=True, help="environment variable holding the app secret")
+    p.add_argument("--auth-code", required=True)
+    p.add_argument("--write", help="write the token to this file (mode 0600)")
+    p.set_defaults(handler=_auth("exchange"))
+    p = auth.add_parser("check", help="verify each destination's token")
+    p.set_defaults(handler=_auth("check"))
+
+    p = sub.add_parser("bench", help="end-to-end benchmark against a one-task-per-event baseline")
+    p.add_argument("--events", type=int, default=200_000)
+    p.add_argument("--audiences", type=int, default=10)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--baseline-events", type=int, default=5_000)
+    p.add_argument("--scaling", action="store_true", help="also measure 1/2/4 workers and 1/100/10000 audiences")
+    p.add_argument("--json", help="also write the results to this file")
+    p.set_defaults(handler=_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = get_settings()
+    configure_logging(settings)
+    try:
+        return int(args.handler(args, settings) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

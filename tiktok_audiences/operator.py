@@ -1,0 +1,144 @@
+"""Operator commands over the ledger: ``batches list|show``, ``replay`` and ``stats``."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+
+import redis
+from tqdm import tqdm
+
+from tiktok_audiences.output import fail, print_json, print_table, when
+from worker.ledger import STATUSES, Ledger
+from worker.replay import preview, request_replay
+from worker.settings import Settings
+from worker.stats import collect
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> float:
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise ValueError(f"cannot read duration {text!r}: use e.g. 90s, 30m, 4h, 2d")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def _ledger(settings: Settings, client: redis.Redis) -> Ledger:
+    return Ledger(client, delivered_retention=settings.delivered_retention,
+                  dead_retention=settings.dead_retention)
+
+
+def batches_list(args: argparse.Namespace, settings: Settings, client: redis.Redis) -> int:
+    if args.status and args.status not in STATUSES:
+        return fail(f"unknown status {args.status!r}; one of: {', '.join(STATUSES)}")
+    records = _ledger(settings, client).list(status=args.status, audience_id=args.audience, limit=args.limit)
+    if args.json:
+        print_json([r.to_json() for r in records])
+        return 0
+    print_table(
+        ["id", "status", "destination", "advertiser", "audience", "action", "rows", "attempts", "code",
+         "updated", "message"],
+        [[r.id, r.status, r.destination, r.advertiser_id, r.audience_id, r.action, r.rows, r.attempts,
+          r.last_code, when(r.updated_at), (r.last_message or "")[:60]] for r in records],
+    )
+    return 0
+
+
+def batches_show(args: argparse.Namespace, settings: Settings, client: redis.Redis) -> int:
+    record = _ledger(settings, client).get(args.batch_id)
+    if record is None:
+        return fail(f"no batch {args.batch_id!r} in the ledger (unknown, or its record has expired)", 1)
+    if args.json:
+        print_json(record.to_json())
+        return 0
+    doc = record.to_json()
+    for name in ("created_at", "updated_at", "first_attempt_at", "next_attempt_at", "finished_at",
+                 "accepted_first", "accepted_last"):
+        doc[name] = when(doc[name])
+    width = max(len(k) for k in doc)
+    for name, value in doc.items():
+        sys.stdout.write(f"{name.ljust(width)}  {'-' if value in (None, '') else value}\n")
+    return 0
+
+
+def replay(args: argparse.Namespace, settings: Settings, client: redis.Redis) -> int:
+    ledger = _ledger(settings, client)
+    if args.batch_ids and args.status:
+        return fail("give batch ids or --status, not both")
+    if args.batch_ids:
+        batch_ids = list(args.batch_ids)
+    elif args.status:
+        if args.status != "dead":
+            return fail("only dead batches are replayed: use --status dead")
+        since = time.time() - parse_duration(args.since) if args.since else None
+        batch_ids = ledger.ids(status="dead", since=since, limit=1_000_000)
+    else:
+        return fail("name batch ids, or --status dead")
+    replayed = refused = 0
+    for batch_id in tqdm(batch_ids, desc="replay", unit="batch", disable=not sys.stderr.isatty()):
+        check = preview(client, ledger, batch_id)
+        if not check.replayable:
+            refused += 1
+            sys.stdout.write(f"{batch_id}: not replayed: {check.problem}\n")
+            continue
+        note = f" ({check.superseded} of {check.rows} rows superseded; they will be dropped)" \
+            if check.superseded else ""
+        if args.dry_run:
+            sys.stdout.write(f"{batch_id}: would replay {check.rows - check.superseded} rows{note}\n")
+        else:
+            record = ledger.get(batch_id)
+            assert record is not None
+            request_replay(client, ledger, record)
+            sys.stdout.write(f"{batch_id}: queued for replay, {check.rows - check.superseded} rows{note}\n")
+        replayed += 1
+    verb = "would replay" if args.dry_run else "replaying"
+    sys.stdout.write(f"{verb} {replayed} batch(es); {refused} refused\n")
+    return 0 if not refused else 1
+
+
+def stats(args: argparse.Namespace, settings: Settings, client: redis.Redis) -> int:
+    doc = collect(client, _ledger(settings, client))
+    if args.json:
+        print_json(doc)
+        return 0
+    sys.stdout.write(f"backlog: {doc['backlog']} operations\n")
+    sys.stdout.write("batches: " + ", ".join(f"{k} {v}" for k, v in doc["batches"].items()) + "\n")
+    for destination, info in doc["paused_destinations"].items():
+        sys.stdout.write(f"PAUSED destination {destination} since {when(info['since'])}: "
+                         f"{info['reason']} (code {info['code']}); fix the token, then run "
+                         f"`tiktok-audiences destinations resume {destination}`\n")
+    sys.stdout.write(f"rejected events: {doc['rejected_total']}\n")
+    for reason, count in sorted(doc["rejected"].items(), key=lambda kv: -kv[1]):
+        sys.stdout.write(f"  {reason}: {count}\n")
+    sys.stdout.write("audiences:\n")
+    print_table(
+        ["destination", "advertiser", "audience", "backlog", "oldest pending", "delivered members",
+         "targetable"],
+        [[a["destination"], a["advertiser_id"],
+          a["audience_id"] if a["audience_id"] and not a["audience_id"].startswith("@")
+          else f"(to create: {a['audience_key']})",
+          a["backlog"], when(a["oldest_pending_at"]), a["delivered_members"],
+          "yes" if a["targetable"] else "no (<1000)"] for a in doc["audiences"]],
+    )
+    return 0
+
+
+def destinations_resume(args: argparse.Namespace, settings: Settings, client: redis.Redis) -> int:
+    from worker.pause import resume
+
+    was = resume(client, args.destination)
+    sys.stdout.write(f"destination {args.destination}: {'resumed' if was else 'was not paused'}\n")
+    return 0
+
+
+def redis_ready(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+

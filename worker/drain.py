@@ -1,0 +1,339 @@
+"""Draining one target: the heart of delivery.
+
+A drain holds the target's lock and, in order:
+1. re-delivers batches an operator asked to replay (oldest work first, minus rows a newer delivered operation
+   supersedes);
+2. finishes the target's current *plan* (the batches cut from the head of its stream by an earlier drain that
+   was interrupted by a throttle, a failure or a crash) exactly as it was cut, so batch ids and order hold;
+3. cuts a new plan from the head of the stream when a full batch is waiting or the oldest operation has waited
+   the flush interval, records its batches in the ledger, sends them, and only then trims the stream.
+
+Whatever stops a drain early (throttle, backoff, pause) leaves the target in the ready index with the time it is
+due again; nothing sleeps in a worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import orjson
+import structlog
+
+from worker import keys, pause
+from worker.batching import plan_requests
+from worker.context import WorkerContext
+from worker.destinations import ConfigError, Destination
+from worker.keys import Target
+from worker.ledger import BatchRecord
+from worker.operations import PackedOperation, decode_entry, encode_entry
+from worker.queue import ENTRY_FIELD
+from worker.target_lock import TargetLock
+from worker.tiktok.errors import AuthError, PermanentError, ThrottledError, TikTokError, TransientError
+
+log = structlog.get_logger(__name__)
+
+_COMPLETE = Path(__file__).with_name("drain_complete.lua").read_text()
+_READ_CHUNK = 512
+
+
+@dataclass(slots=True)
+class Plan:
+    batch_ids: list[str]
+    first: str
+    position: str  # id of the last stream entry the plan consumed
+    operations: int  # operations consumed from the stream (before collapsing)
+
+
+class Stop(Exception):
+    """A drain ends early; the target has been rescheduled. ``outcome`` says why (for logs and tests)."""
+
+    def __init__(self, outcome: str) -> None:
+        super().__init__(outcome)
+        self.outcome = outcome
+
+
+def _entry_seconds(entry_id: str) -> float:
+    return int(entry_id.split("-", 1)[0]) / 1000.0
+
+
+def _next_id(entry_id: str) -> str:
+    ms, _, seq = entry_id.partition("-")
+    return f"{ms}-{int(seq) + 1}"
+
+
+def batch_id_for(target: str, first: str, last: str, index: int) -> str:
+    return hashlib.sha1(f"{target}|{first}|{last}|{index}".encode()).hexdigest()[:20]
+
+
+def backoff_delay(attempts: int, base: float, cap: float) -> float:
+    """Exponential backoff with jitter: half fixed, half random, so retries of many batches spread out."""
+    delay = min(cap, base * (2 ** max(0, attempts - 1)))
+    return delay / 2 + random.uniform(0, delay / 2)
+
+
+class Drainer:
+    def __init__(self, ctx: WorkerContext, target_name: str) -> None:
+        self.ctx = ctx
+        self.name = target_name
+        self.target = Target.parse(target_name)
+        self.settings = ctx.settings
+        self.redis = ctx.redis
+        self.lock = TargetLock(ctx.redis, target_name, ctx.settings.http_timeout + 15.0)
+        self._complete = ctx.redis.register_script(_COMPLETE)
+        self.delivered_batches = 0
+
+    # -- entry point ---------------------------------------------------------------------------------------
+
+    async def run(self) -> str:
+        if not self.lock.acquire():
+            return "busy"  # another drainer holds the target; it reschedules when it finishes
+        try:
+            return await self._drain()
+        except Stop as stop:
+            return stop.outcome
+        finally:
+            self.lock.release()
+
+    async def _drain(self) -> str:
+        deadline = time.monotonic() + self.settings.drain_budget
+        while True:
+            destination = self._destination()
+            await self._run_replays(destination)
+            plan = self._load_plan() or self._cut_plan()
+            if plan is None:
+                break
+            await self._run_plan(destination, plan)
+            self._acknowledge(plan)
+            if time.monotonic() > deadline:
+                break
+        self._reschedule_by_backlog()
+        return "drained" if self.delivered_batches else "idle"
+
+    # -- scheduling -----------------------------------------------------------------------------------------
+
+    def _reschedule(self, at: float, outcome: str) -> Stop:
+        self.redis.zadd(keys.READY, {self.name: at})
+        return Stop(outcome)
+
+    def _reschedule_by_backlog(self) -> None:
+        """Leave the target in the ready index exactly when there is work left, due when it should run.
+
+        Removing first and then looking closes the race with the producer, which writes its entry before it
+        marks the target: whichever order they interleave in, a new entry leaves the target marked."""
+        self.redis.zrem(keys.READY, self.name)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(keys.pending_count(self.name))
+        pipe.xrange(keys.stream(self.name), count=1)
+        pipe.exists(keys.plan(self.name), keys.replay_queue(self.name))
+        count, head, unfinished = pipe.execute()
+        if not head and not unfinished:
+            return
+        now = time.time()
+        if unfinished or int(count or 0) >= self.settings.batch_size:
+            due = now
+        else:
+            due = _entry_seconds(head[0][0].decode()) + self.settings.flush_interval
+        self.redis.zadd(keys.READY, {self.name: max(due, now)})
+
+    # -- destination and pause --------------------------------------------------------------------------------
+
+    def _destination(self) -> Destination:
+        destination = self.ctx.destinations.get(self.target.destination)
+        if destination is None:
+            log.warning("destination_not_configured", target=self.name)
+            raise self._reschedule(time.time() + self.settings.pause_recheck, "unconfigured")
+        if pause.pause_info(self.redis, destination.id):
+            raise self._reschedule(time.time() + self.settings.pause_recheck, "paused")
+        return destination
+
+    def _token(self, destination: Destination) -> str:
+        try:
+            return destination.access_token()
+        except ConfigError as exc:
+            pause.pause(self.redis, destination.id, reason=str(exc), code=None)
+            log.error("destination_paused", destination=destination.id, reason=str(exc))
+            raise self._reschedule(time.time() + self.settings.pause_recheck, "paused") from None
+
+    # -- plans ----------------------------------------------------------------------------------------------
+
+    def _load_plan(self) -> Plan | None:
+        raw = self.redis.get(keys.plan(self.name))
+        return Plan(**orjson.loads(raw)) if raw else None  # type: ignore[arg-type]
+
+    def _cut_plan(self) -> Plan | None:
+        """Read a batch's worth from the head of the stream and record its batches, if one is due."""
+        stream = keys.stream(self.name)
+        pending = int(self.redis.get(keys.pending_count(self.name)) or 0)  # type: ignore[arg-type]
+        entries: list[tuple[str, list[list[str]]]] = []
+        total = 0
+        start = "-"
+        full = False
+        while not full:
+            chunk = self.redis.xrange(stream, min=start, count=_READ_CHUNK)
+            if not chunk:
+                break
+            for raw_id, fields in chunk:  # type: ignore[union-attr]
+                packed = orjson.loads(fields[ENTRY_FIELD.encode()])
+                if total and total + len(packed) > self.settings.batch_size:
+                    full = True
+                    break
+                entries.append((raw_id.decode(), packed))
+                total += len(packed)
+            start = "(" + chunk[-1][0].decode()  # type: ignore[index]
+            if len(chunk) < _READ_CHUNK:  # type: ignore[arg-type]
+                break
+        if not entries:
+            return None
+        first, last = entries[0][0], entries[-1][0]
+        due_at = _entry_seconds(first) + self.settings.flush_interval
+        if not full and pending < self.settings.batch_size and due_at > time.time():
+            raise self._reschedule(due_at, "waiting")
+        operations = [PackedOperation.unpack(p) for _, packed in entries for p in packed]
+        requests = plan_requests(operations, self.settings.batch_size)
+        pipe = self.redis.pipeline(transaction=True)
+        batch_ids = []
+        for index, request in enumerate(requests):
+            record = BatchRecord(
+                id=batch_id_for(self.name, first, last, index),
+                target=self.name,
+                destination=self.target.destination,
+                advertiser_id=self.target.advertiser_id,
+                audience_id=self.target.audience,
+                action=request.action,
+                rows=len(request.operations),
+                accepted_first=_entry_seconds(first),
+                accepted_last=_entry_seconds(last),
+                position=last,
+            )
+            self.ctx.ledger.stage(pipe, record, encode_entry([op.pack() for op in request.operations]))
+            batch_ids.append(record.id)
+        plan = Plan(batch_ids=batch_ids, first=first, position=last, operations=total)
+        # Records and plan in one transaction: a crash leaves either both or neither.
+        pipe.set(keys.plan(self.name), orjson.dumps(asdict(plan)))
+        pipe.execute()
+        return plan
+
+    async def _run_plan(self, destination: Destination, plan: Plan) -> None:
+        for record in self.ctx.ledger.get_many(plan.batch_ids):
+            if record is None or record.status in ("delivered", "dead"):
+                continue
+            payload = self.ctx.ledger.payload(record.id)
+            if payload is None:
+                log.error("batch_payload_missing", batch=record.id)
+                continue
+            await self._send(destination, record, decode_entry(payload))
+
+    def _acknowledge(self, plan: Plan) -> None:
+        left = self._complete(
+            keys=[keys.lock(self.name), keys.stream(self.name), keys.pending_count(self.name),
+                  keys.plan(self.name)],
+            args=[self.lock.token, _next_id(plan.position), plan.operations],
+        )
+        if int(left) < 0:
+            raise Stop("lost-lock")
+        self.redis.decrby(keys.BACKLOG, plan.operations)
+
+    # -- replays ----------------------------------------------------------------------------------------------
+
+    async def _run_replays(self, destination: Destination) -> None:
+        queue = keys.replay_queue(self.name)
+        for raw in self.redis.lrange(queue, 0, -1):  # type: ignore[union-attr]
+            batch_id = raw.decode()
+            record = self.ctx.ledger.get(batch_id)
+            payload = self.ctx.ledger.payload(batch_id)
+            if record is None or payload is None or record.status != "pending":
+                self.redis.lrem(queue, 1, raw)
+                continue
+            operations = decode_entry(payload)
+            superseded = self.ctx.membership.superseded(self.name, record.position, operations)
+            if any(superseded):
+                operations = [op for op, gone in zip(operations, superseded, strict=True) if not gone]
+                dropped = len(superseded) - len(operations)
+                if not operations:
+                    self.ctx.ledger.update(
+                        record, status="dead", superseded_rows=record.superseded_rows + dropped,
+                        last_message=f"replay refused: all {dropped} rows are superseded by newer delivered "
+                                     "operations on the same users")
+                    self.redis.lrem(queue, 1, raw)
+                    continue
+                self.redis.set(keys.batch_rows(batch_id), encode_entry([op.pack() for op in operations]))
+                self.ctx.ledger.update(record, rows=len(operations),
+                                       superseded_rows=record.superseded_rows + dropped)
+            await self._send(destination, record, operations)
+            self.redis.lrem(queue, 1, raw)
+
+    # -- sending ------------------------------------------------------------------------------------------------
+
+    async def _audience_id(self, destination: Destination, token: str, record: BatchRecord) -> str:
+        if not self.target.needs_audience:
+            return self.target.audience
+        from worker.audiences import resolve_native_audience
+
+        return await resolve_native_audience(self.ctx, destination, token, self.target, self.lock)
+
+    async def _send(self, destination: Destination, record: BatchRecord,
+                    operations: list[PackedOperation]) -> None:
+        """Send one batch. Returns when it is delivered or dead; raises Stop when it must wait."""
+        now = time.time()
+        if record.next_attempt_at and record.next_attempt_at > now:
+            raise self._reschedule(record.next_attempt_at, "backoff")
+        token = self._token(destination)
+        token_id = destination.token_id()
+        wait = self.ctx.limiter.acquire(token_id)
+        if wait > 0:
+            raise self._reschedule(now + wait, "rate-limited")
+        if not self.lock.extend():
+            raise Stop("lost-lock")
+        try:
+            audience_id = await self._audience_id(destination, token, record)
+            self.ctx.ledger.update(record, status="delivering", attempts=record.attempts + 1,
+                                   first_attempt_at=record.first_attempt_at or now, audience_id=audience_id,
+                                   next_attempt_at=None)
+            response = await self.ctx.client.send_mapping(
+                token, self.target.advertiser_id, record.action, audience_id, [op.cells for op in operations]
+            )
+        except ThrottledError as exc:
+            cooldown = max(exc.retry_after or 0.0, self.settings.throttle_cooldown)
+            self.ctx.limiter.throttle(token_id, cooldown)
+            self._record_failure(record, "retrying", exc)
+            raise self._reschedule(time.time() + cooldown, "throttled") from None
+        except TransientError as exc:
+            started = record.first_attempt_at or now
+            if time.time() - started >= self.settings.retry_window:
+                self._record_failure(record, "dead", exc)
+                log.error("batch_dead", batch=record.id, target=self.name, code=exc.code,
+                          reason="retry window exhausted")
+                return
+            delay = backoff_delay(record.attempts, self.settings.backoff_base, self.settings.backoff_max)
+            self._record_failure(record, "retrying", exc, next_attempt_at=time.time() + delay)
+            raise self._reschedule(time.time() + delay, "transient") from None
+        except AuthError as exc:
+            pause.pause(self.redis, destination.id, reason=exc.message, code=exc.code)
+            self._record_failure(record, "paused", exc)
+            log.error("destination_paused", destination=destination.id, code=exc.code, message=exc.message)
+            raise self._reschedule(time.time() + self.settings.pause_recheck, "paused") from None
+        except PermanentError as exc:
+            self._record_failure(record, "dead", exc)
+            log.error("batch_dead", batch=record.id, target=self.name, code=exc.code, message=exc.message,
+                      request_id=exc.request_id)
+            return
+        self.ctx.ledger.update(record, status="delivered", last_code=response.code,
+                               last_message=response.message, last_request_id=response.request_id,
+                               finished_at=time.time())
+        self.ctx.membership.record(self.name, record.action, record.position, operations)
+        self.delivered_batches += 1
+
+    def _record_failure(self, record: BatchRecord, status: str, exc: TikTokError,
+                        next_attempt_at: float | None = None) -> None:
+        changes: dict[str, object] = {
+            "status": status, "last_code": exc.code if exc.code is not None else exc.http_status,
+            "last_message": exc.message, "last_request_id": exc.request_id or "",
+            "next_attempt_at": next_attempt_at,
+        }
+        if status == "dead":
+            changes["finished_at"] = time.time()
+        self.ctx.ledger.update(record, **changes)

@@ -1,0 +1,63 @@
+"""``tiktok-audiences worker``: a Celery worker plus the scheduler that feeds it.
+
+The scheduler runs in a child process of its own rather than a thread of the Celery parent: the prefork pool
+forks new children whenever one dies, and forking a process that has a busy Redis thread can copy a held lock
+into the child.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+
+import redis
+import structlog
+
+from worker.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+def run_scheduler(settings: Settings) -> None:
+    from worker.celery_app import DRAIN_TASK, make_celery
+    from worker.scheduler import Scheduler
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    app = make_celery(settings)
+    client = redis.Redis.from_url(settings.redis_url, health_check_interval=10, socket_keepalive=True)
+
+    def dispatch(target: str) -> None:
+        app.send_task(DRAIN_TASK, args=[target])
+
+    Scheduler(client, settings, dispatch).run(stop)
+
+
+def _scheduler_process(settings: Settings) -> None:
+    from tiktok_audiences.logging import configure_logging
+
+    configure_logging(settings)
+    run_scheduler(settings)
+
+
+def run_worker(settings: Settings, *, concurrency: int | None = None, loglevel: str = "WARNING") -> None:
+    scheduler = multiprocessing.get_context("fork").Process(
+        target=_scheduler_process, args=(settings,), name="tta-scheduler", daemon=True
+    )
+    scheduler.start()
+    os.environ.setdefault("REDIS_URL", settings.redis_url)
+    from worker.celery_app import app
+
+    argv = ["worker", f"--loglevel={loglevel}", "--without-gossip", "--without-mingle", "--without-heartbeat",
+            "-O", "fair"]
+    if concurrency:
+        argv.append(f"--concurrency={concurrency}")
+    try:
+        app.worker_main(argv)
+    finally:
+        if scheduler.is_alive():
+            scheduler.terminate()
+            scheduler.join(5)

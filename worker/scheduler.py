@@ -1,0 +1,77 @@
+"""The scheduler: turns due targets into drain tasks, one Celery task per batch of work, never per event.
+
+Every ``worker`` process runs one; they share the ready index safely because claiming is atomic (claim_due.lua).
+It also keeps the fleet-wide backlog figure honest and prunes expired ledger entries.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import redis
+import structlog
+
+from worker import keys
+from worker.ledger import Ledger
+from worker.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+_CLAIM = Path(__file__).with_name("claim_due.lua").read_text()
+_CLAIM_AT_ONCE = 500
+_MAINTENANCE_EVERY = 15.0
+
+
+def recount_backlog(client: redis.Redis) -> int:
+    """Set the backlog counter to the sum of the targets' pending counts (corrects drift after crashes)."""
+    targets = [t.decode() for t in client.smembers(keys.TARGETS)]  # type: ignore[union-attr]
+    if not targets:
+        client.set(keys.BACKLOG, 0)
+        return 0
+    counts = client.mget([keys.pending_count(t) for t in targets])
+    total = sum(int(c) for c in counts if c)  # type: ignore[union-attr]
+    client.set(keys.BACKLOG, total)
+    return total
+
+
+class Scheduler:
+    def __init__(self, client: redis.Redis, settings: Settings, dispatch: Callable[[str], None]) -> None:
+        self._redis = client
+        self._settings = settings
+        self._dispatch = dispatch
+        self._claim = client.register_script(_CLAIM)
+        # A claimed target is not claimed again before a drain could have finished with it or died.
+        self._lease = settings.http_timeout + 20.0
+        self._next_maintenance = 0.0
+
+    def tick(self, now: float | None = None) -> list[str]:
+        now = time.time() if now is None else now
+        claimed = self._claim(keys=[keys.READY], args=[now, now + self._lease, _CLAIM_AT_ONCE])
+        targets = [t.decode() if isinstance(t, bytes) else t for t in claimed]  # type: ignore[union-attr]
+        for target in targets:
+            self._dispatch(target)
+        return targets
+
+    def maintain(self) -> None:
+        recount_backlog(self._redis)
+        Ledger(self._redis, delivered_retention=self._settings.delivered_retention,
+               dead_retention=self._settings.dead_retention).prune(time.time() - 60)
+
+    def run(self, stop: threading.Event) -> None:
+        log.info("scheduler_started")
+        while not stop.is_set():
+            try:
+                claimed = self.tick()
+                if time.monotonic() >= self._next_maintenance:
+                    self._next_maintenance = time.monotonic() + _MAINTENANCE_EVERY
+                    self.maintain()
+            except redis.RedisError as exc:
+                log.warning("scheduler_redis_error", error=str(exc))
+                stop.wait(1.0)
+                continue
+            if len(claimed) < _CLAIM_AT_ONCE:
+                stop.wait(self._settings.scheduler_tick)
+        log.info("scheduler_stopped")

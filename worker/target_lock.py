@@ -1,0 +1,40 @@
+"""One drainer per target: a Redis lock with a token, a TTL and a heartbeat.
+
+Delivery order per audience holds because only the lock's holder reads, sends and acknowledges that target's
+operations. The TTL is short and renewed while the holder works, so a worker killed mid-batch frees its target
+within one TTL; every send is preceded by a renewal that also checks ownership, and acknowledgement is fenced
+by the token (see drain_complete.lua), so a holder that lost its lock cannot acknowledge another's work.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import redis
+
+from worker import keys
+
+_SCRIPT = (Path(__file__).with_name("target_lock.lua")).read_text()
+
+
+class TargetLock:
+    def __init__(self, client: redis.Redis, target: str, ttl: float) -> None:
+        self._redis = client
+        self.key = keys.lock(target)
+        self.token = secrets.token_hex(12)
+        self._ttl_ms = int(ttl * 1000)
+        self._script = client.register_script(_SCRIPT)
+
+    def _call(self, verb: str) -> bool:
+        return bool(self._script(keys=[self.key], args=[verb, self.token, self._ttl_ms]))
+
+    def acquire(self) -> bool:
+        return self._call("acquire")
+
+    def extend(self) -> bool:
+        """Renew the TTL; False means the lock was lost and the caller must stop touching the target."""
+        return self._call("extend")
+
+    def release(self) -> None:
+        self._call("release")

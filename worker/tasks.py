@@ -1,0 +1,42 @@
+"""Celery tasks. Each worker child keeps one asyncio loop, one aiohttp session and one Redis pool, made after
+the fork (none of them survives one)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from celery.signals import worker_process_shutdown
+
+from worker.celery_app import DRAIN_TASK, app
+from worker.context import WorkerContext
+from worker.drain import Drainer
+from worker.settings import get_settings
+
+log = structlog.get_logger(__name__)
+
+_loop: asyncio.AbstractEventLoop | None = None
+_context: WorkerContext | None = None
+
+
+def _runtime() -> tuple[asyncio.AbstractEventLoop, WorkerContext]:
+    global _loop, _context
+    if _loop is None or _context is None:
+        _loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(_loop)
+        _context = WorkerContext.build(get_settings())
+    return _loop, _context
+
+
+@worker_process_shutdown.connect
+def _close_runtime(**_: object) -> None:
+    if _loop is not None and _context is not None:
+        _loop.run_until_complete(_context.client.close())
+
+
+@app.task(name=DRAIN_TASK, ignore_result=True)
+def drain(target: str) -> str:
+    loop, ctx = _runtime()
+    outcome = loop.run_until_complete(Drainer(ctx, target).run())
+    log.debug("drain_finished", target=target, outcome=outcome)
+    return outcome

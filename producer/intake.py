@@ -58,6 +58,8 @@ class IntakeError(Exception):
     """Base of the failures that make intake accept nothing of a request."""
 
     retry_after: int = RETRY_AFTER_SECONDS
+    # Set by callers that split a long input into several requests: what the earlier requests stored.
+    partial: IntakeResult | None = None
 
 
 class BacklogFull(IntakeError):

@@ -8,6 +8,7 @@ insertion order, so the literals below are written in the spec's order.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from itertools import compress
 from typing import Any, Literal
 
 import orjson
@@ -37,28 +38,28 @@ def mapping_body(
     if action not in _ACTIONS:
         raise ValueError(f"action must be 'add' or 'delete', not {action!r}")
 
-    # One pass pulls each row's digests out in schema order; empty strings count as missing, like absent keys.
     used: set[str] = set()
-    for row in rows:
-        used.update(row)
+    used.update(*rows)
     unknown = used - _KNOWN_TYPES
     if unknown:
         raise ValueError(f"unknown id types {sorted(unknown)}; expected some of {list(ID_TYPES_IN_ORDER)}")
-    candidates = [t for t in ID_TYPES_IN_ORDER if t in used]
-    columns = [[row.get(t) or "" for row in rows] for t in candidates]
-    # A type whose every value is empty is not "used": leave it out of the schema rather than send a column of {}.
-    present = [(t, col) for t, col in zip(candidates, columns, strict=True) if any(col)]
-    id_schema = [t for t, _ in present]
+    # Column by column rather than row by row: flat comprehensions and C-level zip/compress instead of a Python
+    # frame per row, which is most of the cost at 10,000 rows. An empty string counts as missing, like no key.
+    columns = {t: [row.get(t) for row in rows] for t in ID_TYPES_IN_ORDER if t in used}
+    # A type whose values are all empty is left out of the schema rather than sent as a column of {}.
+    id_schema = [t for t, column in columns.items() if any(column)]
+    digest_columns = [columns[t] for t in id_schema]
 
-    # Every cell shares one audience_ids list and every gap one empty dict: orjson serialises shared objects as
-    # often as they are referenced, and sharing keeps allocation to one small dict per present identifier.
+    # Every cell shares one audience_ids list and every gap one empty dict (orjson writes a shared object out
+    # wherever it is referenced), so the only allocation per identifier is its own small dict.
     audience_ids = [audience_id]
     empty: dict[str, Any] = {}
-    batch_data = [
-        [{"id": digest, "audience_ids": audience_ids} if digest else empty for digest in cells]
-        for cells in zip(*(col for _, col in present), strict=True)
-        if any(cells)
+    cell_columns = [
+        [{"id": digest, "audience_ids": audience_ids} if digest else empty for digest in column]
+        for column in digest_columns
     ]
+    # Rows are tuples (orjson writes them as arrays); a row with no identifier at all is dropped.
+    batch_data = list(compress(zip(*cell_columns), map(any, zip(*digest_columns))))
     if len(batch_data) > MAX_ROWS:
         raise ValueError(f"{len(batch_data)} rows in one request; TikTok takes at most {MAX_ROWS}")
     if not batch_data:

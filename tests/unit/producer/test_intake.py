@@ -1,0 +1,242 @@
+"""Intake: validated, routed events become queue entries in one round trip; rejections are counted and
+answered; back-pressure and Redis failures accept nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import fakeredis
+import orjson
+import pytest
+
+from producer.intake import (
+    CREATES,
+    REJECTED_LOG_CAP,
+    BacklogFull,
+    Intake,
+    StoreUnavailable,
+)
+from tests.unit.producer.intake_fakes import (
+    TARGET,
+    AsyncPipelineDownRedis,
+    FakeEventError,
+    FakeRouter,
+    PipelineDownRedis,
+    entered,
+    fake_validate,
+    settings,
+    sha,
+)
+from worker import keys
+from worker.operations import decode_entry
+from worker.queue import ENTRY_FIELD
+
+
+class CountingRedis(fakeredis.FakeRedis):
+    """Counts round trips: standalone commands and pipeline executions."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commands: list[str] = []
+        self.pipelines = 0
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        self.commands.append(str(args[0]))
+        return super().execute_command(*args, **options)
+
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Any:
+        self.pipelines += 1
+        return super().pipeline(transaction, shard_hint)
+
+
+def make_intake(client: Any, **overrides: Any) -> Intake:
+    return Intake(FakeRouter(), client, settings(**overrides), validator=fake_validate,  # type: ignore[arg-type]
+                  event_error=FakeEventError, clock=lambda: 1_000.0)
+
+
+@pytest.fixture
+def server() -> fakeredis.FakeServer:
+    return fakeredis.FakeServer()
+
+
+@pytest.fixture
+def client(server: fakeredis.FakeServer) -> fakeredis.FakeRedis:
+    return fakeredis.FakeRedis(server=server)
+
+
+def stream_entries(client: fakeredis.FakeRedis) -> list[list[Any]]:
+    entries = client.xrange(keys.stream(TARGET.name))
+    return [decode_entry(fields[ENTRY_FIELD.encode()]) for _, fields in entries]
+
+
+def test_accepted_events_land_in_their_targets_stream_as_one_entry(client: fakeredis.FakeRedis) -> None:
+    intake = make_intake(client)
+    result = intake.accept([entered("a@example.com", "m1"), entered("b@example.com", "m2")])
+
+    assert (result.accepted, result.rejected, result.operations) == (2, 0, 2)
+    [entry] = stream_entries(client)
+    assert [op.email for op in entry] == [sha("a@example.com"), sha("b@example.com")]
+    assert {op.action for op in entry} == {"add"}
+    # Due one flush interval after acceptance, in the ready index; counters follow.
+    assert client.zscore(keys.READY, TARGET.name) == 1_002.0
+    assert client.sismember(keys.TARGETS, TARGET.name)
+    assert int(client.get(keys.BACKLOG)) == 2
+    assert int(client.get(keys.pending_count(TARGET.name))) == 2
+
+
+def test_raw_identifiers_never_reach_redis(client: fakeredis.FakeRedis) -> None:
+    make_intake(client).accept([
+        entered("secret.person@example.com"),
+        entered(None, "m2", context={"traits": {"email": "secret.person@example.com"}}),
+        {"type": "page", "properties": {"email": "secret.person@example.com"}},
+    ])
+
+    dump = b"".join(str(client.dump(k)).encode() for k in client.keys("*"))
+    assert b"secret.person" not in dump
+
+
+def test_a_request_is_one_round_trip(server: fakeredis.FakeServer) -> None:
+    client = CountingRedis(server=server)
+    intake = make_intake(client)
+    intake.accept([entered("a@example.com")])  # first request also reads the backlog
+    client.commands.clear()
+    client.pipelines = 0
+
+    result = intake.accept([entered("b@example.com"), entered(None, "m2"),
+                            {"type": "track", "event": "Create Audience", "properties": {"name": "VIP"}}])
+
+    assert (result.accepted, result.rejected, result.creates) == (2, 1, 1)
+    assert client.pipelines == 1
+    assert client.commands == []  # the backlog cache was refreshed by the write itself
+
+
+def test_rejected_events_are_counted_by_reason_and_nothing_is_enqueued(client: fakeredis.FakeRedis) -> None:
+    result = make_intake(client).accept([entered(None, "m-no-id"), "not an event"])
+
+    assert (result.accepted, result.rejected, result.operations) == (0, 2, 0)
+    assert result.results == [
+        {"index": 0, "messageId": "m-no-id", "status": "rejected", "code": "no_identifier",
+         "reason": "mapping addToAudience: At least one enabled identifier (Email, Phone, or Advertising ID) "
+                   "must have a value."},
+        {"index": 1, "messageId": None, "status": "rejected", "code": "invalid_event",
+         "reason": "an event must be a JSON object"},
+    ]
+    assert client.hgetall(keys.REJECTED) == {b"no_identifier": b"1", b"invalid_event": b"1"}
+    log = [orjson.loads(x) for x in client.lrange(keys.REJECTED_LOG, 0, -1)]
+    assert {e["messageId"] for e in log} == {"m-no-id", None}
+    assert set(log[0]) == {"time", "messageId", "reason", "rejection_code"}
+    assert client.xlen(keys.stream(TARGET.name)) == 0
+    assert client.get(keys.BACKLOG) is None
+    assert client.zcard(keys.READY) == 0
+
+
+def test_mixed_request_answers_rejected_events_by_index(client: fakeredis.FakeRedis) -> None:
+    events = [entered("a@example.com", "m0"), entered(None, "m1"), entered("c@example.com", "m2")]
+    result = make_intake(client).accept(events)
+
+    assert (result.accepted, result.rejected) == (2, 1)
+    assert [(r["index"], r["messageId"], r["status"]) for r in result.results] == [(1, "m1", "rejected")]
+    assert result.rejected_by_code == {"no_identifier": 1}
+    assert len(stream_entries(client)[0]) == 2
+
+
+def test_rejection_log_is_capped(client: fakeredis.FakeRedis) -> None:
+    intake = make_intake(client)
+    intake.accept([entered(None, f"m{i}") for i in range(REJECTED_LOG_CAP + 10)])
+    intake.accept([entered(None, "last")])
+
+    assert client.llen(keys.REJECTED_LOG) == REJECTED_LOG_CAP
+    assert orjson.loads(client.lindex(keys.REJECTED_LOG, 0))["messageId"] == "last"
+    assert client.hget(keys.REJECTED, "no_identifier") == str(REJECTED_LOG_CAP + 11).encode()
+
+
+def test_audience_creates_go_to_the_creates_stream_once_per_request(client: fakeredis.FakeRedis) -> None:
+    create = {"type": "track", "event": "Create Audience", "properties": {"name": "VIP buyers"}}
+    result = make_intake(client).accept([create, dict(create, messageId="again")])
+
+    assert (result.accepted, result.creates) == (2, 1)
+    [(_, fields)] = client.xrange(CREATES)
+    assert orjson.loads(fields[b"c"]) == {
+        "destination": "tiktok-main", "advertiser_id": "7000000000000000001", "name": "VIP buyers"
+    }
+
+
+def test_unmatched_and_dropped_identifiers_are_reported(client: fakeredis.FakeRedis) -> None:
+    events = [{"type": "track", "event": "Page Viewed"},
+              entered("a@example.com", properties={"email": "a@example.com", "phone": "not a phone"})]
+    result = make_intake(client).accept(events)
+
+    assert (result.accepted, result.unmatched) == (2, 1)
+    assert result.dropped_identifiers == {"invalid_phone": 1}
+
+
+def test_a_routing_bug_rejects_that_event_only(client: fakeredis.FakeRedis) -> None:
+    result = make_intake(client).accept([{"type": "track", "event": "Explode"}, entered()])
+
+    assert (result.accepted, result.rejected) == (1, 1)
+    assert result.results[0]["code"] == "internal_error"
+    assert "RuntimeError" in result.results[0]["reason"]
+
+
+def test_a_full_batch_makes_its_target_due_at_once(client: fakeredis.FakeRedis) -> None:
+    make_intake(client, batch_size=2).accept([entered("a@example.com"), entered("b@example.com")])
+
+    assert client.zscore(keys.READY, TARGET.name) == 0
+
+
+def test_backlog_above_the_limit_refuses_the_request(client: fakeredis.FakeRedis) -> None:
+    client.set(keys.BACKLOG, 101)
+    intake = make_intake(client, backlog_limit=100)
+
+    with pytest.raises(BacklogFull) as raised:
+        intake.accept([entered()])
+    assert raised.value.retry_after > 0
+    assert client.xlen(keys.stream(TARGET.name)) == 0
+
+    # The backlog is cached briefly, then re-read.
+    client.set(keys.BACKLOG, 0)
+    with pytest.raises(BacklogFull):
+        intake.accept([entered()])
+    time.sleep(0.12)
+    assert intake.accept([entered()]).accepted == 1
+
+
+def test_redis_down_accepts_nothing(server: fakeredis.FakeServer) -> None:
+    intake = make_intake(PipelineDownRedis(server=server))
+
+    with pytest.raises(StoreUnavailable):
+        intake.accept([entered()])
+    assert fakeredis.FakeRedis(server=server).xlen(keys.stream(TARGET.name)) == 0
+
+
+def test_redis_unreachable_before_the_write_accepts_nothing() -> None:
+    server = fakeredis.FakeServer()
+    server.connected = False
+    intake = make_intake(fakeredis.FakeRedis(server=server))
+
+    with pytest.raises(StoreUnavailable):
+        intake.accept([entered()])
+
+
+def test_async_twin_writes_the_same(server: fakeredis.FakeServer, client: fakeredis.FakeRedis) -> None:
+    intake = make_intake(fakeredis.aioredis.FakeRedis(server=server))
+
+    result = asyncio.run(intake.accept_async([entered("a@example.com"), entered(None, "m2")]))
+
+    assert (result.accepted, result.rejected, result.operations) == (1, 1, 1)
+    assert [op.email for op in stream_entries(client)[0]] == [sha("a@example.com")]
+    assert client.hget(keys.REJECTED, "no_identifier") == b"1"
+
+
+def test_async_redis_down_accepts_nothing(server: fakeredis.FakeServer) -> None:
+    intake = make_intake(AsyncPipelineDownRedis(server=server))
+
+    with pytest.raises(StoreUnavailable):
+        asyncio.run(intake.accept_async([entered()]))
+
+
+def test_the_client_kind_must_match_the_call(client: fakeredis.FakeRedis) -> None:
+    with pytest.raises(TypeError):
+        asyncio.run(make_intake(client).accept_async([entered()]))

@@ -1,0 +1,185 @@
+"""``tiktok-audiences run``: the whole service on one machine, on embedded defaults.
+
+What is not configured is provided: without ``REDIS_URL`` a local ``redis-server`` (or, when there is none on
+PATH, an in-process fake Redis served over TCP); without a TikTok token, the sandbox TikTok API and a
+destinations file pointing at it. Intake, a worker and the sandbox run as child processes, exactly as they run
+in production, and stop with this command.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import redis
+import yaml
+
+from worker.settings import Settings
+
+SANDBOX_TOKEN = "sandbox-token"
+SANDBOX_ADVERTISER = "7000000000000000001"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def say(message: str) -> None:
+    sys.stderr.write(f"[tiktok-audiences] {message}\n")
+    sys.stderr.flush()
+
+
+def wait_for(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except Exception:  # not up yet
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not come up within {timeout:.0f}s")
+
+
+class Children:
+    """Child processes that live and die with this command."""
+
+    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
+        self.workdir = workdir
+        self.env = env
+        self.processes: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def start(self, name: str, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        log = (self.workdir / f"{name}.log").open("ab")
+        process = subprocess.Popen([sys.executable, "-m", "tiktok_audiences", *args],
+                                   env={**self.env, **(extra_env or {})}, stdout=log, stderr=log,
+                                   start_new_session=True)
+        self.processes.append((name, process))
+        return process
+
+    def check(self) -> None:
+        for name, process in self.processes:
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited with code {process.returncode}; "
+                                   f"see {self.workdir / (name + '.log')}")
+
+    def stop(self) -> None:
+        for _, process in reversed(self.processes):
+            if process.poll() is None:
+                try:
+                    os.killpg(process.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    continue
+        for _, process in reversed(self.processes):
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+def start_redis(stack: ExitStack, workdir: Path) -> str:
+    binary = shutil.which("redis-server")
+    port = free_port()
+    if binary:
+        process = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(workdir), "--logfile", str(workdir / "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stack.callback(lambda: (process.terminate(), process.wait(10)))
+        say(f"started redis-server on 127.0.0.1:{port}")
+    else:
+        from fakeredis import TcpFakeServer
+
+        server = TcpFakeServer(("127.0.0.1", port), server_type="redis")
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        stack.callback(server.shutdown)
+        say(f"no redis-server on PATH: serving an in-process fake Redis on 127.0.0.1:{port}")
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    wait_for(client.ping, 10, "Redis")
+    return url
+
+
+def sandbox_destinations(path: Path) -> None:
+    path.write_text(yaml.safe_dump({"destinations": [{
+        "id": "sandbox",
+        "name": "TikTok sandbox",
+        "access_token_env": "TIKTOK_ACCESS_TOKEN",
+        "advertiser_ids": [SANDBOX_ADVERTISER],
+        "native": {"advertiser_id": SANDBOX_ADVERTISER, "auto_create": True},
+        "mappings": [{"action": "addToAudience"}, {"action": "removeFromAudience"}],
+    }]}, sort_keys=False))
+
+
+def run_stack(settings: Settings, *, demo: bool, once: bool, users: int, port: int) -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="tiktok-audiences-"))
+    env = dict(os.environ)
+    with ExitStack() as stack:
+        if not os.environ.get("REDIS_URL"):
+            env["REDIS_URL"] = start_redis(stack, workdir)
+        config_path = Path(settings.config_path)
+        use_sandbox = not config_path.exists() and not os.environ.get("TIKTOK_ACCESS_TOKEN")
+        children = Children(workdir, env)
+        stack.callback(children.stop)
+        sandbox_url = ""
+        if use_sandbox:
+            sandbox_port = free_port()
+            sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+            env.update({"TIKTOK_API_BASE_URL": sandbox_url, "TIKTOK_ACCESS_TOKEN": SANDBOX_TOKEN,
+                        "TTA_SANDBOX_TOKENS": SANDBOX_TOKEN, "TTA_CONFIG": str(workdir / "destinations.yaml")})
+            sandbox_destinations(workdir / "destinations.yaml")
+            children.start("sandbox", "sandbox", "--port", str(sandbox_port))
+            from sandbox.admin import SandboxAdmin
+
+            wait_for(lambda: SandboxAdmin(sandbox_url).state() is not None, 20, "the sandbox TikTok API")
+            say(f"no TikTok token configured: sandbox TikTok API on {sandbox_url}")
+        elif not config_path.exists():
+            say(f"destinations file {config_path} not found (set TTA_CONFIG)")
+            return 2
+        write_key = env.get("TTA_WRITE_KEY") or secrets.token_urlsafe(16)
+        env["TTA_WRITE_KEY"] = write_key
+        env.setdefault("TTA_FLUSH_INTERVAL", "1")
+        children.start("worker", "worker", "--concurrency", "2")
+        children.start("intake", "serve", "--port", str(port))
+        intake_url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _healthy(intake_url), 20, "intake")
+        say(f"intake on {intake_url} (write key: {write_key}); logs in {workdir}")
+        from tiktok_audiences.demo import DemoRun
+
+        run = DemoRun(intake_url=intake_url, write_key=write_key, redis_url=env["REDIS_URL"],
+                      sandbox_url=sandbox_url, users=users, settings=settings)
+        if demo:
+            run.feed()
+        if once:
+            return run.wait_until_delivered(children.check)
+        say("running; Ctrl-C to stop")
+        try:
+            while True:
+                children.check()
+                run.report()
+                time.sleep(2)
+        except KeyboardInterrupt:
+            say("stopping")
+            return 0
+    return 0
+
+
+def _healthy(url: str) -> bool:
+    import urllib.request
+
+    with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
+        return bool(response.status == 200)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -290,15 +291,20 @@ def serve(host: str, port: int, settings: Settings, *, no_auth: bool = False, wo
     """Run the intake until stopped; returns an exit code. With ``workers > 1`` that many processes share the
     port (``SO_REUSEPORT``) so intake uses every core: routing is CPU-bound Python, one process is one core.
 
-    Raises :class:`StartupError` (auth not configured) and ``worker.destinations.ConfigError``."""
+    Refuses to start (message on stderr, exit code 2) without authentication configured or with a destinations
+    file it cannot use."""
     import gc
 
     from producer.routing import Router
-    from worker.destinations import load_destinations
+    from worker.destinations import ConfigError, load_destinations
 
-    check_startup(settings, no_auth=no_auth)
-    router = Router.from_destinations(load_destinations(settings.config_path),
-                                      default_phone_country=settings.default_phone_country)
+    try:
+        check_startup(settings, no_auth=no_auth)
+        router = Router.from_destinations(load_destinations(settings.config_path),
+                                          default_phone_country=settings.default_phone_country)
+    except (StartupError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     # The compiled router is long-lived: keep the collector from rescanning it, and keep its pages shared
     # between forked processes instead of copied by the collector's writes.
     gc.freeze()

@@ -53,16 +53,19 @@ def is_digest(value: str) -> bool:
 
 
 def normalize_email(value: str) -> str:
-    """Trim, lowercase, drop ``+tag`` from the local part, drop dots from the local part (domain keeps its)."""
+    """Trim, lowercase, drop ``+tag`` from the local part, drop dots from the local part (domain keeps its).
+
+    The local part ends at the last ``@`` (Segment's regexes agree); without an ``@`` only trim and lowercase.
+    """
     text = value.strip().lower()
-    at = text.rfind("@")
-    if at < 0:
+    local, at, domain = text.rpartition("@")
+    if not at:
         return text
-    local = text[:at]
-    plus = local.find("+")
-    if plus >= 0:
-        local = local[:plus]
-    return local.replace(".", "") + text[at:]
+    if "+" in local:
+        local = local[: local.index("+")]
+    if "." in local:
+        local = local.replace(".", "")
+    return f"{local}@{domain}"
 
 
 def hash_email(value: Any) -> str | None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 import orjson
+import redis
 from tqdm import tqdm
 
 from producer.intake import BacklogFull, Intake, IntakeResult, StoreUnavailable
@@ -148,8 +149,6 @@ def run_ingest(path_or_dash: str, settings: Settings, *, progress: bool = True,
                out: IO[str] | None = None, err: IO[str] | None = None) -> int:
     """The ``ingest`` command: 0 when every event was accepted, 1 when some were rejected, 2 on an error
     (unreadable file or configuration, Redis unavailable)."""
-    import redis
-
     from producer.routing import Router
     from worker.destinations import ConfigError, load_destinations
 
@@ -161,7 +160,7 @@ def run_ingest(path_or_dash: str, settings: Settings, *, progress: bool = True,
     except ConfigError as exc:
         print(f"error: {exc}", file=err)
         return 2
-    client = redis.Redis.from_url(settings.redis_url)
+    client = _redis_client(settings.redis_url)
     try:
         intake = Intake(router, client, settings)
         if path_or_dash == "-":
@@ -182,3 +181,7 @@ def run_ingest(path_or_dash: str, settings: Settings, *, progress: bool = True,
         print(f"error: {summary.error}", file=err)
         return 2
     return 1 if summary.rejected else 0
+
+
+def _redis_client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url)

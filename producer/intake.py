@@ -18,7 +18,7 @@ import traceback
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 import redis
@@ -97,13 +97,22 @@ class IntakeResult:
                 counts[name] = counts.get(name, 0) + n
 
 
+class _Rejection(NamedTuple):
+    position: int  # index of the event in the request
+    message_id: str | None
+    reason: str
+    code: str
+    destination: str | None = None  # the destination and 1-based mapping that refused it, when one did
+    mapping: int | None = None
+
+
 @dataclass(slots=True)
 class _Routed:
     """What a request's events made, before anything is written."""
 
     operations: list[Operation]
     creates: list[AudienceCreate]
-    rejections: list[tuple[int, str | None, str, str]]  # (index, messageId, reason, code)
+    rejections: list[_Rejection]
     unmatched: int
     dropped: dict[str, int]
     count: int
@@ -128,6 +137,16 @@ def _store_errors(what: str) -> Iterator[None]:
         yield
     except (RedisError, OSError) as exc:
         raise StoreUnavailable(f"{what}: {exc}") from exc
+
+
+def _log_entry(rejection: _Rejection, now: float) -> bytes:
+    """A rejected-events log record: what was refused and why, never the event's identifiers."""
+    entry: dict[str, Any] = {"time": now, "messageId": rejection.message_id, "reason": rejection.reason,
+                             "rejection_code": rejection.code}
+    if rejection.destination is not None:
+        entry["destination"] = rejection.destination
+        entry["mapping"] = rejection.mapping
+    return orjson.dumps(entry)
 
 
 def _log_routing_errors(errors: list[BaseException]) -> None:
@@ -268,7 +287,7 @@ class Intake:
         route = self._router.route
         operations: list[Operation] = []
         creates: list[AudienceCreate] = []
-        rejections: list[tuple[int, str | None, str, str]] = []
+        rejections: list[_Rejection] = []
         dropped: dict[str, int] = {}
         unmatched = 0
         count = 0
@@ -279,8 +298,8 @@ class Intake:
                 event = validate(obj)
             except event_error as exc:
                 code = getattr(exc, "code", None)
-                rejections.append((index, _message_id(obj), str(exc), code if isinstance(code, str) else
-                                   "invalid_event"))
+                rejections.append(_Rejection(index, _message_id(obj), str(exc),
+                                             code if isinstance(code, str) else "invalid_event"))
                 continue
             try:
                 outcome: RouteResult = route(event)
@@ -288,13 +307,14 @@ class Intake:
                 # A routing bug on one event must not fail (and make the sender resend) the whole request;
                 # the rejection is answered and counted so it is not silent.
                 routing_errors.append(exc)
-                rejections.append((index, _message_id(event),
-                                   f"internal error while routing the event ({type(exc).__name__})",
-                                   "internal_error"))
+                rejections.append(_Rejection(index, _message_id(event),
+                                             f"internal error while routing the event ({type(exc).__name__})",
+                                             "internal_error"))
                 continue
             if outcome.rejection is not None:
-                rejections.append((index, _message_id(event), outcome.rejection,
-                                   outcome.rejection_code or "rejected"))
+                rejections.append(_Rejection(index, _message_id(event), outcome.rejection,
+                                             outcome.rejection_code or "rejected",
+                                             outcome.rejected_destination, outcome.rejected_mapping))
                 continue
             if outcome.operations:
                 operations.extend(outcome.operations)
@@ -324,12 +344,9 @@ class Intake:
             entry = {"destination": destination, "advertiser_id": advertiser_id, "name": name}
             pipe.xadd(CREATES, {CREATE_FIELD: orjson.dumps(entry)})
         if routed.rejections:
-            for code, n in Counter(r[3] for r in routed.rejections).items():
+            for code, n in Counter(r.code for r in routed.rejections).items():
                 pipe.hincrby(keys.REJECTED, code, n)
-            log = [
-                orjson.dumps({"time": now, "messageId": mid, "reason": reason, "rejection_code": code})
-                for _, mid, reason, code in routed.rejections[-REJECTED_LOG_CAP:]
-            ]
+            log = [_log_entry(r, now) for r in routed.rejections[-REJECTED_LOG_CAP:]]
             pipe.lpush(keys.REJECTED_LOG, *log)
             pipe.ltrim(keys.REJECTED_LOG, 0, REJECTED_LOG_CAP - 1)
         pipe.get(keys.BACKLOG)
@@ -344,10 +361,10 @@ class Intake:
     def _result(routed: _Routed, operations: int, creates: int) -> IntakeResult:
         rejected_by_code: dict[str, int] = {}
         results = []
-        for index, mid, reason, code in routed.rejections:
-            results.append({"index": index, "messageId": mid, "status": "rejected", "reason": reason,
-                            "code": code})
-            rejected_by_code[code] = rejected_by_code.get(code, 0) + 1
+        for r in routed.rejections:
+            results.append({"index": r.position, "messageId": r.message_id, "status": "rejected",
+                            "reason": r.reason, "code": r.code})
+            rejected_by_code[r.code] = rejected_by_code.get(r.code, 0) + 1
         return IntakeResult(
             accepted=routed.count - len(routed.rejections),
             rejected=len(routed.rejections),

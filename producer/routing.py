@@ -1,6 +1,27 @@
 """Routing: one Segment event in, the operations its destinations' mappings make of it out.
 
-(Interface fixed here; implementation in progress.)
+The intake validates the envelope first (:func:`producer.events.validate_event`), then calls
+:meth:`Router.route` on the same dict. ``route`` runs every enabled mapping's compiled trigger; each mapping
+that matches turns the event into operations (or, for ``createAudience``, an :class:`AudienceCreate`):
+
+- identifiers come from the mapping's fields, normalised and hashed (:mod:`producer.identifiers`); an unusable
+  identifier (an unreadable phone, a non-string email) is dropped and counted in ``dropped_identifiers``
+  while the others carry the event; with none left the event is rejected;
+- native actions (``addToAudience``, ``removeFromAudience``, ``syncAudience``) send to the advertiser in
+  ``context.personas.audience_settings.advertiserId``, else the destination's ``native.advertiser_id``, and
+  to the audience in ``external_audience_id``; without one, a destination with ``native.auto_create`` targets
+  ``@<context.personas.computation_key>`` (the worker creates that audience once);
+- ``syncAudience`` adds when ``properties[computation_key]`` (track) / ``traits[computation_key]``
+  (identify) is ``true`` and deletes when it is ``false``;
+- legacy actions send to the mapping's ``selected_advertiser_id`` / ``audience_id``.
+
+An event is all or nothing: if any matched mapping rejects it, ``route`` returns no operations and a
+rejection naming the mapping (``"mapping 2 (addToAudience): <reason>"``) and a short code for counting.
+Rejection texts never contain identifier values. Identical operations from several mappings (e.g.
+``addToAudience`` and ``syncAudience`` on one "Audience Entered" event) are sent once.
+
+Cost: the per-event path is closures and ``dict.get`` chains built at load time, one SHA-256 per distinct
+identifier, and cached :class:`~worker.keys.Target` objects (building one runs a regex per part).
 """
 
 from __future__ import annotations
@@ -8,8 +29,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from producer.directives import js_text
+from producer.identifiers import (
+    InvalidIdentifier,
+    advertising_id_type,
+    hash_advertising_id,
+    hash_email,
+)
+from producer.mappings import CompiledMapping, compile_destination
 from worker.destinations import DestinationsFile
-from worker.operations import Operation
+from worker.keys import Target
+from worker.operations import IDFA_SHA256, Action, Operation
+
+NO_IDENTIFIER = "At least one enabled identifier (Email, Phone, or Advertising ID) must have a value."
+
+_TARGET_CACHE_LIMIT = 16_384  # distinct (destination, advertiser, audience) triples kept; cleared when full
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,12 +66,317 @@ class RouteResult:
     matched_mappings: int = 0
     # Identifiers dropped from an otherwise accepted event, e.g. {"invalid_phone": 1}.
     dropped_identifiers: dict[str, int] = field(default_factory=dict)
+    # With a rejection: the destination id and 1-based mapping index that rejected the event.
+    rejected_destination: str | None = None
+    rejected_mapping: int | None = None
+
+
+class Rejected(Exception):
+    """Raised inside routing when a mapping cannot handle the event; becomes the RouteResult's rejection."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        self.code = code
+        self.reason = reason
+        super().__init__(reason)
+
+
+@dataclass(frozen=True, slots=True)
+class _Destination:
+    id: str
+    advertiser_ids: frozenset[str]
+    native_advertiser_id: str | None
+    auto_create: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """One enabled mapping, with the memo slots it shares with equivalent mappings of the same event."""
+
+    dest: _Destination
+    mapping: CompiledMapping
+    identifiers_slot: int  # mappings with one slot read and hash identifiers identically
+    target_slot: int  # native mappings with one slot resolve the same target
+
+
+# (email digest, phone digest, advertising id digest, advertising id type) — "" where absent
+_Identifiers = tuple[str, str, str, str]
 
 
 class Router:
+    def __init__(self, routes: list[_Route], mappings: list[CompiledMapping]) -> None:
+        self._routes = tuple(routes)  # enabled mappings only, in file order
+        self.mappings = tuple(mappings)  # every compiled mapping (also disabled ones), for `config check`
+        self._targets: dict[tuple[str, str, str], Target] = {}
+
     @classmethod
     def from_destinations(cls, destinations: DestinationsFile, *, default_phone_country: str = "US") -> Router:
-        raise NotImplementedError
+        """Compile every destination's mappings. Raises ConfigError naming destination, mapping and problem."""
+        routes: list[_Route] = []
+        everything: list[CompiledMapping] = []
+        slots: dict[tuple[Any, ...], int] = {}
+        for dest in destinations.destinations:
+            info = _Destination(dest.id, frozenset(dest.advertiser_ids), dest.native_advertiser_id, dest.auto_create)
+            compiled = compile_destination(dest, default_phone_country=default_phone_country)
+            everything.extend(compiled)
+            for m in compiled:
+                if not m.enabled:
+                    continue
+                ids_slot = slots.setdefault(("ids", m.identity_key), len(slots))
+                target_slot = slots.setdefault(("target", dest.id, m.audience_key), len(slots))
+                routes.append(_Route(info, m, ids_slot, target_slot))
+        return cls(routes, everything)
+
+    # ------------------------------------------------------------------------------------------- route
 
     def route(self, event: dict[str, Any]) -> RouteResult:
-        raise NotImplementedError
+        operations: list[Operation] = []
+        creates: list[AudienceCreate] = []
+        dropped: dict[str, int] = {}
+        memo: dict[int, Any] = {}  # identifiers_slot / target_slot -> value, for this event only
+        matched = 0
+        for route in self._routes:
+            m = route.mapping
+            if not m.trigger(event):
+                continue
+            matched += 1
+            try:
+                kind = m.kind
+                if kind == "create":
+                    create = self._create(route.dest, m, event)
+                    if create not in creates:
+                        creates.append(create)
+                    continue
+                ids = memo.get(route.identifiers_slot)
+                if ids is None:
+                    ids = memo[route.identifiers_slot] = _identifiers(m, event, dropped)
+                action: Action
+                if kind == "legacy":
+                    target = self._legacy_target(route.dest, m, event)
+                    action = m.operation or "add"
+                else:
+                    target = memo.get(route.target_slot)
+                    if target is None:
+                        target = memo[route.target_slot] = self._native_target(route.dest, m, event)
+                    action = m.operation or _membership(event)
+                email, phone, adid, adid_type = ids
+                for op in operations:
+                    if (op.target is target and op.action == action and op.email == email and op.phone == phone
+                            and op.advertising_id == adid):
+                        break  # the same operation from another mapping: send it once
+                else:
+                    operations.append(Operation(target, action, email, phone, adid, adid_type))
+            except Rejected as rejected:
+                return self._rejection(event, route, rejected)
+        return RouteResult(operations, creates, None, None, matched, dropped)
+
+    def _rejection(self, event: dict[str, Any], route: _Route, rejected: Rejected) -> RouteResult:
+        m = route.mapping
+        return RouteResult(
+            rejection=f"{m.label}: {rejected.reason}",
+            rejection_code=rejected.code,
+            matched_mappings=sum(1 for r in self._routes if r.mapping.trigger(event)),
+            rejected_destination=route.dest.id,
+            rejected_mapping=m.index,
+        )
+
+    # ----------------------------------------------------------------------------------------- targets
+
+    def _target(self, destination: str, advertiser: str, audience: str, source: str) -> Target:
+        key = (destination, advertiser, audience)
+        target = self._targets.get(key)
+        if target is None:
+            try:
+                target = Target(destination, advertiser, audience)
+            except ValueError:
+                raise Rejected(
+                    "invalid_field",
+                    f"{source} is not a usable audience id (letters, digits, '.', '_' and '-' only)",
+                ) from None
+            if len(self._targets) >= _TARGET_CACHE_LIMIT:
+                self._targets.clear()
+            self._targets[key] = target
+        return target
+
+    def _native_target(self, dest: _Destination, m: CompiledMapping, event: dict[str, Any]) -> Target:
+        personas = _personas(event)
+        settings = personas.get("audience_settings")
+        advertiser = None
+        if isinstance(settings, dict):
+            advertiser = _id_text(settings.get("advertiserId"), "context.personas.audience_settings.advertiserId")
+        if advertiser is None:
+            advertiser = dest.native_advertiser_id
+            if advertiser is None:
+                raise Rejected(
+                    "missing_advertiser",
+                    "no advertiser: the event has no context.personas.audience_settings.advertiserId and "
+                    f"destination {dest.id!r} has no native.advertiser_id",
+                )
+        elif advertiser not in dest.advertiser_ids:
+            raise Rejected(
+                "advertiser_not_allowed",
+                f"advertiser {advertiser} (context.personas.audience_settings.advertiserId) is not one of "
+                f"destination {dest.id!r}'s advertiser_ids",
+            )
+
+        audience = None
+        if m.external_audience_id is not None:
+            audience = _id_text(m.external_audience_id(event), "external_audience_id")
+        if audience is not None:
+            return self._target(dest.id, advertiser, audience, "external_audience_id")
+        if not dest.auto_create:
+            raise Rejected(
+                "missing_audience_id",
+                "external_audience_id has no value (Engage sends it as context.personas.external_audience_id) "
+                f"and destination {dest.id!r} does not create audiences (native.auto_create is off)",
+            )
+        key = personas.get("computation_key")
+        if not isinstance(key, str) or not key.strip():
+            raise Rejected(
+                "missing_audience_id",
+                "external_audience_id has no value and there is no context.personas.computation_key "
+                "to create the audience from",
+            )
+        return self._target(dest.id, advertiser, "@" + key.strip(), "context.personas.computation_key")
+
+    def _legacy_target(self, dest: _Destination, m: CompiledMapping, event: dict[str, Any]) -> Target:
+        advertiser = _legacy_advertiser(dest, m, event)
+        assert m.audience_id is not None
+        audience = _id_text(m.audience_id(event), "audience_id")
+        if audience is None:
+            raise Rejected("missing_audience_id", "audience_id has no value")
+        return self._target(dest.id, advertiser, audience, "audience_id")
+
+    def _create(self, dest: _Destination, m: CompiledMapping, event: dict[str, Any]) -> AudienceCreate:
+        advertiser = _legacy_advertiser(dest, m, event)
+        assert m.custom_audience_name is not None
+        name = js_text(m.custom_audience_name(event))
+        if name is None or not name.strip():
+            raise Rejected("missing_field", "custom_audience_name has no value")
+        return AudienceCreate(dest.id, advertiser, name.strip())
+
+
+# ------------------------------------------------------------------------------------------- per event
+
+
+def _identifiers(m: CompiledMapping, event: dict[str, Any], dropped: dict[str, int]) -> _Identifiers:
+    assert m.read_identifiers is not None and m.phone_hash is not None
+    raw_email, raw_phone, raw_adid = m.read_identifiers(event)
+    email = phone = adid = adid_type = ""
+    unusable: list[InvalidIdentifier] | None = None
+    try:
+        if raw_email is not None:
+            email = hash_email(raw_email) or ""
+    except InvalidIdentifier as exc:
+        unusable = [exc]
+    try:
+        if raw_phone is not None:
+            phone = m.phone_hash(raw_phone) or ""
+    except InvalidIdentifier as exc:
+        unusable = [*(unusable or ()), exc]
+    try:
+        if raw_adid is not None:
+            adid = hash_advertising_id(raw_adid) or ""
+            if adid:
+                adid_type = (
+                    advertising_id_type("auto", _device_type(event))
+                    if m.advertising_id_type == "auto"
+                    else IDFA_SHA256
+                )
+    except InvalidIdentifier as exc:
+        unusable = [*(unusable or ()), exc]
+    if not (email or phone or adid):
+        if unusable:
+            details = "; ".join(str(exc) for exc in unusable)
+            raise Rejected("invalid_identifier", f"{NO_IDENTIFIER} ({details})")
+        raise Rejected("no_identifier", NO_IDENTIFIER)
+    if unusable:
+        for exc in unusable:
+            reason = f"invalid_{exc.kind}"
+            dropped[reason] = dropped.get(reason, 0) + 1
+    return email, phone, adid, adid_type
+
+
+def _membership(event: dict[str, Any]) -> Action:
+    key = _personas(event).get("computation_key")
+    if not isinstance(key, str) or not key:
+        raise Rejected(
+            "invalid_membership",
+            "syncAudience needs context.personas.computation_key to find the audience membership",
+        )
+    kind = event.get("type")
+    if kind == "track":
+        where, bag = "properties", event.get("properties")
+    elif kind == "identify":
+        where, bag = "traits", event.get("traits")
+    else:
+        raise Rejected(
+            "invalid_membership", f"syncAudience reads membership from track or identify events, not {kind}"
+        )
+    value = bag.get(key) if isinstance(bag, dict) else None
+    if value is True:
+        return "add"
+    if value is False:
+        return "delete"
+    if value is None:
+        raise Rejected("invalid_membership", f"{where}.{key} is missing: it must be true (add) or false (remove)")
+    raise Rejected("invalid_membership", f"{where}.{key} must be true or false, not {_kind(value)}")
+
+
+def _legacy_advertiser(dest: _Destination, m: CompiledMapping, event: dict[str, Any]) -> str:
+    assert m.selected_advertiser_id is not None
+    advertiser = _id_text(m.selected_advertiser_id(event), "selected_advertiser_id")
+    if advertiser is None:
+        raise Rejected("missing_advertiser", "selected_advertiser_id has no value")
+    if advertiser not in dest.advertiser_ids:
+        raise Rejected(
+            "advertiser_not_allowed",
+            f"selected_advertiser_id {advertiser} is not one of destination {dest.id!r}'s advertiser_ids",
+        )
+    return advertiser
+
+
+_EMPTY: dict[str, Any] = {}
+
+
+def _personas(event: dict[str, Any]) -> dict[str, Any]:
+    context = event.get("context")
+    if isinstance(context, dict):
+        personas = context.get("personas")
+        if isinstance(personas, dict):
+            return personas
+    return _EMPTY
+
+
+def _device_type(event: dict[str, Any]) -> Any:
+    context = event.get("context")
+    device = context.get("device") if isinstance(context, dict) else None
+    return device.get("type") if isinstance(device, dict) else None
+
+
+def _id_text(value: Any, source: str) -> str | None:
+    """An id field's text: strings trimmed, whole numbers as digits; None when absent or blank."""
+    if value is None:
+        return None
+    cls = value.__class__
+    if cls is str:
+        text = value.strip()
+        return text or None
+    if cls is int:
+        return str(value)
+    if cls is float and value.is_integer():
+        return str(int(value))
+    raise Rejected("invalid_field", f"{source} must be a string or a number, not {_kind(value)}")
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__

@@ -1,7 +1,7 @@
 """A small synchronous client of the ``/_sandbox/`` routes, for tests and scripts (stdlib urllib only).
 
-Integration tests run the sandbox as a subprocess and drive it with this: set knobs, seed audiences, then check
-membership, counters and the call log once the system under test has delivered.
+Integration tests run the sandbox as a subprocess and drive it with this: set knobs, seed audiences, then
+check membership, counters and the call log once the system under test has delivered.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ class SandboxAdminError(RuntimeError):
     def __init__(self, status: int, message: str) -> None:
         self.status = status
         self.message = message
-        super().__init__(f"sandbox admin: HTTP {status}: {message}" if status else f"sandbox admin: {message}")
+        prefix = f"sandbox admin: HTTP {status}" if status else "sandbox admin"
+        super().__init__(f"{prefix}: {message}")
 
 
 class SandboxAdmin:

@@ -85,7 +85,7 @@ async def set_knobs(request: web.Request) -> web.Response:
 
 
 async def seed_audience(request: web.Request) -> web.Response:
-    """Create an audience directly, optionally with a chosen id (legacy ids that "already exist" in TikTok)."""
+    """Create an audience directly, optionally with a chosen id (a legacy id that "already exists")."""
     state = sandbox_of(request).state
     try:
         body = await _object_body(request)

@@ -37,6 +37,7 @@ from sandbox.validation import (
     check_create_audience,
     check_mapping_header,
     check_oauth,
+    gc_paused,
     parse_id_list,
     parse_int_param,
     parse_json_object,
@@ -83,7 +84,9 @@ def authenticate(request: web.Request, sandbox: Sandbox) -> tuple[str, tuple[str
 
 def check_permission(advertisers: tuple[str, ...], advertiser_id: str) -> None:
     if advertiser_id not in advertisers:
-        raise ApiError(NO_PERMISSION, f"No permission to operate advertiser {advertiser_id} with this access token.")
+        raise ApiError(
+            NO_PERMISSION, f"No permission to operate advertiser {advertiser_id} with this access token."
+        )
 
 
 def tiktok_endpoint(
@@ -142,21 +145,27 @@ async def segment_mapping(request: web.Request) -> web.StreamResponse:
             token, advertisers = authenticate(request, sandbox)
             fault = faults.before_validation(token)
             if fault is None:
-                body = parse_json_object(_media_type(request), await request.read())
-                header = check_mapping_header(body)
-                check_permission(advertisers, header.advertiser_id)
-                mapping = check_batch_data(body["batch_data"], header, sandbox.config.max_rows)
-                audience = state.owned_audience(header.advertiser_id, mapping.audience_id)
-                fault = faults.after_validation(mapping.audience_id)
-                if fault is None:
-                    audience.apply(mapping)
-                    code, message = OK, "OK"
-                    return envelope(OK, message, request_id)
+                raw = await request.read()
+                # No awaits from here to the answer: check-then-apply is atomic on the event loop.
+                with gc_paused():
+                    body = parse_json_object(_media_type(request), raw)
+                    header = check_mapping_header(body)
+                    check_permission(advertisers, header.advertiser_id)
+                    mapping = check_batch_data(body["batch_data"], header, sandbox.config.max_rows)
+                    audience = state.owned_audience(header.advertiser_id, mapping.audience_id)
+                    fault = faults.after_validation(mapping.audience_id)
+                    if fault is None:
+                        audience.apply(mapping)
+                        code, message = OK, "OK"
+                        return envelope(OK, message, request_id)
         except ApiError as exc:
             code, message = exc.code, exc.message
             return envelope(exc.code, exc.message, request_id)
         code, status, message = fault.code, fault.http_status, fault.message
         return await _answer_fault(request, fault, request_id)
+    except web.HTTPException as exc:  # aiohttp's own refusal, e.g. 413 for a body over the size limit
+        status, message = exc.status, exc.reason
+        raise
     except Exception:
         # A sandbox bug: aiohttp answers 500; the log says so instead of pretending a code was sent.
         status, message = 500, "sandbox error"

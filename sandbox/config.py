@@ -67,8 +67,8 @@ class SandboxConfig:
     ) -> SandboxConfig:
         """Read ``TTA_SANDBOX_*`` variables; explicit ``tokens`` (e.g. CLI ``--token``) win over the env.
 
-        ``TTA_SANDBOX_TOKENS`` and ``TTA_SANDBOX_ADVERTISERS`` are comma-separated; every token is granted every
-        listed advertiser.
+        ``TTA_SANDBOX_TOKENS`` and ``TTA_SANDBOX_ADVERTISERS`` are comma-separated; every token is granted
+        every listed advertiser.
         """
         env = os.environ if environ is None else environ
         token_list = list(tokens) if tokens else _split(env.get(ENV_TOKENS, "")) or [DEFAULT_TOKEN]

@@ -2,9 +2,9 @@
 
 Knobs are set through ``POST /_sandbox/knobs`` and apply to /segment/mapping/ calls (``latency_ms`` and
 ``revoked_tokens`` to every API call). A faulted call never changes membership: the route applies a request
-only when neither :meth:`FaultInjector.before_validation` nor :meth:`FaultInjector.after_validation` returned a
-fault. Random choices come from a seeded generator, so a run with the same seed and the same call order fails
-the same calls.
+only when neither :meth:`FaultInjector.before_validation` nor :meth:`FaultInjector.after_validation`
+returned a fault. Random choices come from a seeded generator, so a run with the same seed and the same call
+order fails the same calls.
 """
 
 from __future__ import annotations

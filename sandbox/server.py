@@ -11,6 +11,7 @@ import asyncio
 import sys
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from types import TracebackType
 
 from aiohttp import web
@@ -26,6 +27,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9500
 # In-flight requests (a "slow" fault sleeping) get this long to finish at shutdown; the sandbox owes no one.
 SHUTDOWN_TIMEOUT = 2.0
+# A test's sandbox owes even less: stopping it should not add seconds to a test run.
+THREAD_SHUTDOWN_TIMEOUT = 0.25
 BACKLOG = 1024
 
 
@@ -33,7 +36,8 @@ def serve(host: str, port: int, config: SandboxConfig | None = None) -> None:
     """Run the sandbox until interrupted (SIGINT/SIGTERM). Prints one line once it is listening."""
 
     def announce(*_: object) -> None:
-        print(f"TikTok sandbox listening on http://{host}:{port} (API {API_PREFIX}, admin /_sandbox/)", flush=True)
+        print(f"TikTok sandbox listening on http://{host}:{port} (API {API_PREFIX}, admin /_sandbox/)",
+              flush=True)
 
     web.run_app(
         build_app(config),
@@ -90,7 +94,7 @@ class SandboxThread:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         self._loop = loop
-        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
+        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=THREAD_SHUTDOWN_TIMEOUT)
         try:
             loop.run_until_complete(runner.setup())
             site = web.TCPSite(runner, self.host, self.port, backlog=BACKLOG)
@@ -107,6 +111,12 @@ class SandboxThread:
             loop.run_forever()
         finally:
             loop.run_until_complete(runner.cleanup())
+            # Handlers still running past the shutdown timeout (a "slow" fault asleep) are cancelled, not
+            # abandoned: a closed loop with pending tasks makes asyncio log errors at exit.
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.close()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -130,7 +140,7 @@ class SandboxThread:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The sandbox's command-line options, for any CLI that runs it."""
-    parser.add_argument("--host", default=DEFAULT_HOST, help=f"interface to listen on (default {DEFAULT_HOST})")
+    parser.add_argument("--host", default=DEFAULT_HOST, help=f"interface (default {DEFAULT_HOST})")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     parser.add_argument(
         "--token",
@@ -145,15 +155,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> SandboxConfig:
     config = SandboxConfig.from_env(tokens=args.tokens)
     if args.seed is not None:
-        from dataclasses import replace
-
         config = replace(config, seed=args.seed)
     return config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m sandbox``: run the sandbox in the foreground."""
-    parser = argparse.ArgumentParser(prog="python -m sandbox", description="Local TikTok Business API sandbox")
+    parser = argparse.ArgumentParser(prog="python -m sandbox", description="Local TikTok Business API")
     add_arguments(parser)
     args = parser.parse_args(argv)
     try:

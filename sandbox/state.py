@@ -58,7 +58,7 @@ class Audience:
                 current.difference_update(digests)
 
     def member_list(self) -> list[str]:
-        return sorted(f"{id_type}:{digest}" for id_type, digests in self.members.items() for digest in digests)
+        return sorted(f"{kind}:{digest}" for kind, digests in self.members.items() for digest in digests)
 
 
 class SandboxState:
@@ -69,7 +69,7 @@ class SandboxState:
         self.reset()
 
     def reset(self) -> None:
-        self.tokens: dict[str, tuple[str, ...]] = {tok: tuple(advs) for tok, advs in self.config.tokens.items()}
+        self.tokens: dict[str, tuple[str, ...]] = {t: tuple(a) for t, a in self.config.tokens.items()}
         self.audiences: dict[str, Audience] = {}
         self.counters: Counter[str] = Counter()
         self.mapping_codes: Counter[str] = Counter()

@@ -4,16 +4,20 @@ Every refusal is a 40002 whose message names the field (with its index, ``batch_
 problem, so a failing test or a dead batch says what the client got wrong.
 
 The mapping rows are the hot path (benchmarks push 10,000-row bodies at ~10 requests/s), so they are checked
-twice over in a sense: :func:`_collect` is a lean pass that only *detects* a problem while it gathers the
-digests column by column, and only when it finds one does :func:`_explain` walk the rows again to name the
-first problem precisely. Valid requests never pay for message building.
+in two steps: :func:`_collect` is a lean pass that only *detects* a problem while it gathers the digests
+column by column, and only when it finds one does :func:`_explain` walk the rows again to name the first
+problem precisely. Valid requests never pay for message building.
 """
 
 from __future__ import annotations
 
+import gc
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -30,7 +34,9 @@ OAUTH_KEYS: tuple[str, ...] = ("app_id", "secret", "auth_code")
 MAX_IDS_PER_GET = 100
 MAX_PAGE_SIZE = 100
 
-_HEX = re.compile(r"[0-9a-f]*")
+_HEX_BYTES = b"0123456789abcdef"
+_GET_ID = itemgetter("id")
+_GET_AUDIENCES = itemgetter("audience_ids")
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _DIGEST_ANY_CASE = re.compile(r"[0-9a-fA-F]{64}")
 
@@ -89,6 +95,23 @@ def _show(value: object, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Hold the cyclic garbage collector off around parsing and checking a large body.
+
+    orjson builds ~150,000 dicts and lists for a 10,000-row body; every 700 of them trigger a collection that
+    rescans the young ones, which triples the parse time. The body holds no reference cycles, so there is
+    nothing for the collector to find in it anyway.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def parse_json_object(content_type: str, body: bytes) -> dict[str, Any]:
     """The body as a JSON object; ``content_type`` is the media type without parameters ('' if absent)."""
     if content_type != "application/json":
@@ -132,7 +155,9 @@ def check_mapping_header(body: Mapping[str, Any]) -> MappingHeader:
         or not isinstance(advertisers[0], str)
         or not advertisers[0]
     ):
-        raise invalid(f"advertiser_ids: expected an array with exactly one advertiser id, got {_show(advertisers)}")
+        raise invalid(
+            f"advertiser_ids: expected an array with exactly one advertiser id, got {_show(advertisers)}"
+        )
 
     action = body["action"]
     if not isinstance(action, str) or action not in ACTIONS:
@@ -181,48 +206,53 @@ def _is_one_audience(ids: object) -> bool:
     return isinstance(ids, list) and len(ids) == 1 and isinstance(ids[0], str) and bool(ids[0])
 
 
-def _all_digests(column: list[Any]) -> bool:
-    """Whether every entry is a 64-character lowercase hex string, using C-speed passes over the column."""
+def _all_digests(ids: list[Any]) -> bool:
+    """Whether every entry is a 64-character lowercase hex string, in C-speed passes over the column."""
     try:
-        joined = "".join(column)
-    except TypeError:  # a non-string id (or a missing one, collected as None)
+        joined = "".join(ids).encode("ascii")
+    except (TypeError, UnicodeEncodeError):  # a non-string id, or one with non-ASCII characters
         return False
-    return set(map(len, column)) == {64} and _HEX.fullmatch(joined) is not None
+    # Deleting every lowercase hex byte leaves nothing only if nothing else was there.
+    return set(map(len, ids)) == {64} and not joined.translate(None, _HEX_BYTES)
 
 
 def _collect(batch: list[Any], width: int) -> tuple[tuple[list[str], ...], str] | None:
     """Digests per column and the audience id, or None if anything is wrong (then :func:`_explain` says what).
 
-    Kept deliberately lean: per cell a type check, a length check, one list comparison and an append.
+    Every pass is a builtin mapped over a whole list (type, len, any, itemgetter, list.count), never a Python
+    loop per cell: a 10,000-row, 3-column body is checked in a few milliseconds instead of tens.
     """
-    columns: tuple[list[Any], ...] = tuple([] for _ in range(width))
+    if set(map(type, batch)) != {list} or set(map(len, batch)) != {width}:
+        return None
+    if not all(map(any, batch)):  # a row whose cells are all {} (or falsy junk, refused below anyway)
+        return None
+    cells = list(chain.from_iterable(batch))
+    if set(map(type, cells)) != {dict}:
+        return None
     expected: list[str] | None = None
-    for row in batch:
-        if type(row) is not list or len(row) != width:
-            return None
-        filled = False
-        for cell, column in zip(row, columns, strict=True):
-            if type(cell) is not dict:
-                return None
-            if not cell:
-                continue
-            if len(cell) != 2:
-                return None
-            ids = cell.get("audience_ids")
-            if ids != expected:
-                if expected is not None or not _is_one_audience(ids):
-                    return None
-                expected = ids
-            column.append(cell.get("id"))
-            filled = True
+    columns: list[list[str]] = []
+    for column in range(width):
+        filled = list(filter(None, cells[column::width]))
         if not filled:
+            columns.append([])
+            continue
+        if set(map(len, filled)) != {2}:
             return None
+        try:
+            digests = list(map(_GET_ID, filled))
+            audiences = list(map(_GET_AUDIENCES, filled))
+        except KeyError:
+            return None
+        if expected is None:
+            expected = audiences[0]
+            if not _is_one_audience(expected):
+                return None
+        if audiences.count(expected) != len(audiences) or not _all_digests(digests):
+            return None
+        columns.append(digests)
     if expected is None:  # unreachable: every row has a filled cell; kept for the type checker
         return None
-    for column in columns:
-        if column and not _all_digests(column):
-            return None
-    return columns, expected[0]
+    return tuple(columns), expected[0]
 
 
 def _explain(batch: list[Any], id_schema: tuple[str, ...]) -> ApiError:
@@ -239,7 +269,9 @@ def _explain(batch: list[Any], id_schema: tuple[str, ...]) -> ApiError:
         for j, cell in enumerate(row):
             where = f"batch_data[{i}][{j}]"
             if not isinstance(cell, dict):
-                return invalid(f'{where}: expected an object, {{}} or {{"id", "audience_ids"}}, got {_kind(cell)}')
+                return invalid(
+                    f'{where}: expected an object, {{}} or {{"id", "audience_ids"}}, got {_kind(cell)}'
+                )
             if not cell:
                 continue
             missing = [key for key in ("id", "audience_ids") if key not in cell]
@@ -316,12 +348,13 @@ def required_param(query: Mapping[str, str], name: str) -> str:
 
 def parse_id_list(raw: str, name: str) -> list[str]:
     """A query parameter holding a JSON-encoded array of id strings, as TikTok expects (``["1","2"]``)."""
+    problem = invalid(f'{name}: expected a JSON-encoded array of ids, e.g. ["123"], got {_show(raw)}')
     try:
         ids = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        raise invalid(f'{name}: expected a JSON-encoded array of ids, e.g. ["123"], got {_show(raw)}') from None
+        raise problem from None
     if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
-        raise invalid(f'{name}: expected a JSON-encoded array of ids, e.g. ["123"], got {_show(raw)}')
+        raise problem
     if len(ids) > MAX_IDS_PER_GET:
         raise invalid(f"{name}: at most {MAX_IDS_PER_GET} ids per request, got {len(ids)}")
     return ids

@@ -53,13 +53,12 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _sandbox(args: argparse.Namespace, settings: Settings) -> int:
-    from sandbox.config import SandboxConfig
-    from sandbox.server import serve
+    from sandbox.server import config_from_args, serve
 
-    config = SandboxConfig.from_env()
-    if args.token:
-        config = config.with_tokens(args.token)
-    serve(args.host, args.port, config)
+    try:
+        serve(args.host, args.port, config_from_args(args))
+    except OSError as exc:
+        return fail(f"sandbox cannot listen on {args.host}:{args.port}: {exc}")
     return 0
 
 
@@ -130,9 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_run)
 
     p = sub.add_parser("sandbox", help="a local stand-in for TikTok's Business API")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8090)
-    p.add_argument("--token", action="append", help="an access token the sandbox accepts (repeatable)")
+    from sandbox.server import add_arguments
+
+    add_arguments(p)
     p.set_defaults(handler=_sandbox)
 
     batches = sub.add_parser("batches", help="the delivery ledger").add_subparsers(dest="verb", required=True)

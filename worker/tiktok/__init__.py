@@ -1,7 +1,8 @@
 """TikTok Business API v1.3: typed errors, request bodies and an aiohttp client.
 
-The modules stay separate so each can be used alone: ``wire`` is pure (the batch builder and its benchmarks need no
-network), ``errors`` is what the retry policy dispatches on, and ``client`` is the only place that talks HTTP.
+The modules stay separate so each can be used alone: ``wire`` is pure (the batch builder and its benchmark
+need no network), ``errors`` is what the retry policy dispatches on, and ``client`` is the only place that
+talks HTTP.
 """
 
 from worker.tiktok.client import Response, TikTokClient

@@ -1,12 +1,13 @@
 """The one place that talks HTTP to TikTok's Business API v1.3.
 
 Every method either returns what TikTok answered on success (HTTP 2xx and ``code == 0``) or raises a
-:class:`~worker.tiktok.errors.TikTokError` subclass; what to do about a failure (back off, retry, pause, give up)
-is the caller's business. The client never sleeps, retries or rate-limits on its own.
+:class:`~worker.tiktok.errors.TikTokError` subclass; what to do about a failure (back off, retry, pause, give
+up) is the caller's business. The client never sleeps, retries or rate-limits on its own.
 
-Sessions: a worker process owns one :class:`aiohttp.ClientSession`, created inside its event loop after the fork.
-So the client either takes a session it does not own, or creates its own on the first call (never at import or
-construction, which may happen in the parent before the fork) and closes it in :meth:`TikTokClient.close`.
+Sessions: a worker process owns one :class:`aiohttp.ClientSession`, created inside its event loop after the
+fork. So the client either takes a session it does not own, or creates its own on the first call (never at
+import or construction, which may happen in the parent before the fork) and closes it in
+:meth:`TikTokClient.close`.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class TikTokClient:
         self._api = base_url.rstrip("/") + API_PREFIX
         self._session = session
         self._owns_session = session is None
-        # One deadline for the whole exchange: a call that hangs past it is a transient failure, not a stuck worker.
+        # One deadline for the whole exchange: past it the call is a transient failure, not a stuck worker.
         self._timeout = aiohttp.ClientTimeout(total=timeout)
 
     async def close(self) -> None:
@@ -125,7 +126,7 @@ class TikTokClient:
         return answer.data
 
     async def exchange_auth_code(self, app_id: str, secret: str, auth_code: str) -> dict[str, Any]:
-        """Trade an OAuth ``auth_code`` for a long-lived access token: TikTok's ``data`` (``access_token`` ...)."""
+        """Trade an OAuth ``auth_code`` for a long-lived token: TikTok's ``data`` (``access_token`` ...)."""
         body = orjson.dumps({"app_id": app_id, "secret": secret, "auth_code": auth_code})
         answer = await self._call("POST", ACCESS_TOKEN_PATH, body=body, secrets=(secret, auth_code))
         return answer.data
@@ -163,12 +164,17 @@ class TikTokClient:
         except (aiohttp.ClientError, TimeoutError) as exc:
             # Timeouts, refused or reset connections, a server that hangs up mid-answer. The cause is dropped
             # (``from None``) because aiohttp's response errors carry the request headers, token included.
-            detail = redact(f"{type(exc).__name__}: {exc}".rstrip(": "), secrets)
-            raise TransientError(f"no answer from TikTok ({detail})") from None
+            if isinstance(exc, TimeoutError):
+                detail = f"timed out after {self._timeout.total} s"
+            else:
+                detail = redact(f"{type(exc).__name__}: {exc}".rstrip(": "), secrets)
+            raise TransientError(f"no complete answer from TikTok: {detail}") from None
         elapsed = time.monotonic() - started
 
         parsed = parse_body(raw)
-        error = classify(status, parsed if parsed is not None else raw, retry_after=retry_after, secrets=secrets)
+        error = classify(
+            status, parsed if parsed is not None else raw, retry_after=retry_after, secrets=secrets
+        )
         if error is not None:
             raise error
         if parsed is None:  # unreachable: classify calls an answer a success only when it parsed with code 0
@@ -198,4 +204,3 @@ def _retry_after(value: str | None) -> float | None:
     except ValueError:
         return None
     return seconds if seconds >= 0 else None
-

@@ -3,17 +3,17 @@
 Exception hierarchy::
 
     TikTokError                  every failed call; code, message, request_id, http_status
-    ├── ThrottledError           40100, 40016, 40133, HTTP 429 -> the fleet backs off for that token, never dead
-    ├── TransientError           50000, 50002, other 5xxxx, HTTP 5xx, timeouts, dropped connections,
-    │                            unreadable answers -> retried with backoff inside the retry window
-    ├── AuthError                40105, 40104, 40001 -> the destination pauses until it is re-authorised
-    └── PermanentError           40002, every other non-zero code (unknown ones too), other HTTP 4xx -> dead
+    ├── ThrottledError       40100, 40016, 40133, HTTP 429 -> the fleet backs off for that token, never dead
+    ├── TransientError       50000, 50002, other 5xxxx, HTTP 5xx, timeouts, dropped connections,
+    │                        unreadable answers -> retried with backoff inside the retry window
+    ├── AuthError            40105, 40104, 40001 -> the destination pauses until it is re-authorised
+    └── PermanentError       40002, every other non-zero code (unknown ones too), other HTTP 4xx -> dead
 
-TikTok answers most errors with HTTP 200 and a non-zero ``code``, so the class comes from the body's code first
-and the HTTP status only where the transport itself speaks (429, 5xx) or the body says nothing.
+TikTok answers most errors with HTTP 200 and a non-zero ``code``, so the class comes from the body's code
+first, and from the HTTP status only where the transport itself speaks (429, 5xx) or the body says nothing.
 
-No error text ever holds the access token (or an app secret): :func:`classify` blanks any secret it is given out
-of TikTok's message, because that message is stored in the ledger and shown to operators.
+No error text ever holds the access token (or an app secret): :func:`classify` blanks any secret it is given
+out of TikTok's message, because that message is stored in the ledger and shown to operators.
 """
 
 from __future__ import annotations
@@ -47,12 +47,12 @@ class TikTokError(Exception):
         self.http_status = http_status
 
     def __str__(self) -> str:
-        parts = [f"code {self.code}" if self.code is not None else "no code"]
+        parts = [f"code {self.code}"] if self.code is not None else []
         if self.http_status is not None:
             parts.append(f"HTTP {self.http_status}")
         if self.request_id:
             parts.append(f"request_id {self.request_id}")
-        return f"{self.message} ({', '.join(parts)})"
+        return f"{self.message} ({', '.join(parts)})" if parts else self.message
 
     def __repr__(self) -> str:
         return (
@@ -61,7 +61,7 @@ class TikTokError(Exception):
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Keyword-only arguments defeat Exception's default pickling; Celery and multiprocessing pickle errors.
+        # Celery and multiprocessing pickle errors; keyword-only arguments defeat Exception's default.
         return (_rebuild, (type(self), self.message, dict(self.__dict__)))
 
 
@@ -93,7 +93,7 @@ class TransientError(TikTokError):
 
 
 class AuthError(TikTokError):
-    """The token is invalid, expired or lacks the permission: no call with it can succeed until re-authorised."""
+    """The token is invalid, expired or lacks a permission: no call with it succeeds until re-authorised."""
 
 
 class PermanentError(TikTokError):
@@ -138,7 +138,7 @@ def classify(
         # 1xx/3xx from TikTok means something (a proxy, a redirect loop) sits in between: worth another try.
         return TransientError(message, **fields)
     if code is None:
-        # A 2xx whose body is not TikTok's envelope (truncated, HTML from a gateway): we cannot tell it worked.
+        # A 2xx whose body is not TikTok's envelope (truncated, a gateway's HTML): we cannot tell it worked.
         return TransientError(message, **fields)
     return None
 

@@ -31,9 +31,9 @@ def mapping_body(
     """The JSON body of ``POST /segment/mapping/``: one action on one audience for up to 10,000 users.
 
     Each row maps id types (``EMAIL_SHA256`` ...) to digests. ``id_schema`` lists the types some row uses, in
-    TikTok's fixed order; every row gets one cell per schema entry, ``{}`` where it lacks that type. A row without
-    any identifier is left out. Raises ValueError above 10,000 rows, on an unknown id type or action, and when no
-    row is left to send (TikTok would refuse an empty request anyway).
+    TikTok's fixed order; every row gets one cell per schema entry, ``{}`` where it lacks that type. A row
+    without any identifier is left out. Raises ValueError above 10,000 rows, on an unknown id type or action,
+    and when no row is left to send (TikTok would refuse an empty request anyway).
     """
     if action not in _ACTIONS:
         raise ValueError(f"action must be 'add' or 'delete', not {action!r}")
@@ -43,8 +43,8 @@ def mapping_body(
     unknown = used - _KNOWN_TYPES
     if unknown:
         raise ValueError(f"unknown id types {sorted(unknown)}; expected some of {list(ID_TYPES_IN_ORDER)}")
-    # Column by column rather than row by row: flat comprehensions and C-level zip/compress instead of a Python
-    # frame per row, which is most of the cost at 10,000 rows. An empty string counts as missing, like no key.
+    # Column by column rather than row by row: flat comprehensions and C-level zip/compress instead of a
+    # Python frame per row, which is most of the cost at 10,000 rows. An empty digest counts as missing.
     columns = {t: [row.get(t) for row in rows] for t in ID_TYPES_IN_ORDER if t in used}
     # A type whose values are all empty is left out of the schema rather than sent as a column of {}.
     id_schema = [t for t, column in columns.items() if any(column)]
@@ -59,7 +59,7 @@ def mapping_body(
         for column in digest_columns
     ]
     # Rows are tuples (orjson writes them as arrays); a row with no identifier at all is dropped.
-    batch_data = list(compress(zip(*cell_columns), map(any, zip(*digest_columns))))
+    batch_data = list(compress(zip(*cell_columns, strict=True), map(any, zip(*digest_columns, strict=True))))
     if len(batch_data) > MAX_ROWS:
         raise ValueError(f"{len(batch_data)} rows in one request; TikTok takes at most {MAX_ROWS}")
     if not batch_data:

@@ -1,74 +1,81 @@
-"""Small stand-ins for the validator and router, so intake tests pin intake's own behaviour: what it writes,
-counts and answers for given routing outcomes."""
+"""Test support for the intake, HTTP and ingest tests: a destinations file compiled by the real router, Engage
+events of the shape Segment sends, and Redis clients that fail the way a lost Redis does."""
 
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from typing import Any
 
 import fakeredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from producer.routing import AudienceCreate, RouteResult
+from producer.routing import Router, RouteResult
+from worker.destinations import parse_destinations
 from worker.keys import Target
-from worker.operations import IDFA_SHA256, Operation
 from worker.settings import Settings
 
-TARGET = Target("tiktok-main", "7000000000000000001", "1234345")
+ADVERTISER = "7000000000000000001"
+AUDIENCE = "1234345"
+TARGET = Target("tiktok-main", ADVERTISER, AUDIENCE)
 NO_IDENTIFIER = "At least one enabled identifier (Email, Phone, or Advertising ID) must have a value."
+
+DESTINATIONS = {
+    "destinations": [{
+        "id": "tiktok-main",
+        "access_token_env": "TIKTOK_ACCESS_TOKEN",
+        "advertiser_ids": [ADVERTISER],
+        "mappings": [
+            {"action": "addToAudience"},
+            {"action": "removeFromAudience"},
+            {"action": "createAudience",
+             "fields": {"selected_advertiser_id": ADVERTISER,
+                        "custom_audience_name": {"@path": "$.properties.audience_name"}}},
+        ],
+    }]
+}
+
+
+@lru_cache(maxsize=1)
+def router() -> Router:
+    return Router.from_destinations(parse_destinations(DESTINATIONS))
+
+
+class ExplodingRouter:
+    """The real router, except that an event named "Explode" hits a bug."""
+
+    def route(self, event: dict[str, Any]) -> RouteResult:
+        if event.get("event") == "Explode":
+            raise RuntimeError("boom")
+        return router().route(event)
 
 
 def sha(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
-class FakeEventError(ValueError):
-    code = "invalid_event"
+def entered(email: str | None = "person@example.com", message_id: str = "m1", *, exited: bool = False,
+            **traits: Any) -> dict[str, Any]:
+    """An Engage "Audience Entered" (or Exited) track call for TARGET's audience."""
+    if email is not None:
+        traits["email"] = email
+    return {
+        "type": "track",
+        "event": "Audience Exited" if exited else "Audience Entered",
+        "userId": "user-1",
+        "messageId": message_id,
+        "properties": {"audience_key": "vip", "vip": not exited},
+        "context": {
+            "traits": traits,
+            "personas": {"computation_key": "vip", "external_audience_id": AUDIENCE,
+                         "audience_settings": {"advertiserId": ADVERTISER}},
+        },
+    }
 
 
-def fake_validate(obj: object) -> dict[str, Any]:
-    if not isinstance(obj, dict):
-        raise FakeEventError("an event must be a JSON object")
-    if obj.get("type") not in ("track", "identify"):
-        raise FakeEventError(f"unsupported event type {obj.get('type')!r}")
-    return obj
-
-
-class FakeRouter:
-    """Audience Entered/Exited -> add/delete on TARGET by properties.email / context.device.advertisingId;
-    "Create Audience" -> a create; "Explode" -> raises; anything else matches nothing."""
-
-    def route(self, event: dict[str, Any]) -> RouteResult:
-        name = event.get("event")
-        if name == "Explode":
-            raise RuntimeError("boom")
-        if name == "Create Audience":
-            props = event.get("properties", {})
-            return RouteResult(creates=[AudienceCreate("tiktok-main", "7000000000000000001", props["name"])],
-                               matched_mappings=1)
-        if name not in ("Audience Entered", "Audience Exited"):
-            return RouteResult()
-        email = event.get("properties", {}).get("email")
-        adid = event.get("context", {}).get("device", {}).get("advertisingId")
-        dropped = {}
-        if event.get("properties", {}).get("phone") == "not a phone":
-            dropped["invalid_phone"] = 1
-        if not email and not adid:
-            return RouteResult(rejection=f"mapping addToAudience: {NO_IDENTIFIER}",
-                               rejection_code="no_identifier", matched_mappings=1)
-        op = Operation(TARGET, "add" if name == "Audience Entered" else "delete",
-                       email=sha(email) if email else "",
-                       advertising_id=sha(adid) if adid else "",
-                       advertising_id_type=IDFA_SHA256 if adid else "")
-        return RouteResult(operations=[op], matched_mappings=1, dropped_identifiers=dropped)
-
-
-def entered(email: str | None = "person@example.com", message_id: str = "m1", **extra: Any) -> dict[str, Any]:
-    props: dict[str, Any] = {"audience_key": "vip"}
-    if email:
-        props["email"] = email
-    return {"type": "track", "event": "Audience Entered", "messageId": message_id, "properties": props,
-            **extra}
+def create_audience(name: str, message_id: str = "c1") -> dict[str, Any]:
+    return {"type": "track", "event": "Create Audience", "userId": "ops", "messageId": message_id,
+            "properties": {"audience_name": name}}
 
 
 def settings(**overrides: Any) -> Settings:
@@ -89,7 +96,7 @@ class DownPipeline:
 
 
 class AsyncDownPipeline(DownPipeline):
-    async def execute(self) -> Any:  # type: ignore[override]
+    async def execute(self) -> Any:
         raise RedisConnectionError("Connection refused")
 
 

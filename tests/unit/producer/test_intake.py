@@ -19,13 +19,14 @@ from producer.intake import (
     StoreUnavailable,
 )
 from tests.unit.producer.intake_fakes import (
+    NO_IDENTIFIER,
     TARGET,
     AsyncPipelineDownRedis,
-    FakeEventError,
-    FakeRouter,
+    ExplodingRouter,
     PipelineDownRedis,
+    create_audience,
     entered,
-    fake_validate,
+    router,
     settings,
     sha,
 )
@@ -52,8 +53,7 @@ class CountingRedis(fakeredis.FakeRedis):
 
 
 def make_intake(client: Any, **overrides: Any) -> Intake:
-    return Intake(FakeRouter(), client, settings(**overrides), validator=fake_validate,  # type: ignore[arg-type]
-                  event_error=FakeEventError, clock=lambda: 1_000.0)
+    return Intake(router(), client, settings(**overrides), clock=lambda: 1_000.0)
 
 
 @pytest.fixture
@@ -79,6 +79,7 @@ def test_accepted_events_land_in_their_targets_stream_as_one_entry(client: faker
     [entry] = stream_entries(client)
     assert [op.email for op in entry] == [sha("a@example.com"), sha("b@example.com")]
     assert {op.action for op in entry} == {"add"}
+    assert {op.phone for op in entry} == {""}
     # Due one flush interval after acceptance, in the ready index; counters follow.
     assert client.zscore(keys.READY, TARGET.name) == 1_002.0
     assert client.sismember(keys.TARGETS, TARGET.name)
@@ -86,15 +87,24 @@ def test_accepted_events_land_in_their_targets_stream_as_one_entry(client: faker
     assert int(client.get(keys.pending_count(TARGET.name))) == 2
 
 
+def test_exits_become_deletes_and_emails_are_normalised_before_hashing(client: fakeredis.FakeRedis) -> None:
+    make_intake(client).accept([entered("Test.User+tag@Testing.com", exited=True)])
+
+    [[op]] = stream_entries(client)
+    assert op.action == "delete"
+    assert op.email == "2458778dc6906a947a016ee3bef93b57099bb130945b8f717f7d8794beb69bca"
+
+
 def test_raw_identifiers_never_reach_redis(client: fakeredis.FakeRedis) -> None:
     make_intake(client).accept([
-        entered("secret.person@example.com"),
-        entered(None, "m2", context={"traits": {"email": "secret.person@example.com"}}),
-        {"type": "page", "properties": {"email": "secret.person@example.com"}},
+        entered("secret.person@example.com", phone="+1 415 555 0100"),
+        entered(None, "m2", phone="secret-not-a-phone"),
+        {"type": "nope", "userId": "u", "context": {"traits": {"email": "secret.person@example.com"}}},
     ])
 
     dump = b"".join(str(client.dump(k)).encode() for k in client.keys("*"))
-    assert b"secret.person" not in dump
+    assert client.llen(keys.REJECTED_LOG) == 2
+    assert b"secret" not in dump and b"555" not in dump
 
 
 def test_a_request_is_one_round_trip(server: fakeredis.FakeServer) -> None:
@@ -104,8 +114,7 @@ def test_a_request_is_one_round_trip(server: fakeredis.FakeServer) -> None:
     client.commands.clear()
     client.pipelines = 0
 
-    result = intake.accept([entered("b@example.com"), entered(None, "m2"),
-                            {"type": "track", "event": "Create Audience", "properties": {"name": "VIP"}}])
+    result = intake.accept([entered("b@example.com"), entered(None, "m2"), create_audience("VIP")])
 
     assert (result.accepted, result.rejected, result.creates) == (2, 1, 1)
     assert client.pipelines == 1
@@ -118,15 +127,16 @@ def test_rejected_events_are_counted_by_reason_and_nothing_is_enqueued(client: f
     assert (result.accepted, result.rejected, result.operations) == (0, 2, 0)
     assert result.results == [
         {"index": 0, "messageId": "m-no-id", "status": "rejected", "code": "no_identifier",
-         "reason": "mapping addToAudience: At least one enabled identifier (Email, Phone, or Advertising ID) "
-                   "must have a value."},
+         "reason": f"mapping 1 (addToAudience): {NO_IDENTIFIER}"},
         {"index": 1, "messageId": None, "status": "rejected", "code": "invalid_event",
-         "reason": "an event must be a JSON object"},
+         "reason": "an event must be a JSON object, not a string"},
     ]
     assert client.hgetall(keys.REJECTED) == {b"no_identifier": b"1", b"invalid_event": b"1"}
-    log = [orjson.loads(x) for x in client.lrange(keys.REJECTED_LOG, 0, -1)]
-    assert {e["messageId"] for e in log} == {"m-no-id", None}
-    assert set(log[0]) == {"time", "messageId", "reason", "rejection_code"}
+    newest, oldest = (orjson.loads(x) for x in client.lrange(keys.REJECTED_LOG, 0, -1))
+    assert oldest == {"time": 1_000.0, "messageId": "m-no-id",
+                      "reason": f"mapping 1 (addToAudience): {NO_IDENTIFIER}",
+                      "rejection_code": "no_identifier", "destination": "tiktok-main", "mapping": 1}
+    assert newest["rejection_code"] == "invalid_event" and "destination" not in newest
     assert client.xlen(keys.stream(TARGET.name)) == 0
     assert client.get(keys.BACKLOG) is None
     assert client.zcard(keys.READY) == 0
@@ -153,8 +163,7 @@ def test_rejection_log_is_capped(client: fakeredis.FakeRedis) -> None:
 
 
 def test_audience_creates_go_to_the_creates_stream_once_per_request(client: fakeredis.FakeRedis) -> None:
-    create = {"type": "track", "event": "Create Audience", "properties": {"name": "VIP buyers"}}
-    result = make_intake(client).accept([create, dict(create, messageId="again")])
+    result = make_intake(client).accept([create_audience("VIP buyers"), create_audience("VIP buyers", "c2")])
 
     assert (result.accepted, result.creates) == (2, 1)
     [(_, fields)] = client.xrange(CREATES)
@@ -164,8 +173,7 @@ def test_audience_creates_go_to_the_creates_stream_once_per_request(client: fake
 
 
 def test_unmatched_and_dropped_identifiers_are_reported(client: fakeredis.FakeRedis) -> None:
-    events = [{"type": "track", "event": "Page Viewed"},
-              entered("a@example.com", properties={"email": "a@example.com", "phone": "not a phone"})]
+    events = [{"type": "track", "event": "Page Viewed", "userId": "u1"}, entered(phone="not a phone")]
     result = make_intake(client).accept(events)
 
     assert (result.accepted, result.unmatched) == (2, 1)
@@ -173,7 +181,8 @@ def test_unmatched_and_dropped_identifiers_are_reported(client: fakeredis.FakeRe
 
 
 def test_a_routing_bug_rejects_that_event_only(client: fakeredis.FakeRedis) -> None:
-    result = make_intake(client).accept([{"type": "track", "event": "Explode"}, entered()])
+    intake = Intake(ExplodingRouter(), client, settings())  # type: ignore[arg-type]
+    result = intake.accept([{"type": "track", "event": "Explode", "userId": "u1"}, entered()])
 
     assert (result.accepted, result.rejected) == (1, 1)
     assert result.results[0]["code"] == "internal_error"

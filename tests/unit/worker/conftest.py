@@ -78,7 +78,7 @@ def redis_client() -> fakeredis.FakeRedis:
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(TTA_FLUSH_INTERVAL=0.01, TTA_BATCH_SIZE=100, TTA_BACKOFF_BASE=1, TTA_RETRY_WINDOW=60)  # type: ignore[call-arg]
+    return Settings(TTA_FLUSH_INTERVAL=0.001, TTA_BATCH_SIZE=100, TTA_BACKOFF_BASE=1, TTA_RETRY_WINDOW=60)  # type: ignore[call-arg]
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ def email(i: int) -> str:
 def accept(ctx: Any, *ops: tuple[str, int], target: Target = TARGET) -> None:
     operations = [Operation(target, action, email=email(i)) for action, i in ops]  # type: ignore[arg-type]
     enqueue(ctx.redis, operations, flush_interval=0.0, batch_size=ctx.settings.batch_size, now=time.time() - 1)
+    time.sleep(0.002)  # let the flush interval pass
 
 
 def drain(ctx: Any, target: Target = TARGET) -> str:

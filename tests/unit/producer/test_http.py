@@ -1,0 +1,306 @@
+"""HTTP intake: Segment's tracking API answers, auth, body limits, and 503 when events cannot be stored."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import fakeredis
+import orjson
+import pytest
+import pytest_asyncio
+from aiohttp.test_utils import TestClient, TestServer
+
+from producer.auth import sign
+from producer.http import SINGLE_EVENT_LIMIT, build_app, serve
+from producer.intake import Intake
+from tests.unit.producer.intake_fakes import (
+    TARGET,
+    AsyncDownRedis,
+    AsyncPipelineDownRedis,
+    entered,
+    router,
+    settings,
+    sha,
+)
+from worker import keys
+
+pytestmark = pytest.mark.asyncio
+
+KEY = "write-key-1"
+SECRET = "webhook-secret"
+AUTH = {"Authorization": "Basic " + base64.b64encode(f"{KEY}:".encode()).decode()}
+
+MakeClient = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+
+@pytest.fixture
+def server() -> fakeredis.FakeServer:
+    return fakeredis.FakeServer()
+
+
+@pytest.fixture
+def store(server: fakeredis.FakeServer) -> fakeredis.FakeRedis:
+    """A sync view of the Redis the app writes to, for assertions."""
+    return fakeredis.FakeRedis(server=server)
+
+
+@pytest_asyncio.fixture
+async def make_client(server: fakeredis.FakeServer) -> AsyncIterator[MakeClient]:
+    clients: list[TestClient[Any, Any]] = []
+
+    async def make(redis_client: Any = None, *, no_auth: bool = False,
+                   **overrides: Any) -> TestClient[Any, Any]:
+        conf = settings(write_keys=KEY, webhook_secret=SECRET, **overrides)
+        redis_client = redis_client or fakeredis.aioredis.FakeRedis(server=server)
+        intake = Intake(router(), redis_client, conf)
+        client = TestClient(TestServer(build_app(intake, conf, no_auth=no_auth)))
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.close()
+
+
+def stored(store: fakeredis.FakeRedis) -> int:
+    return int(store.get(keys.BACKLOG) or 0)
+
+
+# -- single events -----------------------------------------------------------------------------------------
+
+
+async def test_track_stores_the_event_and_answers_success(make_client: MakeClient,
+                                                          store: fakeredis.FakeRedis) -> None:
+    client = await make_client()
+    event = entered()
+    del event["type"]  # the route supplies it
+
+    resp = await client.post("/v1/track", data=orjson.dumps(event), headers=AUTH)
+
+    assert resp.status == 200
+    assert await resp.json() == {"success": True}
+    [(_, fields)] = store.xrange(keys.stream(TARGET.name))
+    assert orjson.loads(fields[b"o"]) == [["a", sha("person@example.com"), "", "", ""]]
+
+
+async def test_identify_route_takes_identify_events(make_client: MakeClient) -> None:
+    client = await make_client()
+    resp = await client.post("/v1/identify", data=b'{"userId": "u1", "traits": {"vip": true}}', headers=AUTH)
+    assert resp.status == 200
+
+
+async def test_an_event_of_another_type_than_the_route_is_refused(make_client: MakeClient,
+                                                                  store: fakeredis.FakeRedis) -> None:
+    client = await make_client()
+    resp = await client.post("/v1/identify", data=orjson.dumps(entered()), headers=AUTH)
+
+    assert resp.status == 400
+    body = await resp.json()
+    assert body["success"] is False and '"identify"' in body["error"]
+    assert stored(store) == 0
+
+
+async def test_a_rejected_event_answers_400_with_the_reason(make_client: MakeClient,
+                                                            store: fakeredis.FakeRedis) -> None:
+    client = await make_client()
+    resp = await client.post("/v1/track", data=orjson.dumps(entered(None)), headers=AUTH)
+
+    assert resp.status == 400
+    assert "At least one enabled identifier" in (await resp.json())["error"]
+    assert store.hget(keys.REJECTED, "no_identifier") == b"1"
+
+
+async def test_invalid_json_is_named(make_client: MakeClient) -> None:
+    client = await make_client()
+    resp = await client.post("/v1/track", data=b'{"type": "track",', headers=AUTH)
+
+    assert resp.status == 400
+    assert (await resp.json())["error"].startswith("invalid JSON")
+
+
+# -- batches and webhooks ----------------------------------------------------------------------------------
+
+
+async def test_batch_answers_per_event_results_for_the_rejected_ones(make_client: MakeClient,
+                                                                     store: fakeredis.FakeRedis) -> None:
+    client = await make_client()
+    batch = {"batch": [entered("a@example.com", "m0"), entered(None, "m1"), "junk"]}
+
+    resp = await client.post("/v1/batch", data=orjson.dumps(batch), headers=AUTH)
+
+    assert resp.status == 200
+    body = await resp.json()
+    assert (body["success"], body["accepted"], body["rejected"]) == (True, 1, 2)
+    assert [(r["index"], r["messageId"], r["status"]) for r in body["results"]] == [
+        (1, "m1", "rejected"), (2, None, "rejected")]
+    assert stored(store) == 1
+
+
+async def test_batch_with_everything_accepted_has_no_results(make_client: MakeClient) -> None:
+    client = await make_client()
+    resp = await client.post("/v1/batch", data=orjson.dumps({"batch": [entered()]}), headers=AUTH)
+
+    assert await resp.json() == {"success": True, "accepted": 1, "rejected": 0}
+
+
+async def test_batch_needs_a_batch_array(make_client: MakeClient) -> None:
+    client = await make_client()
+    for body in ([entered()], {"events": []}, {"batch": {}}):
+        resp = await client.post("/v1/batch", data=orjson.dumps(body), headers=AUTH)
+        assert resp.status == 400
+
+
+async def test_webhook_with_a_good_signature_takes_an_array(make_client: MakeClient,
+                                                            store: fakeredis.FakeRedis) -> None:
+    client = await make_client()
+    body = orjson.dumps([entered("a@example.com"), entered("b@example.com")])
+
+    resp = await client.post("/v1/webhook", data=body, headers={"X-Signature": sign(body, SECRET)})
+
+    assert resp.status == 200
+    assert (await resp.json())["accepted"] == 2
+    assert stored(store) == 2
+
+
+async def test_webhook_takes_a_single_event_and_key_auth(make_client: MakeClient) -> None:
+    client = await make_client()
+    resp = await client.post("/v1/webhook", data=orjson.dumps(entered()), headers=AUTH)
+    assert (await resp.json())["accepted"] == 1
+
+
+async def test_webhook_with_a_bad_signature_is_refused(make_client: MakeClient,
+                                                       store: fakeredis.FakeRedis) -> None:
+    client = await make_client()
+    body = orjson.dumps(entered())
+
+    bad = ({"X-Signature": sign(body, "wrong secret")}, {"X-Signature": sign(body + b" ", SECRET)}, {})
+    for headers in bad:
+        resp = await client.post("/v1/webhook", data=body, headers=headers)
+        assert resp.status == 401
+    assert stored(store) == 0
+
+
+# -- auth and limits ---------------------------------------------------------------------------------------
+
+
+async def test_missing_or_wrong_write_key_is_401(make_client: MakeClient, store: fakeredis.FakeRedis) -> None:
+    client = await make_client()
+    body = orjson.dumps(entered())
+
+    for headers in ({}, {"Authorization": "Bearer nope"}, {"X-Signature": sign(body, SECRET)}):
+        resp = await client.post("/v1/track", data=body, headers=headers)
+        assert resp.status == 401
+        assert "WWW-Authenticate" in resp.headers
+    resp = await client.post("/v1/batch", data=orjson.dumps({"batch": [entered()]}),
+                             headers={"Authorization": f"Bearer {KEY}"})
+    assert resp.status == 200
+    assert stored(store) == 1
+
+
+async def test_no_auth_mode_takes_anything(make_client: MakeClient) -> None:
+    client = await make_client(no_auth=True)
+    resp = await client.post("/v1/track", data=orjson.dumps(entered()))
+    assert resp.status == 200
+
+
+async def test_bodies_over_the_route_limit_are_413(make_client: MakeClient,
+                                                   store: fakeredis.FakeRedis) -> None:
+    client = await make_client()
+    big = orjson.dumps(entered(padding="x" * SINGLE_EVENT_LIMIT))
+
+    resp = await client.post("/v1/track", data=big, headers=AUTH)
+    assert resp.status == 413
+
+    async def chunked() -> AsyncIterator[bytes]:  # no Content-Length: the limit applies while reading
+        yield b'{"batch": ['
+        for _ in range(600):
+            yield orjson.dumps(entered(padding="x" * 1000)) + b","
+        yield b"{}]}"
+
+    resp = await client.post("/v1/batch", data=chunked(), headers=AUTH)
+    assert resp.status == 413
+    assert stored(store) == 0
+
+
+async def test_gzip_bodies_are_accepted(make_client: MakeClient) -> None:
+    client = await make_client()
+    body = gzip.compress(orjson.dumps({"batch": [entered("a@example.com"), entered("b@example.com")]}))
+
+    resp = await client.post("/v1/batch", data=body, headers={**AUTH, "Content-Encoding": "gzip"})
+
+    assert resp.status == 200
+    assert (await resp.json())["accepted"] == 2
+
+
+# -- when events cannot be stored --------------------------------------------------------------------------
+
+
+async def test_redis_down_is_503_and_nothing_is_accepted(
+    make_client: MakeClient, server: fakeredis.FakeServer, store: fakeredis.FakeRedis
+) -> None:
+    client = await make_client(AsyncPipelineDownRedis(server=server))
+
+    for path, body in (("/v1/track", entered()), ("/v1/batch", {"batch": [entered()]})):
+        resp = await client.post(path, data=orjson.dumps(body), headers=AUTH)
+        assert resp.status == 503
+        assert "Retry-After" in resp.headers
+        assert (await resp.json())["success"] is False
+    assert stored(store) == 0
+    assert store.xlen(keys.stream(TARGET.name)) == 0
+
+
+async def test_backlog_full_is_503_with_retry_after(make_client: MakeClient,
+                                                    store: fakeredis.FakeRedis) -> None:
+    store.set(keys.BACKLOG, 11)
+    client = await make_client(backlog_limit=10)
+
+    resp = await client.post("/v1/track", data=orjson.dumps(entered()), headers=AUTH)
+
+    assert resp.status == 503
+    assert int(resp.headers["Retry-After"]) > 0
+    assert "backlog" in (await resp.json())["error"]
+    assert store.xlen(keys.stream(TARGET.name)) == 0
+
+
+# -- operations endpoints ----------------------------------------------------------------------------------
+
+
+async def test_health_and_readiness(make_client: MakeClient) -> None:
+    client = await make_client()
+    assert (await client.get("/healthz")).status == 200
+    assert (await client.get("/readyz")).status == 200
+
+
+async def test_not_ready_while_redis_is_down(make_client: MakeClient, server: fakeredis.FakeServer) -> None:
+    client = await make_client(AsyncDownRedis(server=server))
+    assert (await client.get("/healthz")).status == 200
+    assert (await client.get("/readyz")).status == 503
+
+
+async def test_metrics_count_events_requests_and_backlog(make_client: MakeClient) -> None:
+    client = await make_client()
+    await client.post("/v1/batch", data=orjson.dumps({"batch": [entered(), entered(None)]}), headers=AUTH)
+    await client.post("/v1/track", data=b"{}")
+
+    resp = await client.get("/metrics")
+
+    text = await resp.text()
+    assert resp.status == 200
+    assert "tta_intake_events_accepted_total 1.0" in text
+    assert 'tta_intake_events_rejected_total{reason="no_identifier"} 1.0' in text
+    assert 'tta_intake_requests_total{route="/v1/batch",status="200"} 1.0' in text
+    assert 'tta_intake_requests_total{route="/v1/track",status="401"} 1.0' in text
+    assert "tta_intake_operations_enqueued_total 1.0" in text
+    assert "tta_backlog_operations 1.0" in text
+
+
+# -- serve -------------------------------------------------------------------------------------------------
+
+
+async def test_serve_refuses_to_start_without_authentication(capsys: pytest.CaptureFixture[str]) -> None:
+    assert serve("127.0.0.1", 0, settings()) == 2
+    assert "TTA_WRITE_KEY" in capsys.readouterr().err

@@ -1,0 +1,29 @@
+"""Fixtures for the sandbox tests: one sandbox per session on a free port, reset before every test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from sandbox import SandboxThread
+from tests.unit.sandbox.sandbox_testkit import ADVERTISER, Api
+
+
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[SandboxThread]:
+    with SandboxThread() as server:
+        yield server
+
+
+@pytest.fixture
+def api(sandbox_server: SandboxThread) -> Api:
+    client = Api(sandbox_server.base_url)
+    client.admin.reset()
+    return client
+
+
+@pytest.fixture
+def audience(api: Api) -> str:
+    """A fresh audience of the default advertiser, seeded through the admin API."""
+    return api.admin.seed_audience(ADVERTISER, "test audience")

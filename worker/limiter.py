@@ -1,0 +1,70 @@
+"""Fleet-wide rate limiting per access token, shared through Redis.
+
+TikTok counts calls per access token, not per worker, so every worker asks the same Redis keys before calling.
+Two rules, checked together by one Lua script (``limiter.lua``) so the answer is atomic across the fleet:
+
+* GCRA with a burst of one: calls are spaced at least ``1/qps`` apart, so no second ever holds more than
+  ``qps`` calls however many workers ask (a bucket allowing bursts could land a whole burst in one second).
+* A cooldown set by :meth:`RateLimiter.throttle` after TikTok answers "too many requests": until it expires,
+  no worker gets a slot.
+
+Only the Redis server's clock is used, so hosts with skewed clocks still share one timeline. The client is the
+synchronous ``redis.Redis``: the worker asks from its drain loop, between batches.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from importlib import resources
+
+from redis import Redis
+
+from worker import keys
+
+_SCRIPT = resources.files(__package__ or "worker").joinpath("limiter.lua").read_text(encoding="utf-8")
+_MICROS = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The limiter's answer to one request for a slot."""
+
+    wait: float  # seconds to wait before asking again; 0.0 means the call is granted and recorded
+    server_time_us: int  # the Redis server time the decision was taken at, in microseconds
+
+
+class RateLimiter:
+    """At most ``qps`` calls per second per token across every worker sharing ``redis``."""
+
+    def __init__(self, redis: Redis, qps: float) -> None:
+        if not qps > 0:
+            raise ValueError(f"qps must be positive, not {qps!r}")
+        self._redis = redis
+        # Rounded up so that spacing * qps >= 1 second: rounding down would let qps+1 calls into some second.
+        self._interval_us = math.ceil(_MICROS / qps)
+        self._script = redis.register_script(_SCRIPT)
+
+    def acquire(self, token_id: str) -> float:
+        """0.0 if a call may be made now (and it is counted), else the seconds to wait (nothing counted)."""
+        return self.decide(token_id).wait
+
+    def decide(self, token_id: str) -> Decision:
+        """Like :meth:`acquire`, also telling the server time of the decision (for metrics and tests)."""
+        wait_us, now_us = self._script(
+            keys=[keys.rate_limit(token_id), keys.cooldown(token_id)], args=[self._interval_us]
+        )
+        return Decision(wait=int(wait_us) / _MICROS, server_time_us=int(now_us))
+
+    def throttle(self, token_id: str, seconds: float) -> None:
+        """Stop every worker calling with this token for ``seconds``; an existing longer cooldown is kept."""
+        millis = math.ceil(seconds * 1000)
+        if millis <= 0:
+            return
+        key = keys.cooldown(token_id)
+        # Create the key if absent, else only push its expiry later (PEXPIRE GT, Redis >= 7): one transaction,
+        # so two workers throttling at once end with the later of their two deadlines.
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(key, b"1", px=millis, nx=True)
+            pipe.pexpire(key, millis, gt=True)
+            pipe.execute()

@@ -4,6 +4,8 @@ Per request, each event is validated and routed into operations; then everything
 Redis in *one* pipelined MULTI/EXEC round trip: the operations (queue contract of :mod:`worker.queue`),
 audience-create requests, and the rejection counters and log. Either all of it is stored or the caller gets
 :class:`StoreUnavailable` and answers the sender with a failure, so a success answer always means "stored".
+(The converse is not guaranteed: a reply lost after EXEC turns a stored request into a failure answer, and the
+sender's resend duplicates it, which at-least-once delivery tolerates.)
 
 The per-event path is plain Python with no I/O, logging or awaits: at ~100k+ events/s every microsecond per
 event is a tenth of the budget.
@@ -27,7 +29,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from worker import keys
-from worker.queue import _full_targets, _queue_commands, group_by_target
+from worker.queue import full_targets, group_by_target, queue_commands
 from worker.settings import Settings
 
 if TYPE_CHECKING:
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
 
 # Stream of legacy ``createAudience`` requests, one entry per distinct request, field ``c`` = JSON object
 # ``{"destination", "advertiser_id", "name"}``. (Belongs in worker.keys once the worker consumes it.)
-CREATES = f"{keys.PREFIX}:creates"
+CREATES = keys.CREATES
 CREATE_FIELD = "c"
 
 REJECTED_LOG_CAP = 1000
@@ -166,7 +168,10 @@ def _default_validator() -> tuple[Validator, type[Exception]]:
 
 class Intake:
     """Validates, routes and enqueues events. Build it with a sync redis client to use :meth:`accept`, or a
-    ``redis.asyncio`` client to use :meth:`accept_async`."""
+    ``redis.asyncio`` client to use :meth:`accept_async`.
+
+    ``validator`` defaults to :func:`producer.events.validate_event` (rejecting on its ``EventError``); tests
+    may pass another with the exception type it raises as ``event_error``."""
 
     def __init__(self, router: Router, client: redis.Redis | aioredis.Redis, settings: Settings, *,
                  validator: Validator | None = None, event_error: type[Exception] | None = None,
@@ -336,8 +341,8 @@ class Intake:
         now = routed.now
         operations = 0
         if grouped:
-            # The queue commands come first: _full_targets reads their replies by position.
-            _queue_commands(pipe, grouped, now + self._flush_interval)
+            # The queue commands come first: full_targets reads their replies by position.
+            queue_commands(pipe, grouped, now + self._flush_interval)
             operations = sum(len(packed) for packed in grouped.values())
         distinct_creates = {(c.destination, c.advertiser_id, c.name): None for c in routed.creates}
         for destination, advertiser_id, name in distinct_creates:
@@ -355,7 +360,7 @@ class Intake:
     def _after_write(self, results: list[Any], grouped: Grouped) -> list[str]:
         """Note the backlog read back by the write; return the targets that now hold a full batch."""
         self._note_backlog(results[-1])
-        return _full_targets(results, grouped, self._batch_size) if grouped else []
+        return full_targets(results, grouped, self._batch_size) if grouped else []
 
     @staticmethod
     def _result(routed: _Routed, operations: int, creates: int) -> IntakeResult:

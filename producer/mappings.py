@@ -156,6 +156,7 @@ class CompiledMapping:
     external_audience_id: Resolver | None = None  # native and sync
     # Canonical form of the external_audience_id field: equal keys in one destination resolve equal targets.
     audience_key: bytes = b""
+    external_audience_id_is_default: bool = False  # lets routing read it from the personas dict it already has
     selected_advertiser_id: Resolver | None = None  # legacy and create
     audience_id: Resolver | None = None  # legacy
     custom_audience_name: Resolver | None = None  # create
@@ -251,6 +252,7 @@ def compile_mapping(
     if spec.kind in ("native", "sync"):
         compiled["external_audience_id"] = value("external_audience_id")
         compiled["audience_key"] = _canonical(fields.get("external_audience_id", DEFAULT_FIELDS["external_audience_id"]))
+        compiled["external_audience_id_is_default"] = "external_audience_id" not in fields
     if spec.kind in ("legacy", "create"):
         compiled["selected_advertiser_id"] = value("selected_advertiser_id", required=True)
         _check_literal_advertiser(dest, fields["selected_advertiser_id"], where)

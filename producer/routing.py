@@ -218,9 +218,11 @@ class Router:
                 f"destination {dest.id!r}'s advertiser_ids",
             )
 
-        audience = None
-        if m.external_audience_id is not None:
-            audience = _id_text(m.external_audience_id(event), "external_audience_id")
+        if m.external_audience_id_is_default:
+            raw_audience = personas.get("external_audience_id")
+        else:
+            raw_audience = m.external_audience_id(event) if m.external_audience_id is not None else None
+        audience = _id_text(raw_audience, "external_audience_id")
         if audience is not None:
             return self._target(dest.id, advertiser, audience, "external_audience_id")
         if not dest.auto_create:

@@ -11,6 +11,7 @@ import asyncio
 import functools
 import math
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -125,63 +126,81 @@ async def _answer_fault(request: web.Request, fault: Fault, request_id: str) -> 
     return envelope(fault.code, fault.message, request_id)
 
 
-async def segment_mapping(request: web.Request) -> web.StreamResponse:
-    """Add or delete identifiers of one audience; every call, faulted or not, goes to the call log."""
-    sandbox = sandbox_of(request)
-    state, faults = sandbox.state, sandbox.faults
-    await faults.delay()
-    request_id = state.next_request_id()
+@dataclass
+class _MappingCall:
+    """What one /segment/mapping/ call turned out to be, filled in as it is handled, logged at the end."""
 
-    # Logged (hashed) even when it is not a valid token, so a test can see which client sent what.
-    presented: str | None = request.headers.get("Access-Token") or None
+    token: str | None
+    request_id: str
     header: MappingHeader | None = None
     mapping: MappingRequest | None = None
     fault: Fault | None = None
     code: int | None = None
-    status = 200
-    message = ""
+    status: int = 200
+    message: str = ""
+
+
+def _check_and_apply(
+    sandbox: Sandbox, advertisers: tuple[str, ...], content_type: str, raw: bytes, call: _MappingCall
+) -> None:
+    """Parse, check, then apply unless a fault knob fails the call. Synchronous on purpose: with no await
+    between the checks and the set update, nothing else can touch the audience in between."""
+    body = parse_json_object(content_type, raw)
+    call.header = header = check_mapping_header(body)
+    check_permission(advertisers, header.advertiser_id)
+    call.mapping = mapping = check_batch_data(body["batch_data"], header, sandbox.config.max_rows)
+    audience = sandbox.state.owned_audience(header.advertiser_id, mapping.audience_id)
+    call.fault = sandbox.faults.after_validation(mapping.audience_id)
+    if call.fault is None:
+        audience.apply(mapping)
+
+
+async def _handle_mapping(request: web.Request, sandbox: Sandbox, call: _MappingCall) -> web.StreamResponse:
     try:
-        try:
-            token, advertisers = authenticate(request, sandbox)
-            fault = faults.before_validation(token)
-            if fault is None:
-                raw = await request.read()
-                # No awaits from here to the answer: check-then-apply is atomic on the event loop.
-                with gc_paused():
-                    body = parse_json_object(_media_type(request), raw)
-                    header = check_mapping_header(body)
-                    check_permission(advertisers, header.advertiser_id)
-                    mapping = check_batch_data(body["batch_data"], header, sandbox.config.max_rows)
-                    audience = state.owned_audience(header.advertiser_id, mapping.audience_id)
-                    fault = faults.after_validation(mapping.audience_id)
-                    if fault is None:
-                        audience.apply(mapping)
-                        code, message = OK, "OK"
-                        return envelope(OK, message, request_id)
-        except ApiError as exc:
-            code, message = exc.code, exc.message
-            return envelope(exc.code, exc.message, request_id)
-        code, status, message = fault.code, fault.http_status, fault.message
-        return await _answer_fault(request, fault, request_id)
+        token, advertisers = authenticate(request, sandbox)
+        call.fault = sandbox.faults.before_validation(token)
+        if call.fault is None:
+            raw = await request.read()
+            with gc_paused():
+                _check_and_apply(sandbox, advertisers, _media_type(request), raw, call)
+    except ApiError as exc:
+        call.code, call.message = exc.code, exc.message
+        return envelope(exc.code, exc.message, call.request_id)
+    if call.fault is None:
+        call.code, call.message = OK, "OK"
+        return envelope(OK, "OK", call.request_id)
+    call.code, call.status, call.message = call.fault.code, call.fault.http_status, call.fault.message
+    return await _answer_fault(request, call.fault, call.request_id)
+
+
+async def segment_mapping(request: web.Request) -> web.StreamResponse:
+    """Add or delete identifiers of one audience; every call, faulted or not, goes to the call log."""
+    sandbox = sandbox_of(request)
+    await sandbox.faults.delay()
+    # The presented token is logged (hashed) even when invalid, so a test can tell which client sent what.
+    call = _MappingCall(request.headers.get("Access-Token") or None, sandbox.state.next_request_id())
+    try:
+        return await _handle_mapping(request, sandbox, call)
     except web.HTTPException as exc:  # aiohttp's own refusal, e.g. 413 for a body over the size limit
-        status, message = exc.status, exc.reason
+        call.status, call.message = exc.status, exc.reason
         raise
     except Exception:
         # A sandbox bug: aiohttp answers 500; the log says so instead of pretending a code was sent.
-        status, message = 500, "sandbox error"
+        call.status, call.message = 500, "sandbox error"
         raise
     finally:
-        state.record_mapping_call(
-            token=presented,
+        header, mapping = call.header, call.mapping
+        sandbox.state.record_mapping_call(
+            token=call.token,
             advertiser_id=header.advertiser_id if header else None,
             audience_id=mapping.audience_id if mapping else None,
             action=header.action if header else None,
             rows=mapping.rows if mapping else 0,
-            code=code,
-            http_status=status,
-            fault=fault.kind if fault else None,
-            request_id=request_id,
-            message=message,
+            code=call.code,
+            http_status=call.status,
+            fault=call.fault.kind if call.fault else None,
+            request_id=call.request_id,
+            message=call.message,
         )
 
 

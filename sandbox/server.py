@@ -153,10 +153,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> SandboxConfig:
-    config = SandboxConfig.from_env(tokens=args.tokens)
-    if args.seed is not None:
-        config = replace(config, seed=args.seed)
-    return config
+    """The config for parsed arguments; options a CLI did not define fall back to the environment."""
+    config = SandboxConfig.from_env(tokens=getattr(args, "tokens", None))
+    seed = getattr(args, "seed", None)
+    return replace(config, seed=seed) if seed is not None else config
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -32,6 +32,13 @@ def format_time(epoch: float) -> str:
     return time.strftime(_TIME_FORMAT, time.gmtime(epoch))
 
 
+def _outcome(code: int | None, http_status: int) -> str:
+    """How a call ended, for the per-outcome counters: TikTok's code, else the HTTP status, else no answer."""
+    if code is not None:
+        return str(code)
+    return f"http{http_status}" if http_status else "no_answer"
+
+
 @dataclass
 class Audience:
     audience_id: str
@@ -166,7 +173,7 @@ class SandboxState:
         self.calls.append(entry)
         counters = self.counters
         counters["mapping_calls"] += 1
-        self.mapping_codes[str(code) if code is not None else f"http{http_status}"] += 1
+        self.mapping_codes[_outcome(code, http_status)] += 1
         if fault is not None:
             counters["mapping_faults"] += 1
         if code == OK and http_status == 200:

@@ -17,7 +17,6 @@ from worker import keys
 from worker.context import WorkerContext
 from worker.destinations import Destination
 from worker.keys import Target
-from worker.target_lock import TargetLock
 
 log = structlog.get_logger(__name__)
 
@@ -30,8 +29,15 @@ def remember_audience(ctx: WorkerContext, destination: str, advertiser_id: str, 
     }))
 
 
-async def resolve_native_audience(ctx: WorkerContext, destination: Destination, token: str, target: Target,
-                                  lock: TargetLock) -> str:
+async def audience_for(ctx: WorkerContext, destination: Destination, token: str, target: Target) -> str:
+    """The TikTok audience id a target's batches go to (called by the drainer, which holds the target's lock)."""
+    if not target.needs_audience:
+        return target.audience
+    return await resolve_native_audience(ctx, destination, token, target)
+
+
+async def resolve_native_audience(ctx: WorkerContext, destination: Destination, token: str,
+                                  target: Target) -> str:
     """The TikTok id of a target's Engage audience, creating the audience the first time."""
     key = keys.created_audience(target.destination, target.advertiser_id, target.audience_key)
     known = ctx.redis.get(key)

@@ -24,6 +24,7 @@ import orjson
 import structlog
 
 from worker import keys, pause
+from worker.audiences import audience_for
 from worker.batching import plan_requests
 from worker.context import WorkerContext
 from worker.destinations import ConfigError, Destination
@@ -268,12 +269,8 @@ class Drainer:
 
     # -- sending ------------------------------------------------------------------------------------------------
 
-    async def _audience_id(self, destination: Destination, token: str, record: BatchRecord) -> str:
-        if not self.target.needs_audience:
-            return self.target.audience
-        from worker.audiences import resolve_native_audience
-
-        return await resolve_native_audience(self.ctx, destination, token, self.target, self.lock)
+    async def _audience_id(self, destination: Destination, token: str) -> str:
+        return await audience_for(self.ctx, destination, token, self.target)
 
     async def _send(self, destination: Destination, record: BatchRecord,
                     operations: list[PackedOperation]) -> None:
@@ -289,7 +286,7 @@ class Drainer:
         if not self.lock.extend():
             raise Stop("lost-lock")
         try:
-            audience_id = await self._audience_id(destination, token, record)
+            audience_id = await self._audience_id(destination, token)
             self.ctx.ledger.update(record, status="delivering", attempts=record.attempts + 1,
                                    first_attempt_at=record.first_attempt_at or now, audience_id=audience_id,
                                    next_attempt_at=None)

@@ -21,6 +21,7 @@ REJECTED_LOG = f"{PREFIX}:rejected:log"  # capped list of recent rejections (JSO
 BATCHES = f"{PREFIX}:batches"  # sorted set: batch id -> created time
 AUDIENCES = f"{PREFIX}:audiences"  # hash: "dest|advertiser|audience id" -> JSON description
 METRICS = f"{PREFIX}:metrics"  # hash of fleet-wide counters
+CREATES = f"{PREFIX}:creates"  # stream of legacy createAudience requests made by events
 
 _TARGET_PART = re.compile(r"^[A-Za-z0-9_.\-@]+$")
 

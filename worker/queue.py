@@ -35,7 +35,7 @@ def group_by_target(operations: Iterable[Operation]) -> dict[str, list[list[str]
     return grouped
 
 
-def _queue_commands(pipe: Any, grouped: dict[str, list[list[str]]], due_at: float) -> None:
+def queue_commands(pipe: Any, grouped: dict[str, list[list[str]]], due_at: float) -> None:
     total = 0
     for target, packed in grouped.items():
         pipe.xadd(keys.stream(target), {ENTRY_FIELD: encode_entry(packed)})
@@ -46,7 +46,7 @@ def _queue_commands(pipe: Any, grouped: dict[str, list[list[str]]], due_at: floa
     pipe.incrby(keys.BACKLOG, total)
 
 
-def _full_targets(results: list[Any], grouped: dict[str, list[list[str]]], batch_size: int) -> list[str]:
+def full_targets(results: list[Any], grouped: dict[str, list[list[str]]], batch_size: int) -> list[str]:
     counts = results[1 : 2 * len(grouped) : 2]
     return [target for target, count in zip(grouped, counts, strict=True) if int(count) >= batch_size]
 
@@ -60,9 +60,9 @@ def enqueue(client: redis.Redis, operations: Iterable[Operation], *, flush_inter
         return 0
     due_at = (time.time() if now is None else now) + flush_interval
     pipe = client.pipeline(transaction=True)
-    _queue_commands(pipe, grouped, due_at)
+    queue_commands(pipe, grouped, due_at)
     results = pipe.execute()
-    full = _full_targets(results, grouped, batch_size)
+    full = full_targets(results, grouped, batch_size)
     if full:
         client.zadd(keys.READY, dict.fromkeys(full, 0), lt=True)
     return sum(len(p) for p in grouped.values())
@@ -76,9 +76,9 @@ async def enqueue_async(client: aioredis.Redis, operations: Iterable[Operation],
         return 0
     due_at = (time.time() if now is None else now) + flush_interval
     pipe = client.pipeline(transaction=True)
-    _queue_commands(pipe, grouped, due_at)
+    queue_commands(pipe, grouped, due_at)
     results = await pipe.execute()
-    full = _full_targets(results, grouped, batch_size)
+    full = full_targets(results, grouped, batch_size)
     if full:
         await client.zadd(keys.READY, dict.fromkeys(full, 0), lt=True)
     return sum(len(p) for p in grouped.values())

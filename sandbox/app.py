@@ -32,6 +32,7 @@ from sandbox.errors import (
 from sandbox.faults import Fault
 from sandbox.state import Audience, format_time, token_id
 from sandbox.validation import (
+    MAX_PAGE_SIZE,
     MappingHeader,
     MappingRequest,
     check_batch_data,
@@ -50,6 +51,7 @@ API_PREFIX = "/open_api/v1.3"
 MIN_TARGETABLE = 1000
 # TikTok answers OAuth scope as opaque permission ids; the sandbox grants one, and nothing checks it.
 OAUTH_SCOPE = [4]
+# TikTok keeps an unused custom audience for a year.
 _RETENTION_SECONDS = 365 * 86400
 
 RouteHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -276,7 +278,7 @@ async def list_audiences(request: web.Request, sandbox: Sandbox) -> dict[str, An
     advertiser_id = required_param(request.query, "advertiser_id")
     check_permission(advertisers, advertiser_id)
     page = parse_int_param(request.query, "page", 1, 1, 1_000_000)
-    page_size = parse_int_param(request.query, "page_size", 10, 1, 100)
+    page_size = parse_int_param(request.query, "page_size", 10, 1, MAX_PAGE_SIZE)
     owned = sandbox.state.audiences_of(advertiser_id)
     start = (page - 1) * page_size
     return {

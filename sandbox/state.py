@@ -18,8 +18,6 @@ from sandbox.errors import OK, invalid
 from sandbox.validation import MappingRequest
 
 _TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
-# TikTok keeps an unused custom audience for a year.
-_RETENTION_SECONDS = 365 * 86400
 
 
 def token_id(token: str) -> str:

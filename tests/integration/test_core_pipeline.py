@@ -1,0 +1,120 @@
+"""The whole path, as a user runs it: events posted to intake end as TikTok (sandbox) audience membership."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import pytest
+
+from producer.identifiers import hash_email, phone_hasher
+from tests.integration.conftest import ADVERTISER, LEGACY_AUDIENCE, Stack
+from tests.integration.services import wait_until
+
+pytestmark = pytest.mark.integration
+
+NO_IDENTIFIER = "At least one enabled identifier (Email, Phone, or Advertising ID) must have a value."
+
+
+def engage(event: str, i: int, audience_id: str | None, *, key: str = "engaged", email: bool = True,
+           phone: str | None = None) -> dict[str, Any]:
+    traits: dict[str, Any] = {}
+    if email:
+        traits["email"] = f"user{i}@example.com"
+    if phone:
+        traits["phone"] = phone
+    personas: dict[str, Any] = {"computation_key": key}
+    if audience_id:
+        personas["external_audience_id"] = audience_id
+    return {"type": "track", "event": event, "userId": f"u{i}", "messageId": f"{event}-{key}-{i}",
+            "properties": {key: event == "Audience Entered"}, "context": {"traits": traits, "personas": personas}}
+
+
+def email_member(i: int) -> str:
+    return f"EMAIL_SHA256:{hash_email(f'user{i}@example.com')}"
+
+
+def settle(stack: Stack, timeout: float = 60) -> None:
+    wait_until(stack.backlog_settled, timeout, message=f"every operation settled\n{stack.logs()}")
+
+
+def post_all(stack: Stack, events: list[dict[str, Any]], per_request: int = 100) -> None:
+    for start in range(0, len(events), per_request):
+        status, body = stack.post("/v1/batch", {"batch": events[start : start + per_request]})
+        assert status == 200 and body["rejected"] == 0, body
+
+
+@pytest.fixture
+def running(stack: Stack) -> Stack:
+    for audience_id in ("3000000000000000001", "3000000000000000002"):
+        stack.sandbox.seed_audience(advertiser_id=ADVERTISER, name=f"aud-{audience_id}", audience_id=audience_id)
+    stack.start_intake()
+    stack.start_worker()
+    return stack
+
+
+def test_native_add_and_remove_on_two_audiences(running: Stack) -> None:
+    a, b = "3000000000000000001", "3000000000000000002"
+    events = [engage("Audience Entered", i, a) for i in range(5)]
+    events += [engage("Audience Entered", i, b, key="other") for i in range(3, 8)]
+    events += [engage("Audience Exited", 0, a), engage("Audience Exited", 7, b, key="other")]
+    post_all(running, events)
+    settle(running)
+    assert set(running.sandbox.members(a)) == {email_member(i) for i in (1, 2, 3, 4)}
+    assert set(running.sandbox.members(b)) == {email_member(i) for i in (3, 4, 5, 6)}
+
+
+def test_legacy_add_and_remove_with_an_explicit_audience_id(running: Stack) -> None:
+    def legacy(event: str, i: int) -> dict[str, Any]:
+        return {"type": "track", "event": event, "userId": f"u{i}",
+                "properties": {"email": f"user{i}@example.com"}}
+
+    post_all(running, [legacy("Legacy Added", i) for i in range(4)])
+    settle(running)
+    post_all(running, [legacy("Legacy Removed", 2)])
+    settle(running)
+    assert set(running.sandbox.members(LEGACY_AUDIENCE)) == {email_member(i) for i in (0, 1, 3)}
+
+
+def test_a_25000_user_audience_goes_as_three_requests_of_at_most_10000_rows(running: Stack) -> None:
+    audience = "3000000000000000001"
+    post_all(running, [engage("Audience Entered", i, audience) for i in range(25_000)], per_request=500)
+    settle(running, timeout=120)
+    calls = [c for c in running.sandbox.calls() if c["audience_id"] == audience and c["code"] == 0]
+    assert sorted(c["rows"] for c in calls) == [5_000, 10_000, 10_000]
+    assert len(running.sandbox.members(audience)) == 25_000
+
+
+def test_add_then_remove_of_the_same_user_ends_removed(running: Stack) -> None:
+    audience = "3000000000000000001"
+    post_all(running, [engage("Audience Entered", 1, audience), engage("Audience Entered", 2, audience),
+                       engage("Audience Exited", 1, audience)])
+    settle(running)
+    assert set(running.sandbox.members(audience)) == {email_member(2)}
+
+
+def test_a_phone_only_user_is_added(running: Stack) -> None:
+    audience = "3000000000000000001"
+    post_all(running, [engage("Audience Entered", 1, audience, email=False, phone="(415) 555-0100")])
+    settle(running)
+    expected = phone_hasher("e164", "US")("+14155550100")
+    assert running.sandbox.members(audience) == [f"PHONE_SHA256:{expected}"]
+
+
+def test_a_pre_hashed_email_is_passed_through_unchanged(running: Stack) -> None:
+    audience = "3000000000000000001"
+    digest = hashlib.sha256(b"someone@example.com").hexdigest().upper()
+    event = engage("Audience Entered", 1, audience, email=False)
+    event["context"]["traits"]["email"] = digest
+    post_all(running, [event])
+    settle(running)
+    assert running.sandbox.members(audience) == [f"EMAIL_SHA256:{digest.lower()}"]
+
+
+def test_an_event_without_a_usable_identifier_is_rejected_and_nothing_enqueued(running: Stack) -> None:
+    event = engage("Audience Entered", 1, "3000000000000000001", email=False)
+    status, body = running.post("/v1/track", event)
+    assert status == 400
+    assert NO_IDENTIFIER in body["error"]
+    assert running.redis.smembers("tta:targets") == set()
+    assert int(running.redis.hget("tta:rejected", "no_identifier")) == 1

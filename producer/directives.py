@@ -5,8 +5,8 @@ directive object: an object whose single key starts with ``@``. Supported, with 
 (``@segment/actions-core`` mapping-kit):
 
 - ``{"@path": "$.context.traits.email"}``: the value at a path; ``None`` when any step is missing. Paths are a
-  JSONPath subset: ``$``, ``.name``, ``['name']`` / ``["name"]`` for keys with dots or spaces, ``[0]`` for list
-  items. Like Segment, the leading ``$.`` may be left out (``properties.email``).
+  JSONPath subset: ``$``, ``.name``, ``['name']`` / ``["name"]`` for keys with dots or spaces, ``[0]`` for
+  list items. Like Segment, the leading ``$.`` may be left out (``properties.email``).
 - ``{"@if": {"exists": <value>, "then": <value>, "else": <value>}}``: ``then`` when ``exists`` resolves to a
   non-null value, else ``else`` (``None`` when a branch is absent). ``{"@if": {"blank": ...}}`` is Segment's
   variant whose condition also treats ``""`` (and the values JavaScript's ``!= ''`` treats like it: ``false``,
@@ -52,20 +52,21 @@ def compile_getter(steps: Sequence[Segment]) -> Resolver:
     steps = tuple(steps)
     if not steps:
         return _identity
-    if all(isinstance(s, str) for s in steps):
-        if len(steps) == 1:
-            (a,) = steps
+    keys = [s for s in steps if isinstance(s, str)]
+    if len(keys) == len(steps):
+        if len(keys) == 1:
+            (a,) = keys
             return lambda e: e.get(a)
-        if len(steps) == 2:
-            a, b = steps
+        if len(keys) == 2:
+            a, b = keys
 
             def get2(e: Event) -> Any:
                 v = e.get(a)
                 return v.get(b) if isinstance(v, dict) else None
 
             return get2
-        if len(steps) == 3:
-            a, b, c = steps
+        if len(keys) == 3:
+            a, b, c = keys
 
             def get3(e: Event) -> Any:
                 v = e.get(a)
@@ -235,7 +236,7 @@ def _compile_directive(spec: dict[Any, Any]) -> Resolver:
     arg = spec[name]
     if name == "@path":
         if not isinstance(arg, str):
-            raise DirectiveError(f"@path expects a string path like \"$.properties.email\", got {_kind(arg)}")
+            raise DirectiveError(f'@path expects a string path like "$.properties.email", got {_kind(arg)}')
         return compile_getter(parse_path(arg))
     if name == "@if":
         return _compile_if(arg)
@@ -253,8 +254,9 @@ def _compile_if(arg: Any) -> Resolver:
         raise DirectiveError('@if expects an object with an "exists" or "blank" key')
     unknown = sorted(str(k) for k in arg if k not in _IF_KEYS)
     if unknown:
-        raise DirectiveError(f"@if does not take {', '.join(repr(k) for k in unknown)} (it takes exists or "
-                             "blank, then, else)")
+        raise DirectiveError(
+            f"@if does not take {', '.join(repr(k) for k in unknown)} (it takes exists or blank, then, else)"
+        )
     if "exists" in arg:
         condition_spec, blank = arg["exists"], False  # Segment checks "exists" first
     elif "blank" in arg:
@@ -290,8 +292,16 @@ def _compile_if(arg: Any) -> Resolver:
 
 _PLACEHOLDER = re.compile(r"\{\{\{([^}]+)\}\}\}|\{\{([^}]+)\}\}")
 _HTML_ESCAPES = str.maketrans(
-    {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;", "/": "&#x2F;", "`": "&#x60;",
-     "=": "&#x3D;"}
+    {
+        "&": "&amp;",
+        "<": "&lt;",
+        ">": "&gt;",
+        '"': "&quot;",
+        "'": "&#39;",
+        "/": "&#x2F;",
+        "`": "&#x60;",
+        "=": "&#x3D;",
+    }
 )
 
 
@@ -325,5 +335,11 @@ def _compile_template(template: str) -> Resolver:
 def _kind(value: Any) -> str:
     if value is None:
         return "null"
-    return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list",
-            dict: "an object"}.get(type(value), type(value).__name__)
+    return {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "an object",
+    }.get(type(value), type(value).__name__)

@@ -4,10 +4,10 @@ Two implementations of one set of rules:
 
 - :class:`SegmentEvent`, a pydantic v2 model: the readable, documented statement of the envelope (and a JSON
   schema for anyone who wants one). ``SegmentEvent.model_validate`` costs ~3-4 µs an event.
-- :func:`validate_event`, the hand-written check the intake runs on every event (~0.4 µs): it checks the same
-  envelope fields with plain type tests, returns the *same* dict (no copy, no coercion) so routing keeps working
-  on the raw ``orjson`` output, and raises :class:`EventError` with one clear reason. A unit test runs both
-  over the same cases so they cannot drift apart.
+- :func:`validate_event`, the hand-written check the intake runs on every event (~1 µs, a quarter of the
+  model's cost): it checks the same envelope fields with plain type tests, returns the *same* dict (no copy,
+  no coercion) so routing keeps working on the raw ``orjson`` output, and raises :class:`EventError` with one
+  clear reason and a short ``code``. A unit test runs both over the same cases so they cannot drift apart.
 
 Where validation happens: the intake calls ``validate_event`` once per event, then
 :meth:`producer.routing.Router.route`. ``route`` trusts that shape and does no validation of its own beyond
@@ -31,12 +31,13 @@ EVENT_TYPES = ("track", "identify", "page", "screen", "group", "alias")
 _TYPES = frozenset(EVENT_TYPES)
 _NONE = type(None)
 # Envelope key -> the classes its value may have (null counts as absent), and how to say so.
-_STRING = (frozenset({str, _NONE}), "a string")
-_OBJECT = (frozenset({dict, _NONE}), "an object")
-_ID = (frozenset({str, int, float, _NONE}), "a string or a number")
+_STRING: tuple[frozenset[type], str] = (frozenset({str, _NONE}), "a string")
+_OBJECT: tuple[frozenset[type], str] = (frozenset({dict, _NONE}), "an object")
+_ID: tuple[frozenset[type], str] = (frozenset({str, int, float, _NONE}), "a string or a number")
 _CHECKS: dict[str, tuple[frozenset[type], str]] = {
-    **dict.fromkeys(("event", "name", "messageId", "timestamp", "originalTimestamp", "sentAt", "receivedAt"),
-                    _STRING),
+    **dict.fromkeys(
+        ("event", "name", "messageId", "timestamp", "originalTimestamp", "sentAt", "receivedAt"), _STRING
+    ),
     **dict.fromkeys(("properties", "traits", "context", "integrations"), _OBJECT),
     **dict.fromkeys(("userId", "anonymousId", "groupId", "previousId"), _ID),
 }
@@ -45,10 +46,13 @@ Id = StrictStr | StrictInt | StrictFloat
 
 
 class EventError(ValueError):
-    """An event the intake refuses. ``reason`` is one sentence naming the problem (never a field's value)."""
+    """An event the intake refuses. ``reason`` is one sentence naming the problem (never a field's value);
+    ``code`` a short stable name for counting (invalid_event, invalid_type, invalid_field, missing_event,
+    missing_identity, missing_group_id, missing_previous_id)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, code: str = "invalid_event") -> None:
         self.reason = reason
+        self.code = code
         super().__init__(reason)
 
 
@@ -76,11 +80,11 @@ class SegmentEvent(BaseModel):
 
     @model_validator(mode="after")
     def _per_type_rules(self) -> SegmentEvent:
-        reason = _type_rules(
+        problem = _type_rules(
             self.type, self.event, self.userId, self.anonymousId, self.groupId, self.previousId
         )
-        if reason:
-            raise ValueError(reason)
+        if problem:
+            raise ValueError(problem[1])
         return self
 
 
@@ -88,16 +92,19 @@ def _present_id(value: Any) -> bool:
     return value is not None and value != ""
 
 
-def _type_rules(kind: str, event: Any, user_id: Any, anonymous_id: Any, group_id: Any, previous_id: Any) -> str:
+def _type_rules(
+    kind: str, event: Any, user_id: Any, anonymous_id: Any, group_id: Any, previous_id: Any
+) -> tuple[str, str] | None:
+    """The per-type rule an envelope breaks, as (code, reason); None when it keeps them all."""
     if kind == "track" and not event:
-        return "track event needs 'event' (the event name)"
+        return "missing_event", "track event needs 'event' (the event name)"
     if not _present_id(user_id) and not _present_id(anonymous_id):
-        return "event needs 'userId' or 'anonymousId'"
+        return "missing_identity", "event needs 'userId' or 'anonymousId'"
     if kind == "group" and not _present_id(group_id):
-        return "group event needs 'groupId'"
+        return "missing_group_id", "group event needs 'groupId'"
     if kind == "alias" and not _present_id(previous_id):
-        return "alias event needs 'previousId'"
-    return ""
+        return "missing_previous_id", "alias event needs 'previousId'"
+    return None
 
 
 def validate_event(obj: Any) -> dict[str, Any]:
@@ -106,19 +113,21 @@ def validate_event(obj: Any) -> dict[str, Any]:
         raise EventError(f"an event must be a JSON object, not {_kind(obj)}")
     get = obj.get
     kind = get("type")
-    if kind not in _TYPES:
+    if kind.__class__ is not str or kind not in _TYPES:
         if kind is None:
-            raise EventError(f"event needs 'type' (one of {', '.join(EVENT_TYPES)})")
-        raise EventError(f"type must be one of {', '.join(EVENT_TYPES)}")
+            raise EventError(f"event needs 'type' (one of {', '.join(EVENT_TYPES)})", "invalid_type")
+        raise EventError(f"type must be one of {', '.join(EVENT_TYPES)}", "invalid_type")
     # One pass over the event's own keys (usually ~8) is cheaper than looking up every envelope key.
     checks = _CHECKS
     for key, value in obj.items():
         check = checks.get(key)
         if check is not None and value.__class__ not in check[0]:
-            raise EventError(f"'{key}' must be {check[1]}, not {_kind(value)}")
-    reason = _type_rules(kind, get("event"), get("userId"), get("anonymousId"), get("groupId"), get("previousId"))
-    if reason:
-        raise EventError(reason)
+            raise EventError(f"'{key}' must be {check[1]}, not {_kind(value)}", "invalid_field")
+    problem = _type_rules(
+        kind, get("event"), get("userId"), get("anonymousId"), get("groupId"), get("previousId")
+    )
+    if problem:
+        raise EventError(problem[1], problem[0])
     return obj
 
 

@@ -12,7 +12,8 @@ Grammar (precedence ``not`` > ``and`` > ``or``; keywords are lower case)::
 
 Semantics follow Segment's ``destination-subscriptions`` so a pasted trigger behaves the same:
 
-- a missing path is null: ``properties.x = null`` holds when ``x`` is absent or null, ``!= null`` when present;
+- a missing path is null: ``properties.x = null`` holds when ``x`` is absent or null, ``!= null`` when
+  present;
 - other comparisons compare text the way JavaScript's ``String()`` spells values, so ``properties.n = 5``
   matches ``5``, ``5.0`` and ``"5"``, and ``properties.flag = true`` matches ``true`` and ``"true"``; objects,
   lists and missing values equal no literal; ``!=`` is always the exact negation of ``=``;
@@ -39,7 +40,7 @@ _TRAITS_TYPES = frozenset({"identify", "group"})
 
 
 class TriggerError(ValueError):
-    """A trigger that does not parse. ``position`` is 1-based; ``expected`` says what would have been valid."""
+    """A trigger that does not parse. ``position`` is 1-based; ``expected`` says what would have fitted."""
 
     def __init__(self, position: int, expected: str, found: str) -> None:
         self.position = position
@@ -108,7 +109,7 @@ def _tokenize(text: str) -> list[_Token]:
 
 
 def _read_string(text: str, i: int) -> tuple[str, int]:
-    """Read the string literal opening at ``text[i]``; return its value and the index after its closing quote."""
+    """Read the string literal opening at ``text[i]``; return its value and the index after its end."""
     out: list[str] = []
     j = i + 1
     n = len(text)
@@ -128,7 +129,9 @@ def _read_string(text: str, i: int) -> tuple[str, int]:
                 out.append(chr(int(text[j + 2 : j + 6], 16)))
                 j += 6
                 continue
-            raise TriggerError(j + 1, 'an escape (\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX)', repr("\\" + esc))
+            raise TriggerError(
+                j + 1, 'an escape (\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX)', repr("\\" + esc)
+            )
         out.append(ch)
         j += 1
     raise TriggerError(n + 1, f"'\"' closing the string opened at position {i + 1}", "end of trigger")
@@ -164,7 +167,9 @@ class _Parser:
 
     def trigger(self) -> Predicate:
         if self.peek().kind == "end":
-            raise TriggerError(self.peek().pos, "a condition such as event = \"Audience Entered\"", "an empty trigger")
+            raise TriggerError(
+                self.peek().pos, 'a condition such as event = "Audience Entered"', "an empty trigger"
+            )
         pred = self.or_expr()
         tok = self.peek()
         if tok.kind != "end":
@@ -203,7 +208,9 @@ class _Parser:
     def comparison(self) -> Predicate:
         tok = self.take()
         if tok.kind != "name" or tok.value in _KEYWORDS:
-            raise TriggerError(tok.pos, "a path (such as event or properties.x), '(' or 'not'", tok.describe())
+            raise TriggerError(
+                tok.pos, "a path (such as event or properties.x), '(' or 'not'", tok.describe()
+            )
         op = self.take()
         if op.kind not in ("=", "!="):
             raise TriggerError(op.pos, "'=' or '!='", op.describe())

@@ -4,8 +4,8 @@ Each function takes the raw field value and returns a lowercase SHA-256 hex dige
 counts as missing (``None``, empty or whitespace-only), or raises :class:`InvalidIdentifier` when a value is
 present but unusable. Error messages never contain the value.
 
-A value that is already a digest (exactly 64 hex characters, any case, after trimming) is lowercased and passed
-through, never hashed twice.
+A value that is already a digest (exactly 64 hex characters, any case, after trimming) is lowercased and
+passed through, never hashed twice.
 
 Phones: E.164 through ``phonenumbers`` (``parse`` + ``is_possible_number``), which costs ~25-30 µs a number.
 Most Engage phones are North American, so :func:`phone_hasher` first tries a fast path that handles
@@ -57,28 +57,29 @@ def normalize_email(value: str) -> str:
 
     The local part ends at the last ``@`` (Segment's regexes agree); without an ``@`` only trim and lowercase.
     """
-    text = value.strip().lower()
+    return _normalize_lowered(value.strip().lower())
+
+
+def _normalize_lowered(text: str) -> str:
     local, at, domain = text.rpartition("@")
-    if not at:
+    if not at or ("+" not in local and "." not in local):
         return text
     if "+" in local:
         local = local[: local.index("+")]
-    if "." in local:
-        local = local.replace(".", "")
-    return f"{local}@{domain}"
+    return local.replace(".", "") + "@" + domain
 
 
 def hash_email(value: Any) -> str | None:
-    if value is None:
-        return None
     if value.__class__ is not str:
+        if value is None:
+            return None
         raise InvalidIdentifier("email", f"must be a string, not {_kind(value)}")
-    text = value.strip()
+    text = value.strip().lower()  # one pass each; this runs for nearly every event
     if not text:
         return None
     if len(text) == 64 and _HEX64.fullmatch(text):
-        return text.lower()
-    return sha256(normalize_email(text).encode()).hexdigest()
+        return text
+    return sha256(_normalize_lowered(text).encode()).hexdigest()
 
 
 def hash_advertising_id(value: Any) -> str | None:
@@ -102,7 +103,7 @@ def advertising_id_type(mode: AdvertisingIdMode, device_type: Any) -> str:
 
 
 def _phone_text(value: Any) -> str:
-    """A phone field's text: strings as given, whole numbers (JSON often carries phones as numbers) as digits."""
+    """A phone field's text: strings as given, whole numbers (JSON often carries phones so) as digits."""
     cls = value.__class__
     if cls is str:
         return value
@@ -151,7 +152,7 @@ def country_code_for(country: str) -> int:
 
 
 def phone_hasher(normalization: PhoneNormalization, country: str = "US") -> Callable[[Any], str | None]:
-    """A hasher for one mapping's phone settings: ``hasher(raw) -> digest | None``, raising InvalidIdentifier."""
+    """One mapping's phone hasher: ``hasher(raw) -> digest | None``; raises InvalidIdentifier."""
     country = country.upper()
     code = country_code_for(country)
     if code == 0:

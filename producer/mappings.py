@@ -6,7 +6,7 @@ A mapping entry in the destinations file::
       name: VIP adds                     # optional, for people
       enabled: true                      # optional; a disabled mapping is still checked but never runs
       subscribe: 'event = "Audience Entered"'   # optional FQL trigger; default per action
-      phone_normalization: e164          # or as_is (may also be given inside fields, as Segment users paste it)
+      phone_normalization: e164          # or as_is (may also sit inside fields, as Segment users paste it)
       advertising_id_type: idfa          # or auto (android -> AAID_SHA256 from context.device.type)
       fields:                            # Segment's field names; literal or directive values
         selected_advertiser_id: "7000000000000000001"
@@ -37,8 +37,16 @@ from worker.keys import Target
 Kind = Literal["native", "sync", "legacy", "create"]
 
 _IDENTIFIER_FIELDS = frozenset(
-    {"email", "phone", "advertising_id", "send_email", "send_phone", "send_advertising_id", "event_name",
-     "enable_batching"}
+    {
+        "email",
+        "phone",
+        "advertising_id",
+        "send_email",
+        "send_phone",
+        "send_advertising_id",
+        "event_name",
+        "enable_batching",
+    }
 )
 _OPTIONS = ("phone_normalization", "advertising_id_type")
 _OPTION_VALUES: dict[str, tuple[str, ...]] = {
@@ -58,26 +66,63 @@ class ActionSpec:
     fields: frozenset[str]
 
 
-def _spec(slug: str, title: str, trigger: str, kind: Kind, op: Literal["add", "delete"] | None,
-          fields: set[str]) -> ActionSpec:
+def _spec(
+    slug: str, title: str, trigger: str, kind: Kind, op: Literal["add", "delete"] | None, fields: set[str]
+) -> ActionSpec:
     return ActionSpec(slug, title, trigger, kind, op, frozenset(fields))
 
 
 ACTIONS: dict[str, ActionSpec] = {
     s.slug: s
     for s in (
-        _spec("addToAudience", "Add to Audience", 'event = "Audience Entered"', "native", "add",
-              {*_IDENTIFIER_FIELDS, "external_audience_id", *_OPTIONS}),
-        _spec("removeFromAudience", "Remove from Audience", 'event = "Audience Exited"', "native", "delete",
-              {*_IDENTIFIER_FIELDS, "external_audience_id", *_OPTIONS}),
-        _spec("syncAudience", "Sync Audience", 'type = "track"', "sync", None,
-              {*_IDENTIFIER_FIELDS, "external_audience_id", "batch_keys", *_OPTIONS}),
-        _spec("addUser", "Add Users (Legacy)", 'event = "Audience Entered"', "legacy", "add",
-              {*_IDENTIFIER_FIELDS, "selected_advertiser_id", "audience_id", *_OPTIONS}),
-        _spec("removeUser", "Remove Users (Legacy)", 'event = "Audience Exited"', "legacy", "delete",
-              {*_IDENTIFIER_FIELDS, "selected_advertiser_id", "audience_id", *_OPTIONS}),
-        _spec("createAudience", "Create Audience (Legacy)", 'event = "Create Audience"', "create", None,
-              {"selected_advertiser_id", "custom_audience_name", "id_type"}),
+        _spec(
+            "addToAudience",
+            "Add to Audience",
+            'event = "Audience Entered"',
+            "native",
+            "add",
+            {*_IDENTIFIER_FIELDS, "external_audience_id", *_OPTIONS},
+        ),
+        _spec(
+            "removeFromAudience",
+            "Remove from Audience",
+            'event = "Audience Exited"',
+            "native",
+            "delete",
+            {*_IDENTIFIER_FIELDS, "external_audience_id", *_OPTIONS},
+        ),
+        _spec(
+            "syncAudience",
+            "Sync Audience",
+            'type = "track"',
+            "sync",
+            None,
+            {*_IDENTIFIER_FIELDS, "external_audience_id", "batch_keys", *_OPTIONS},
+        ),
+        _spec(
+            "addUser",
+            "Add Users (Legacy)",
+            'event = "Audience Entered"',
+            "legacy",
+            "add",
+            {*_IDENTIFIER_FIELDS, "selected_advertiser_id", "audience_id", *_OPTIONS},
+        ),
+        _spec(
+            "removeUser",
+            "Remove Users (Legacy)",
+            'event = "Audience Exited"',
+            "legacy",
+            "delete",
+            {*_IDENTIFIER_FIELDS, "selected_advertiser_id", "audience_id", *_OPTIONS},
+        ),
+        _spec(
+            "createAudience",
+            "Create Audience (Legacy)",
+            'event = "Create Audience"',
+            "create",
+            None,
+            {"selected_advertiser_id", "custom_audience_name", "id_type"},
+        ),
     )
 }
 
@@ -156,7 +201,9 @@ class CompiledMapping:
     external_audience_id: Resolver | None = None  # native and sync
     # Canonical form of the external_audience_id field: equal keys in one destination resolve equal targets.
     audience_key: bytes = b""
-    external_audience_id_is_default: bool = False  # lets routing read it from the personas dict it already has
+    external_audience_id_is_default: bool = (
+        False  # lets routing read it from the personas dict it already has
+    )
     selected_advertiser_id: Resolver | None = None  # legacy and create
     audience_id: Resolver | None = None  # legacy
     custom_audience_name: Resolver | None = None  # create
@@ -189,8 +236,9 @@ def compile_mapping(
         raise _Where(dest.id, index, None, None).error("must be an object with an 'action'")
     action = raw.get("action")
     name = raw.get("name")
-    where = _Where(dest.id, index, action if isinstance(action, str) else None,
-                   name if isinstance(name, str) else None)
+    where = _Where(
+        dest.id, index, action if isinstance(action, str) else None, name if isinstance(name, str) else None
+    )
     if action is None:
         raise where.error(f"needs 'action' (one of {', '.join(ACTIONS)})")
     if action not in ACTIONS:
@@ -251,7 +299,9 @@ def compile_mapping(
         compiled.update(_identifier_fields(fields, options, value, where, default_phone_country))
     if spec.kind in ("native", "sync"):
         compiled["external_audience_id"] = value("external_audience_id")
-        compiled["audience_key"] = _canonical(fields.get("external_audience_id", DEFAULT_FIELDS["external_audience_id"]))
+        compiled["audience_key"] = _canonical(
+            fields.get("external_audience_id", DEFAULT_FIELDS["external_audience_id"])
+        )
         compiled["external_audience_id_is_default"] = "external_audience_id" not in fields
     if spec.kind in ("legacy", "create"):
         compiled["selected_advertiser_id"] = value("selected_advertiser_id", required=True)
@@ -292,7 +342,8 @@ def _identifier_fields(
             raise where.error(f"{flag} must be true or false")
     if not any(sends.values()):
         raise where.error(
-            "send_email, send_phone and send_advertising_id are all false: at least one identifier must be sent"
+            "send_email, send_phone and send_advertising_id are all false: "
+            "at least one identifier must be sent"
         )
     phone_normalization = cast(PhoneNormalization, options.get("phone_normalization", "e164"))
     adid_mode = cast(AdvertisingIdMode, options.get("advertising_id_type", "idfa"))
@@ -343,8 +394,10 @@ def _canonical(spec_value: Any) -> bytes:
 
 def _ids_as_text(field: str, spec_value: Any) -> Any:
     # YAML reads unquoted ids (audience_id: 1234345) as numbers; TikTok ids are strings.
-    if field in ("selected_advertiser_id", "audience_id") and isinstance(spec_value, int) and not isinstance(
-        spec_value, bool
+    if (
+        field in ("selected_advertiser_id", "audience_id")
+        and isinstance(spec_value, int)
+        and not isinstance(spec_value, bool)
     ):
         return str(spec_value)
     return spec_value

@@ -109,13 +109,17 @@ class Router:
         self._targets: dict[tuple[str, str, str], Target] = {}
 
     @classmethod
-    def from_destinations(cls, destinations: DestinationsFile, *, default_phone_country: str = "US") -> Router:
-        """Compile every destination's mappings. Raises ConfigError naming destination, mapping and problem."""
+    def from_destinations(
+        cls, destinations: DestinationsFile, *, default_phone_country: str = "US"
+    ) -> Router:
+        """Compile every destination's mappings; a ConfigError names destination, mapping and problem."""
         routes: list[_Route] = []
         everything: list[CompiledMapping] = []
         slots: dict[tuple[Any, ...], int] = {}
         for dest in destinations.destinations:
-            info = _Destination(dest.id, frozenset(dest.advertiser_ids), dest.native_advertiser_id, dest.auto_create)
+            info = _Destination(
+                dest.id, frozenset(dest.advertiser_ids), dest.native_advertiser_id, dest.auto_create
+            )
             compiled = compile_destination(dest, default_phone_country=default_phone_country)
             everything.extend(compiled)
             for m in compiled:
@@ -132,7 +136,10 @@ class Router:
         operations: list[Operation] = []
         creates: list[AudienceCreate] = []
         dropped: dict[str, int] = {}
-        memo: dict[int, Any] = {}  # identifiers_slot / target_slot -> value, for this event only
+        # Per-event memos by slot: mappings that read identifiers or targets the same way share the result.
+        identifiers: dict[int, _Identifiers] = {}
+        targets: dict[int, Target] = {}
+        personas: dict[str, Any] | None = None  # context.personas, looked up once
         matched = 0
         for route in self._routes:
             m = route.mapping
@@ -146,22 +153,32 @@ class Router:
                     if create not in creates:
                         creates.append(create)
                     continue
-                ids = memo.get(route.identifiers_slot)
+                ids = identifiers.get(route.identifiers_slot)
                 if ids is None:
-                    ids = memo[route.identifiers_slot] = _identifiers(m, event, dropped)
+                    ids = identifiers[route.identifiers_slot] = _identifiers(m, event, dropped)
                 action: Action
                 if kind == "legacy":
                     target = self._legacy_target(route.dest, m, event)
                     action = m.operation or "add"
                 else:
-                    target = memo.get(route.target_slot)
-                    if target is None:
-                        target = memo[route.target_slot] = self._native_target(route.dest, m, event)
-                    action = m.operation or _membership(event)
+                    if personas is None:
+                        personas = _personas(event)
+                    cached = targets.get(route.target_slot)
+                    if cached is None:
+                        cached = targets[route.target_slot] = self._native_target(
+                            route.dest, m, event, personas
+                        )
+                    target = cached
+                    action = m.operation or _membership(event, personas)
                 email, phone, adid, adid_type = ids
                 for op in operations:
-                    if (op.target is target and op.action == action and op.email == email and op.phone == phone
-                            and op.advertising_id == adid):
+                    if (
+                        op.target is target
+                        and op.action == action
+                        and op.email == email
+                        and op.phone == phone
+                        and op.advertising_id == adid
+                    ):
                         break  # the same operation from another mapping: send it once
                 else:
                     operations.append(Operation(target, action, email, phone, adid, adid_type))
@@ -197,12 +214,15 @@ class Router:
             self._targets[key] = target
         return target
 
-    def _native_target(self, dest: _Destination, m: CompiledMapping, event: dict[str, Any]) -> Target:
-        personas = _personas(event)
+    def _native_target(
+        self, dest: _Destination, m: CompiledMapping, event: dict[str, Any], personas: dict[str, Any]
+    ) -> Target:
         settings = personas.get("audience_settings")
-        advertiser = None
-        if isinstance(settings, dict):
-            advertiser = _id_text(settings.get("advertiserId"), "context.personas.audience_settings.advertiserId")
+        advertiser = (
+            _id_text(settings.get("advertiserId"), "context.personas.audience_settings.advertiserId")
+            if settings.__class__ is dict
+            else None
+        )
         if advertiser is None:
             advertiser = dest.native_advertiser_id
             if advertiser is None:
@@ -228,7 +248,7 @@ class Router:
         if not dest.auto_create:
             raise Rejected(
                 "missing_audience_id",
-                "external_audience_id has no value (Engage sends it as context.personas.external_audience_id) "
+                "external_audience_id has no value (Engage sends context.personas.external_audience_id) "
                 f"and destination {dest.id!r} does not create audiences (native.auto_create is off)",
             )
         key = personas.get("computation_key")
@@ -264,42 +284,42 @@ def _identifiers(m: CompiledMapping, event: dict[str, Any], dropped: dict[str, i
     assert m.read_identifiers is not None and m.phone_hash is not None
     raw_email, raw_phone, raw_adid = m.read_identifiers(event)
     email = phone = adid = adid_type = ""
-    unusable: list[InvalidIdentifier] | None = None
-    try:
-        if raw_email is not None:
+    unusable: list[InvalidIdentifier] = []
+    if raw_email is not None:
+        try:
             email = hash_email(raw_email) or ""
-    except InvalidIdentifier as exc:
-        unusable = [exc]
-    try:
-        if raw_phone is not None:
+        except InvalidIdentifier as exc:
+            unusable.append(exc)
+    if raw_phone is not None:
+        try:
             phone = m.phone_hash(raw_phone) or ""
-    except InvalidIdentifier as exc:
-        unusable = [*(unusable or ()), exc]
-    try:
-        if raw_adid is not None:
+        except InvalidIdentifier as exc:
+            unusable.append(exc)
+    if raw_adid is not None:
+        try:
             adid = hash_advertising_id(raw_adid) or ""
-            if adid:
-                adid_type = (
-                    advertising_id_type("auto", _device_type(event))
-                    if m.advertising_id_type == "auto"
-                    else IDFA_SHA256
-                )
-    except InvalidIdentifier as exc:
-        unusable = [*(unusable or ()), exc]
-    if not (email or phone or adid):
-        if unusable:
-            details = "; ".join(str(exc) for exc in unusable)
-            raise Rejected("invalid_identifier", f"{NO_IDENTIFIER} ({details})")
-        raise Rejected("no_identifier", NO_IDENTIFIER)
+        except InvalidIdentifier as exc:
+            unusable.append(exc)
+        if adid:
+            adid_type = (
+                advertising_id_type("auto", _device_type(event))
+                if m.advertising_id_type == "auto"
+                else IDFA_SHA256
+            )
     if unusable:
-        for exc in unusable:
-            reason = f"invalid_{exc.kind}"
+        if not (email or phone or adid):
+            details = "; ".join(str(problem) for problem in unusable)
+            raise Rejected("invalid_identifier", f"{NO_IDENTIFIER} ({details})")
+        for dropped_one in unusable:
+            reason = f"invalid_{dropped_one.kind}"
             dropped[reason] = dropped.get(reason, 0) + 1
+    elif not (email or phone or adid):
+        raise Rejected("no_identifier", NO_IDENTIFIER)
     return email, phone, adid, adid_type
 
 
-def _membership(event: dict[str, Any]) -> Action:
-    key = _personas(event).get("computation_key")
+def _membership(event: dict[str, Any], personas: dict[str, Any]) -> Action:
+    key = personas.get("computation_key")
     if not isinstance(key, str) or not key:
         raise Rejected(
             "invalid_membership",
@@ -320,7 +340,9 @@ def _membership(event: dict[str, Any]) -> Action:
     if value is False:
         return "delete"
     if value is None:
-        raise Rejected("invalid_membership", f"{where}.{key} is missing: it must be true (add) or false (remove)")
+        raise Rejected(
+            "invalid_membership", f"{where}.{key} is missing: it must be true (add) or false (remove)"
+        )
     raise Rejected("invalid_membership", f"{where}.{key} must be true or false, not {_kind(value)}")
 
 

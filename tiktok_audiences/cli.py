@@ -190,9 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="end-to-end benchmark against a one-task-per-event baseline")
     p.add_argument("--events", type=int, default=200_000)
     p.add_argument("--audiences", type=int, default=10)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--baseline-events", type=int, default=5_000)
-    p.add_argument("--scaling", action="store_true", help="also measure 1/2/4 workers and 1/100/10000 audiences")
+    p.add_argument("--workers", type=int, default=2, help="worker (Celery pool) processes")
+    p.add_argument("--intake-processes", type=int, default=2, help="serve --workers N")
+    p.add_argument("--flush-interval", type=float, default=1.0, help="TTA_FLUSH_INTERVAL for the run")
+    p.add_argument("--baseline-events", type=int, default=5_000, help="0 skips the baseline")
+    p.add_argument("--no-stages", action="store_true", help="skip the stage benchmarks")
+    p.add_argument("--scaling", action="store_true",
+                   help="also measure 1/2/4 workers and 1/100/10000 audiences")
     p.add_argument("--json", help="also write the results to this file")
     p.set_defaults(handler=_bench)
     return parser

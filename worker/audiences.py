@@ -1,52 +1,199 @@
-"""TikTok audiences the service creates and knows about.
+"""TikTok audiences the service creates and checks before it sends to them.
 
 Native auto-create (behaviour.md §6): operations for an Engage audience that has no TikTok id yet are queued
 under the target ``dest|advertiser|@<audience key>``. Only the holder of that target's lock drains it, so the
-lock that keeps delivery in order is also the lock that makes creation happen once, whatever the number of
-workers; the id is remembered in Redis and used for every later batch.
+lock that keeps delivery in order is also the lock, keyed per (destination, advertiser, audience key), that
+makes creation happen once whatever the number of workers. Events that arrive meanwhile simply queue behind
+it. The id is remembered in Redis and used for every later batch.
+
+Crash safety. Between TikTok creating an audience and Redis storing its id lies a window: a worker killed in
+it, or a create whose answer was lost to a timeout, leaves an audience in TikTok that Redis does not know.
+So :func:`create_once` writes an *intent* marker before it calls TikTok and removes it in the same
+transaction that stores the id. An attempt that finds the marker already set knows an earlier one may have
+succeeded: it first looks through the advertiser's audiences (``/dmp/custom_audience/list/``) for one with
+exactly the name it is about to give, and adopts it instead of creating a second. Searching only when the
+marker says an attempt was interrupted (rather than before every create) keeps the normal path to one call and
+keeps the service from adopting an unrelated audience that merely shares the name.
+
+Ownership (issue 4.3): an audience id that came from an event or a mapping is confirmed through
+``/dmp/custom_audience/get/`` to belong to the advertiser before the first delivery to it; the positive answer
+is cached per (destination, advertiser, audience id). A refusal raises :class:`OwnershipError`, a
+:class:`PermanentError`, so the drainer records the batch dead with that reason and never sends it.
 """
 
 from __future__ import annotations
 
 import time
+from typing import Any, Protocol
 
 import orjson
+import redis
 import structlog
 
 from worker import keys
 from worker.context import WorkerContext
 from worker.destinations import Destination
 from worker.keys import Target
+from worker.tiktok.errors import PermanentError, TikTokError
+from worker.tiktok.wire import truncate_audience_name
 
 log = structlog.get_logger(__name__)
 
+_LIST_PAGE_SIZE = 100
+# A crash reconcile reads at most this many pages (5,000 audiences); past them it stops looking and creates.
+_LIST_MAX_PAGES = 50
 
-def remember_audience(ctx: WorkerContext, destination: str, advertiser_id: str, audience_id: str, *,
-                      name: str, origin: str) -> None:
-    ctx.redis.hset(keys.AUDIENCES, f"{destination}|{advertiser_id}|{audience_id}", orjson.dumps({
+
+class AudienceApi(Protocol):
+    """The part of :class:`~worker.tiktok.client.TikTokClient` this module uses."""
+
+    async def create_audience(self, token: str, advertiser_id: str, name: str) -> str: ...
+
+    async def get_audiences(self, token: str, advertiser_id: str,
+                            audience_ids: list[str]) -> list[dict[str, Any]]: ...
+
+    async def list_audiences(self, token: str, advertiser_id: str, page: int = 1,
+                             page_size: int = 100) -> dict[str, Any]: ...
+
+
+class OwnershipError(PermanentError):
+    """The audience is not the advertiser's: its batches are dead, never sent."""
+
+
+def audience_entry(destination: str, advertiser_id: str, audience_id: str) -> str:
+    """Field of :data:`worker.keys.AUDIENCES` for one audience."""
+    return f"{destination}|{advertiser_id}|{audience_id}"
+
+
+def remember_audience(client: redis.Redis, destination: str, advertiser_id: str, audience_id: str, *,
+                      name: str, origin: str, target: str | None = None, only_new: bool = False) -> None:
+    """Record an audience for ``audiences list``. ``client`` may be a pipeline. ``only_new`` keeps an existing
+    record (an audience we created stays "created" when a later ownership check sees it)."""
+    field = audience_entry(destination, advertiser_id, audience_id)
+    value = orjson.dumps({
         "destination": destination, "advertiser_id": advertiser_id, "audience_id": audience_id,
-        "name": name, "origin": origin, "created_at": time.time(),
-    }))
+        "name": name, "origin": origin, "target": target, "created_at": time.time(),
+    })
+    if only_new:
+        client.hsetnx(keys.AUDIENCES, field, value)
+    else:
+        client.hset(keys.AUDIENCES, field, value)
 
 
 async def audience_for(ctx: WorkerContext, destination: Destination, token: str, target: Target) -> str:
-    """The TikTok audience id a target's batches go to (called by the drainer, which holds the target's lock)."""
-    if not target.needs_audience:
-        return target.audience
-    return await resolve_native_audience(ctx, destination, token, target)
+    """The TikTok audience id a target's batches go to (called by the drainer, which holds the target's lock).
+
+    Raises TikTokError subclasses, which the drainer treats like a failed delivery of the batch."""
+    if target.needs_audience:
+        return await resolve_native_audience(ctx, destination, token, target)
+    await ensure_owned(ctx.client, ctx.redis, token, target.destination, target.advertiser_id,
+                       target.audience)
+    return target.audience
 
 
 async def resolve_native_audience(ctx: WorkerContext, destination: Destination, token: str,
                                   target: Target) -> str:
-    """The TikTok id of a target's Engage audience, creating the audience the first time."""
-    key = keys.created_audience(target.destination, target.advertiser_id, target.audience_key)
-    known = ctx.redis.get(key)
+    """The TikTok id of a target's Engage audience, creating it (named by its key) the first time."""
+    id_key = keys.created_audience(target.destination, target.advertiser_id, target.audience_key)
+    try:
+        return await create_once(ctx.client, ctx.redis, token, destination=target.destination,
+                                 advertiser_id=target.advertiser_id, name=target.audience_key, id_key=id_key,
+                                 origin="auto-create", target=target.name)
+    except TikTokError as exc:
+        # Reported here once with the audience it concerns; the drainer records it on the batch and retries.
+        log.error("audience_create_failed", destination=target.destination,
+                  advertiser_id=target.advertiser_id, audience_key=target.audience_key,
+                  error=type(exc).__name__, code=exc.code,
+                  message=exc.message, request_id=exc.request_id)
+        raise
+
+
+async def create_once(api: AudienceApi, client: redis.Redis, token: str, *, destination: str,
+                      advertiser_id: str, name: str, id_key: str, origin: str,
+                      target: str | None = None) -> str:
+    """The id stored at ``id_key``, creating the audience ``name`` (cut to TikTok's 70 characters) if none is.
+
+    The caller must make sure no other caller works on the same ``id_key`` at the same time (a lock): this
+    function makes the sequence crash-safe, not concurrency-safe. The module docstring explains the marker.
+    """
+    known = client.get(id_key)
     if known:
-        return known.decode()  # type: ignore[union-attr]
-    audience_id = await ctx.client.create_audience(token, target.advertiser_id, target.audience_key)
-    ctx.redis.set(key, audience_id)
-    remember_audience(ctx, target.destination, target.advertiser_id, audience_id, name=target.audience_key,
-                      origin="auto-create")
-    log.info("audience_created", destination=target.destination, advertiser_id=target.advertiser_id,
-             audience_key=target.audience_key, audience_id=audience_id)
+        return known.decode() if isinstance(known, bytes) else str(known)
+    tiktok_name = truncate_audience_name(name)
+    intent = keys.create_intent(id_key)
+    audience_id: str | None = None
+    if client.exists(intent):
+        audience_id = await find_audience_by_name(api, token, advertiser_id, tiktok_name)
+        if audience_id is not None:
+            log.warning("audience_adopted", destination=destination, advertiser_id=advertiser_id,
+                        name=tiktok_name, audience_id=audience_id,
+                        reason="an earlier create was interrupted; TikTok already has this audience")
+    if audience_id is None:
+        # Left in place if the call fails in any way: only a stored id proves TikTok did not create it.
+        client.set(intent, orjson.dumps({"at": time.time(), "name": tiktok_name}))
+        audience_id = await api.create_audience(token, advertiser_id, tiktok_name)
+        log.info("audience_created", destination=destination, advertiser_id=advertiser_id, name=tiktok_name,
+                 audience_id=audience_id, origin=origin)
+    pipe = client.pipeline(transaction=True)
+    pipe.set(id_key, audience_id)
+    pipe.delete(intent)
+    # We made it under this advertiser: no ownership check is needed if events later name it directly.
+    pipe.set(keys.ownership(destination, advertiser_id, audience_id), 1)
+    remember_audience(pipe, destination, advertiser_id, audience_id, name=tiktok_name, origin=origin,
+                      target=target)
+    pipe.execute()
     return audience_id
+
+
+async def find_audience_by_name(api: AudienceApi, token: str, advertiser_id: str, name: str) -> str | None:
+    """The id of the advertiser's newest audience called exactly ``name``, or None."""
+    matches: list[dict[str, Any]] = []
+    for page in range(1, _LIST_MAX_PAGES + 1):
+        data = await api.list_audiences(token, advertiser_id, page=page, page_size=_LIST_PAGE_SIZE)
+        items = [i for i in data.get("list") or [] if isinstance(i, dict)]
+        matches.extend(i for i in items if i.get("name") == name and i.get("audience_id"))
+        info = data.get("page_info") or {}
+        total_pages = int(info.get("total_page") or 0) if isinstance(info, dict) else 0
+        if not items or page >= total_pages:
+            break
+    if not matches:
+        return None
+    # TikTok's create_time is "YYYY-MM-DD HH:MM:SS", which sorts as text.
+    newest = max(matches, key=lambda item: str(item.get("create_time") or ""))
+    return str(newest["audience_id"])
+
+
+async def ensure_owned(api: AudienceApi, client: redis.Redis, token: str, destination: str,
+                       advertiser_id: str, audience_id: str) -> None:
+    """Return when ``audience_id`` is known to belong to ``advertiser_id``; raise OwnershipError if not.
+
+    Throttling, transient and auth errors of the check itself propagate unchanged (the batch waits)."""
+    cache = keys.ownership(destination, advertiser_id, audience_id)
+    if client.exists(cache):
+        return
+    where = f"audience {audience_id} does not belong to advertiser {advertiser_id}"
+    advice = "its batches are not sent; correct the audience id in the event or mapping, then replay them"
+    try:
+        found = await api.get_audiences(token, advertiser_id, [audience_id])
+    except PermanentError as exc:
+        raise OwnershipError(f"{where} (TikTok /dmp/custom_audience/get/: {exc.message}); {advice}",
+                             code=exc.code, request_id=exc.request_id, http_status=exc.http_status) from None
+    details = _details_of(found, audience_id)
+    if details is None:
+        raise OwnershipError(f"{where} (TikTok /dmp/custom_audience/get/ does not return it); {advice}")
+    pipe = client.pipeline(transaction=True)
+    pipe.set(cache, 1)
+    remember_audience(pipe, destination, advertiser_id, audience_id, name=str(details.get("name") or ""),
+                      origin="checked", only_new=True)
+    pipe.execute()
+    log.info("audience_ownership_confirmed", destination=destination, advertiser_id=advertiser_id,
+             audience_id=audience_id)
+
+
+def _details_of(items: list[dict[str, Any]], audience_id: str) -> dict[str, Any] | None:
+    """The entry for ``audience_id`` in a /dmp/custom_audience/get/ answer (``audience_details`` per item)."""
+    for item in items:
+        details = item.get("audience_details", item)
+        if isinstance(details, dict) and str(details.get("audience_id")) == audience_id:
+            return details
+    return None

@@ -12,6 +12,7 @@ from celery import Celery
 from worker.settings import Settings, get_settings
 
 DRAIN_TASK = "tta.drain"
+CREATE_TASK = "tta.create_audiences"  # legacy createAudience requests (worker.creates)
 DRAIN_QUEUE = "tta.drain"
 
 

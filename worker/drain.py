@@ -286,10 +286,13 @@ class Drainer:
         if not self.lock.extend():
             raise Stop("lost-lock")
         try:
-            audience_id = await self._audience_id(destination, token)
+            # An attempt counts from before the audience is resolved, so a failing create or ownership check
+            # backs off and meets the retry window exactly like a failing delivery.
             self.ctx.ledger.update(record, status="delivering", attempts=record.attempts + 1,
-                                   first_attempt_at=record.first_attempt_at or now, audience_id=audience_id,
-                                   next_attempt_at=None)
+                                   first_attempt_at=record.first_attempt_at or now, next_attempt_at=None)
+            audience_id = await self._audience_id(destination, token)
+            if audience_id != record.audience_id:
+                self.ctx.ledger.update(record, audience_id=audience_id)
             response = await self.ctx.client.send_mapping(
                 token, self.target.advertiser_id, record.action, audience_id, [op.cells for op in operations]
             )

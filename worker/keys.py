@@ -8,6 +8,7 @@ scripts may touch them together.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -22,6 +23,10 @@ BATCHES = f"{PREFIX}:batches"  # sorted set: batch id -> created time
 AUDIENCES = f"{PREFIX}:audiences"  # hash: "dest|advertiser|audience id" -> JSON description
 METRICS = f"{PREFIX}:metrics"  # hash of fleet-wide counters
 CREATES = f"{PREFIX}:creates"  # stream of legacy createAudience requests made by events
+CREATE_FAILURES = f"{PREFIX}:create-failures"  # hash: "dest|advertiser|name" -> JSON of a failed create
+CREATE_ATTEMPTS = f"{PREFIX}:creates:attempts"  # hash: creates stream entry id -> attempts so far
+CREATES_RETRY_AT = f"{PREFIX}:creates:retry-at"  # epoch seconds before which the creates consumer waits
+CREATES_DISPATCH = f"{PREFIX}:creates:dispatch"  # short lease: one scheduler at a time starts the consumer
 
 _TARGET_PART = re.compile(r"^[A-Za-z0-9_.\-@]+$")
 
@@ -116,6 +121,17 @@ def cooldown(token_id: str) -> str:
 
 def created_audience(destination: str, advertiser_id: str, audience_key: str) -> str:
     return f"{PREFIX}:created:{destination}|{advertiser_id}|{audience_key}"
+
+
+def legacy_created(destination: str, advertiser_id: str, name: str) -> str:
+    """Id of the audience a legacy createAudience made, per TikTok name (hashed: names are free text)."""
+    digest = hashlib.sha1(name.encode()).hexdigest()[:20]
+    return f"{PREFIX}:legacy-created:{destination}|{advertiser_id}|{digest}"
+
+
+def create_intent(id_key: str) -> str:
+    """Marker set while a create whose id will be stored at ``id_key`` may be in flight (worker.audiences)."""
+    return f"{id_key}:creating"
 
 
 def create_lock(destination: str, advertiser_id: str, audience_key: str) -> str:

@@ -21,7 +21,7 @@ log = structlog.get_logger(__name__)
 
 
 def run_scheduler(settings: Settings) -> None:
-    from worker.celery_app import DRAIN_TASK, make_celery
+    from worker.celery_app import CREATE_TASK, DRAIN_TASK, make_celery
     from worker.scheduler import Scheduler
 
     stop = threading.Event()
@@ -33,7 +33,7 @@ def run_scheduler(settings: Settings) -> None:
     def dispatch(target: str) -> None:
         app.send_task(DRAIN_TASK, args=[target])
 
-    Scheduler(client, settings, dispatch).run(stop)
+    Scheduler(client, settings, dispatch, dispatch_creates=lambda: app.send_task(CREATE_TASK)).run(stop)
 
 
 def _scheduler_process(settings: Settings) -> None:

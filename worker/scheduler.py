@@ -15,6 +15,7 @@ import redis
 import structlog
 
 from worker import keys
+from worker.creates import creates_due
 from worker.ledger import Ledger
 from worker.settings import Settings
 
@@ -23,6 +24,7 @@ log = structlog.get_logger(__name__)
 _CLAIM = Path(__file__).with_name("claim_due.lua").read_text()
 _CLAIM_AT_ONCE = 500
 _MAINTENANCE_EVERY = 15.0
+_CREATES_EVERY = 0.5  # how often to look at the legacy createAudience stream
 
 
 def recount_backlog(client: redis.Redis) -> int:
@@ -38,10 +40,13 @@ def recount_backlog(client: redis.Redis) -> int:
 
 
 class Scheduler:
-    def __init__(self, client: redis.Redis, settings: Settings, dispatch: Callable[[str], None]) -> None:
+    def __init__(self, client: redis.Redis, settings: Settings, dispatch: Callable[[str], None],
+                 dispatch_creates: Callable[[], None] | None = None) -> None:
         self._redis = client
         self._settings = settings
         self._dispatch = dispatch
+        self._dispatch_creates = dispatch_creates
+        self._next_creates_check = 0.0
         self._claim = client.register_script(_CLAIM)
         # A claimed target is not claimed again before a drain could have finished with it or died.
         self._lease = settings.http_timeout + 20.0
@@ -55,6 +60,16 @@ class Scheduler:
             self._dispatch(target)
         return targets
 
+    def check_creates(self) -> bool:
+        """Dispatch the legacy createAudience consumer when its stream has work (one scheduler per lease)."""
+        if self._dispatch_creates is None or time.monotonic() < self._next_creates_check:
+            return False
+        self._next_creates_check = time.monotonic() + _CREATES_EVERY
+        if not creates_due(self._redis):
+            return False
+        self._dispatch_creates()
+        return True
+
     def maintain(self) -> None:
         recount_backlog(self._redis)
         Ledger(self._redis, delivered_retention=self._settings.delivered_retention,
@@ -65,6 +80,7 @@ class Scheduler:
         while not stop.is_set():
             try:
                 claimed = self.tick()
+                self.check_creates()
                 if time.monotonic() >= self._next_maintenance:
                     self._next_maintenance = time.monotonic() + _MAINTENANCE_EVERY
                     self.maintain()

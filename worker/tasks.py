@@ -8,8 +8,9 @@ import asyncio
 import structlog
 from celery.signals import worker_process_shutdown
 
-from worker.celery_app import DRAIN_TASK, app
+from worker.celery_app import CREATE_TASK, DRAIN_TASK, app
 from worker.context import WorkerContext
+from worker.creates import process_creates
 from worker.drain import Drainer
 from worker.settings import get_settings
 
@@ -40,3 +41,13 @@ def drain(target: str) -> str:
     outcome = loop.run_until_complete(Drainer(ctx, target).run())
     log.debug("drain_finished", target=target, outcome=outcome)
     return outcome
+
+
+@app.task(name=CREATE_TASK, ignore_result=True)
+def create_audiences() -> int:
+    """Work through the legacy createAudience stream once; returns how many audiences were created."""
+    loop, ctx = _runtime()
+    outcome = loop.run_until_complete(process_creates(ctx))
+    log.debug("creates_processed", created=outcome.created, duplicates=outcome.duplicates,
+              failed=outcome.failed, waiting=outcome.waiting, busy=outcome.busy)
+    return outcome.created

@@ -33,6 +33,7 @@ class ScriptedClient:
     script: list[BaseException | None] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
     created: list[str] = field(default_factory=list)
+    checked: list[str] = field(default_factory=list)
 
     async def send_mapping(self, token: str, advertiser_id: str, action: str, audience_id: str,
                            rows: Sequence[dict[str, str]]) -> Response:
@@ -47,6 +48,16 @@ class ScriptedClient:
     async def create_audience(self, token: str, advertiser_id: str, name: str) -> str:
         self.created.append(name)
         return f"90000000000000000{len(self.created)}"
+
+    async def get_audiences(self, token: str, advertiser_id: str,
+                            audience_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Every audience id is the advertiser's (ownership checks pass; see test_audiences for refusals)."""
+        self.checked.extend(audience_ids)
+        return [{"audience_details": {"audience_id": i, "name": f"audience {i}"}} for i in audience_ids]
+
+    async def list_audiences(self, token: str, advertiser_id: str, page: int = 1,
+                             page_size: int = 100) -> dict[str, Any]:
+        return {"list": [], "page_info": {"page": page, "total_page": 0}}
 
     async def close(self) -> None:
         return None

@@ -1,0 +1,379 @@
+"""Delivery guarantees (behaviour.md §5), shown end to end: whatever TikTok (the sandbox) or the machines do,
+the audiences in TikTok end up exactly as the events say, and operators can see and fix what failed.
+
+Every scenario runs real processes (redis-server, intake, Celery workers with their scheduler, the sandbox) and
+ends by comparing the sandbox's membership with the membership the events describe.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.integration.conftest import ADVERTISER, TOKEN, Stack
+from tests.integration.services import wait_until
+from tests.integration.test_core_pipeline import email_member, engage
+
+pytestmark = pytest.mark.integration
+
+DESTINATION = "tiktok-main"
+TRANSIENT_MODES = ["http500", "http503", "code50002", "drop", "slow"]
+
+
+class Events:
+    """Engage events for a few seeded audiences, and the membership they describe."""
+
+    def __init__(self, stack: Stack, audiences: int) -> None:
+        self.stack = stack
+        self.audiences = [f"31000000000000000{n:02d}" for n in range(audiences)]
+        for audience in self.audiences:
+            stack.sandbox.seed_audience(advertiser_id=ADVERTISER, name=f"aud-{audience}", audience_id=audience)
+        self.expected: dict[str, set[str]] = defaultdict(set)
+        self.posted = 0
+
+    def enter(self, audience: str, users: Iterable[int]) -> list[dict[str, Any]]:
+        events = [engage("Audience Entered", i, audience, key=f"k{audience}") for i in users]
+        self.expected[audience] |= {email_member(i) for i in users}
+        return events
+
+    def exit(self, audience: str, users: Iterable[int]) -> list[dict[str, Any]]:
+        events = [engage("Audience Exited", i, audience, key=f"k{audience}") for i in users]
+        self.expected[audience] -= {email_member(i) for i in users}
+        return events
+
+    def everyone_enters(self, users: Iterable[int]) -> list[dict[str, Any]]:
+        users = list(users)
+        return [event for audience in self.audiences for event in self.enter(audience, users)]
+
+    def post(self, events: list[dict[str, Any]], per_request: int = 50) -> None:
+        """Post like a well-behaved sender: an answer other than 200 (intake busy, Redis away) is retried."""
+        for start in range(0, len(events), per_request):
+            chunk = events[start : start + per_request]
+
+            def accepted(chunk: list[dict[str, Any]] = chunk) -> bool:
+                status, body = self.stack.post("/v1/batch", {"batch": chunk})
+                assert status in (200, 503), (status, body)
+                if status == 200:
+                    assert body["rejected"] == 0, body
+                return status == 200
+
+            wait_until(accepted, 30, interval=0.2, message="intake to accept events")
+        self.posted += len(events)
+
+    def assert_delivered_exactly(self) -> None:
+        for audience in self.audiences:
+            assert set(self.stack.sandbox.members(audience)) == self.expected[audience], audience
+
+
+def settle(stack: Stack, timeout: float = 60) -> None:
+    wait_until(stack.backlog_settled, timeout, interval=0.2, message="every operation settled")
+
+
+def ledger(stack: Stack, *options: str) -> list[dict[str, Any]]:
+    """``tiktok-audiences batches list --json``, as an operator reads it."""
+    code, out, err = stack.cli("batches", "list", "--json", "--limit", "10000", *options)
+    assert code == 0, err
+    records: list[dict[str, Any]] = orjson.loads(out)
+    return records
+
+
+def stats(stack: Stack) -> dict[str, Any]:
+    code, out, err = stack.cli("stats", "--json")
+    assert code == 0, err
+    doc: dict[str, Any] = orjson.loads(out)
+    return doc
+
+
+def mapping_calls(stack: Stack) -> list[dict[str, Any]]:
+    return stack.sandbox.calls()
+
+
+def assert_ledger_matches_sandbox(stack: Stack, events: Events) -> list[dict[str, Any]]:
+    """Every batch delivered exactly once as far as the ledger goes: one record per batch id, its rows adding up
+    to the operations accepted, and its request id one the sandbox answered with code 0."""
+    records = ledger(stack)
+    assert [r["status"] for r in records if r["status"] != "delivered"] == []
+    assert len({r["id"] for r in records}) == len(records)
+    rows_by_audience = Counter[str]()
+    for record in records:
+        rows_by_audience[record["audience_id"]] += record["rows"]
+    expected_rows = {a: len(events.expected[a]) for a in events.audiences}
+    assert dict(rows_by_audience) == {a: n for a, n in expected_rows.items() if n}
+    ok_requests = {c["request_id"] for c in mapping_calls(stack) if c["code"] == 0}
+    assert {r["last_request_id"] for r in records} <= ok_requests
+    assert len({r["last_request_id"] for r in records}) == len(records)
+    return records
+
+
+# -- rate limits --------------------------------------------------------------------------------------------
+
+
+def test_throttled_start_and_a_5_qps_limit_deliver_everything_without_exceeding_it(stack: Stack) -> None:
+    # The fleet-wide limiter spaces calls 1/qps apart when it grants them; the sandbox counts them when they
+    # arrive, a few milliseconds later and not always by the same amount. At exactly 5 QPS one late call can
+    # share a wall-clock second with five punctual ones, so the fleet runs at 4 QPS under TikTok's 5.
+    events = Events(stack, audiences=6)
+    stack.sandbox.knobs(throttle_first=20, qps_limit=5)
+    stack.start_intake()
+    for _ in range(2):
+        stack.start_worker(TTA_RATE_LIMIT_QPS="4", TTA_BATCH_SIZE="10")
+    events.post(events.everyone_enters(range(30)))
+    settle(stack)
+
+    events.assert_delivered_exactly()
+    calls = mapping_calls(stack)
+    throttled = [c for c in calls if c["code"] == 40100]
+    assert len([c for c in throttled if c["fault"] == "throttle_first"]) == 20
+    per_second = Counter(int(c["time"]) for c in calls)
+    assert max(per_second.values()) <= 5, sorted(per_second.items())
+    assert [c for c in throttled if c["fault"] == "qps_limit"] == []
+    records = assert_ledger_matches_sandbox(stack, events)
+    assert stats(stack)["batches"]["dead"] == 0
+    assert sum(r["attempts"] for r in records) == len(calls)
+
+
+# -- transient failures ----------------------------------------------------------------------------------
+
+
+def test_a_fifth_of_calls_failing_transiently_still_delivers_everything(stack: Stack) -> None:
+    events = Events(stack, audiences=5)
+    # A "slow" answer comes after 5 s, past the client's 3 s timeout (TTA_HTTP_TIMEOUT in the harness).
+    stack.sandbox.knobs(fail_rate=0.2, fail_modes=TRANSIENT_MODES, slow_seconds=5, seed=11)
+    stack.start_intake()
+    for _ in range(2):
+        stack.start_worker(TTA_BATCH_SIZE="5")
+    wave = 0
+    seen: set[str] = set()
+    while seen != set(TRANSIENT_MODES) and wave < 8:  # until every kind of failure has happened
+        events.post(events.everyone_enters(range(wave * 10, wave * 10 + 10)))
+        settle(stack)
+        seen = {c["fault"] for c in mapping_calls(stack) if c["fault"]}
+        wave += 1
+    assert seen == set(TRANSIENT_MODES)
+
+    events.assert_delivered_exactly()
+    assert_ledger_matches_sandbox(stack, events)
+    calls = mapping_calls(stack)
+    failed = [c for c in calls if c["fault"]]
+    assert failed and all(c["code"] != 0 for c in failed)
+    assert stats(stack)["batches"]["dead"] == 0
+
+
+def test_add_then_remove_across_two_batches_ends_removed_when_the_add_is_retried(stack: Stack) -> None:
+    events = Events(stack, audiences=1)
+    (audience,) = events.audiences
+    stack.sandbox.knobs(fail_rate=1.0, fail_modes=["http503"])
+    stack.start_intake()
+    stack.start_worker()
+    events.post(events.enter(audience, [1, 2]))
+    wait_until(lambda: any(c["http_status"] == 503 for c in mapping_calls(stack)), 30,
+               message="the add to fail once")
+    events.post(events.exit(audience, [1]))  # accepted while the add waits to be retried: a second batch
+    stack.sandbox.knobs(fail_rate=0.0)
+    settle(stack)
+
+    events.assert_delivered_exactly()
+    assert stack.sandbox.members(audience) == [email_member(2)]
+    ok = [(c["action"], c["rows"]) for c in mapping_calls(stack) if c["code"] == 0]
+    assert ok == [("add", 2), ("delete", 1)]
+    add, delete = sorted(ledger(stack), key=lambda r: r["created_at"])
+    assert (add["action"], add["status"]) == ("add", "delivered") and add["attempts"] >= 2
+    assert (delete["action"], delete["status"], delete["attempts"]) == ("delete", "delivered", 1)
+
+
+# -- crashes --------------------------------------------------------------------------------------------------
+
+
+def test_a_worker_killed_mid_batch_is_taken_over_and_nothing_is_delivered_twice(stack: Stack) -> None:
+    events = Events(stack, audiences=4)
+    stack.sandbox.knobs(latency_ms=1500)  # every call is in flight for 1.5 s
+    fast_recovery = {"TTA_BATCH_SIZE": "10", "TTA_LOCK_TTL": "5"}
+    stack.start_intake()
+    doomed = stack.start_worker(**fast_recovery)
+    events.post(events.everyone_enters(range(30)))
+
+    def mid_batch() -> list[str]:
+        records = ledger(stack)
+        delivering = [r["id"] for r in records if r["status"] == "delivering"]
+        return delivering if any(r["status"] == "delivered" for r in records) else []
+
+    in_flight = wait_until(mid_batch, 30, interval=0.05, message="a batch in flight after one delivered")
+    doomed.stop(signal.SIGKILL)  # the worker, its scheduler and its pool children, at once
+    stack.start_worker(**fast_recovery)
+    settle(stack)
+
+    events.assert_delivered_exactly()
+    records = {r["id"]: r for r in assert_ledger_matches_sandbox(stack, events)}
+    for batch_id in in_flight:
+        assert records[batch_id]["status"] == "delivered" and records[batch_id]["attempts"] >= 2
+    ok_calls = [c for c in mapping_calls(stack) if c["code"] == 0]
+    # At least once: a request TikTok applied just before the kill may be sent again, nothing else is.
+    assert len(records) <= len(ok_calls) <= len(records) + len(in_flight)
+
+
+def test_workers_reconnect_after_redis_restarts_and_deliver_what_arrives_next(stack: Stack) -> None:
+    events = Events(stack, audiences=3)
+    stack.start_intake()
+    stack.start_worker()
+    stack.start_worker()
+    events.post(events.everyone_enters(range(10)))
+    settle(stack)
+    events.assert_delivered_exactly()
+
+    stack.redis_server.restart()  # everything in Redis is gone; workers and intake are idle
+    time.sleep(2)  # idle across the restart, as the issue describes: nothing to do until new events come
+    for round_ in range(3):  # several rounds: a consumer that reconnected once must keep consuming
+        events.post(events.everyone_enters(range(10 + round_ * 5, 15 + round_ * 5))
+                    + events.exit(events.audiences[0], [round_]))
+        settle(stack)
+        events.assert_delivered_exactly()
+
+
+# -- permanent failures and replay ----------------------------------------------------------------------------
+
+
+def test_a_rejected_audience_is_dead_with_tiktoks_message_and_replay_delivers_it(stack: Stack) -> None:
+    events = Events(stack, audiences=3)
+    broken = events.audiences[0]
+    stack.sandbox.knobs(fail_audiences={broken: 40002})
+    stack.start_intake()
+    stack.start_worker(TTA_BATCH_SIZE="10")
+    events.post(events.everyone_enters(range(25)))
+    settle(stack)
+
+    for audience in events.audiences[1:]:
+        assert set(stack.sandbox.members(audience)) == events.expected[audience]
+    assert stack.sandbox.members(broken) == []
+    dead = ledger(stack, "--status", "dead")
+    refused = {c["request_id"]: c for c in mapping_calls(stack) if c["code"] == 40002}
+    assert len(dead) == 3 and {r["audience_id"] for r in dead} == {broken}
+    for record in dead:
+        call = refused[record["last_request_id"]]
+        assert (record["last_code"], record["last_message"]) == (40002, call["message"])
+        assert record["attempts"] == 1
+    assert stats(stack)["batches"]["dead"] == 3
+
+    code, out, _ = stack.cli("batches", "show", dead[0]["id"])
+    assert code == 0 and dead[0]["id"] in out and "40002" in out and refused[dead[0]["last_request_id"]][
+        "message"] in out
+    code, out, _ = stack.cli("batches", "show", dead[0]["id"], "--json")
+    assert code == 0 and orjson.loads(out)["status"] == "dead"
+    assert stack.cli("batches", "show", "no-such-batch")[0] != 0
+
+    stack.sandbox.knobs(fail_audiences={})
+    code, out, err = stack.cli("replay", "--status", "dead")
+    assert code == 0, out + err
+    assert "replaying 3 batch(es); 0 refused" in out
+    settle(stack)
+    events.assert_delivered_exactly()
+    records = assert_ledger_matches_sandbox(stack, events)
+    assert sorted(r["replays"] for r in records if r["audience_id"] == broken) == [1, 1, 1]
+
+
+def test_replay_drops_rows_that_newer_delivered_operations_supersede_and_says_which(stack: Stack) -> None:
+    events = Events(stack, audiences=1)
+    (audience,) = events.audiences
+    stack.sandbox.knobs(fail_audiences={audience: 40002})
+    stack.start_intake()
+    stack.start_worker()
+    events.post(events.enter(audience, range(5)))
+    settle(stack)
+    (dead,) = ledger(stack, "--status", "dead")
+    stack.sandbox.knobs(fail_audiences={})
+    events.post(events.exit(audience, [0, 1]))  # newer, delivered: users 0 and 1 end removed
+    settle(stack)
+
+    code, out, _ = stack.cli("replay", "--dry-run", dead["id"])
+    assert code == 0 and f"{dead['id']}: would replay 3 rows (2 of 5 rows superseded" in out
+    code, out, _ = stack.cli("replay", dead["id"])
+    assert code == 0 and f"{dead['id']}: queued for replay, 3 rows (2 of 5 rows superseded" in out
+    settle(stack)
+    events.assert_delivered_exactly()
+    replayed = orjson.loads(stack.cli("batches", "show", dead["id"], "--json")[1])
+    assert (replayed["status"], replayed["rows"], replayed["superseded_rows"]) == ("delivered", 3, 2)
+
+    # A batch whose every row is superseded is refused, and the operator is told why.
+    stack.sandbox.knobs(fail_audiences={audience: 40002})
+    events.post(events.enter(audience, [7]))
+    settle(stack)
+    (dead,) = ledger(stack, "--status", "dead")
+    stack.sandbox.knobs(fail_audiences={})
+    events.post(events.exit(audience, [7]))
+    settle(stack)
+    code, out, _ = stack.cli("replay", "--status", "dead")
+    assert code == 1
+    assert f"{dead['id']}: not replayed: all 1 rows are superseded by newer delivered operations" in out
+    events.assert_delivered_exactly()
+
+
+# -- auth failures pause the destination ------------------------------------------------------------------
+
+
+def test_a_revoked_token_pauses_the_destination_until_an_operator_resumes_it(stack: Stack) -> None:
+    events = Events(stack, audiences=2)
+    stack.sandbox.knobs(revoked_tokens=[TOKEN])
+    stack.start_intake()
+    stack.start_worker()
+    events.post(events.everyone_enters(range(10)))
+
+    paused = wait_until(lambda: stats(stack)["paused_destinations"].get(DESTINATION), 30,
+                        message="the destination to pause")
+    assert paused["code"] == 40105
+    assert paused["reason"] == "Access token is incorrect or has been revoked."
+    code, out, _ = stack.cli("stats")
+    assert code == 0
+    assert f"PAUSED destination {DESTINATION}" in out and "Access token is incorrect or has been revoked." in out
+    assert f"tiktok-audiences destinations resume {DESTINATION}" in out
+
+    # No more calls with that token: work waits, whatever arrives.
+    calls_at_pause = len(mapping_calls(stack))
+    assert calls_at_pause <= 2  # at most one call per drain that was already under way
+    events.post(events.everyone_enters(range(10, 20)))
+    time.sleep(2)  # several pause re-checks (TTA_PAUSE_RECHECK=0.5)
+    assert len(mapping_calls(stack)) == calls_at_pause
+    waiting = ledger(stack, "--status", "paused")
+    assert waiting and all(r["last_code"] == 40105 for r in waiting)
+    assert stats(stack)["backlog"] > 0
+
+    stack.sandbox.knobs(revoked_tokens=[])  # the token is fixed (re-authorised)
+    code, out, _ = stack.cli("destinations", "resume", DESTINATION)
+    assert (code, out.strip()) == (0, f"destination {DESTINATION}: resumed")
+    settle(stack)
+    events.assert_delivered_exactly()
+    assert stats(stack)["paused_destinations"] == {}
+    assert stack.cli("destinations", "resume", DESTINATION)[1].strip() == \
+        f"destination {DESTINATION}: was not paused"
+
+
+def test_operator_views_of_the_ledger(stack: Stack) -> None:
+    events = Events(stack, audiences=2)
+    stack.start_intake()
+    stack.start_worker(TTA_BATCH_SIZE="10")
+    events.post(events.everyone_enters(range(15)))
+    status, body = stack.post("/v1/batch", {"batch": [engage("Audience Entered", 99, events.audiences[0],
+                                                             email=False)]})
+    assert status == 200 and body["rejected"] == 1
+    settle(stack)
+
+    records = ledger(stack)
+    assert len(records) == 4
+    for record in records:
+        assert record["destination"] == DESTINATION and record["advertiser_id"] == ADVERTISER
+        assert record["status"] == "delivered" and record["action"] == "add" and record["last_code"] == 0
+        assert record["last_request_id"] and record["finished_at"] >= record["created_at"]
+    assert ledger(stack, "--audience", events.audiences[1], "--limit", "1")[0]["audience_id"] == \
+        events.audiences[1]
+    code, out, _ = stack.cli("batches", "list")
+    assert code == 0 and all(r["id"] in out for r in records)
+
+    doc = stats(stack)
+    assert doc["backlog"] == 0 and doc["batches"]["delivered"] == 4 and doc["paused_destinations"] == {}
+    assert doc["rejected"] == {"no_identifier": 1}
+    members = {a["audience_id"]: a["delivered_members"] for a in doc["audiences"]}
+    assert members == {audience: 15 for audience in events.audiences}

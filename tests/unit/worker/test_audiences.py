@@ -1,0 +1,309 @@
+"""Audience lifecycle in the worker: native auto-create (once, crash-safe), ownership checks, the report."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.unit.worker.conftest import ADVERTISER, TOKEN
+from worker import keys
+from worker.audience_report import known_audiences
+from worker.audiences import OwnershipError, create_once, ensure_owned
+from worker.drain import Drainer
+from worker.keys import Target
+from worker.operations import Operation
+from worker.queue import enqueue
+from worker.tiktok.client import Response
+from worker.tiktok.errors import AuthError, PermanentError, ThrottledError, TransientError
+
+OTHER_ADVERTISER = "7000000000000000009"
+NATIVE = Target("dest", ADVERTISER, "@engaged")
+
+
+@dataclass
+class FakeTikTok:
+    """A TikTok that keeps audiences per advertiser and can be told to fail, or to lose a create's answer."""
+
+    audiences: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> (advertiser, name)
+    create_outcomes: list[BaseException | None] = field(default_factory=list)
+    get_outcomes: list[BaseException | None] = field(default_factory=list)
+    lose_create_answer: bool = False  # create the audience, then answer with a timeout
+    create_delay: float = 0.0
+    creates: list[str] = field(default_factory=list)
+    gets: list[str] = field(default_factory=list)
+    lists: int = 0
+    sent: list[tuple[str, str, int]] = field(default_factory=list)  # (action, audience id, rows)
+
+    def seed(self, advertiser_id: str, name: str) -> str:
+        audience_id = str(5_000_000_000_000_000_000 + len(self.audiences) + 1)
+        self.audiences[audience_id] = (advertiser_id, name)
+        return audience_id
+
+    async def create_audience(self, token: str, advertiser_id: str, name: str) -> str:
+        assert token == TOKEN
+        self.creates.append(name)
+        if self.create_delay:
+            await asyncio.sleep(self.create_delay)
+        outcome = self.create_outcomes.pop(0) if self.create_outcomes else None
+        if outcome is not None:
+            raise outcome
+        audience_id = self.seed(advertiser_id, name)
+        if self.lose_create_answer:
+            raise TransientError("no complete answer from TikTok: timed out after 3 s")
+        return audience_id
+
+    async def get_audiences(self, token: str, advertiser_id: str,
+                            audience_ids: Sequence[str]) -> list[dict[str, Any]]:
+        self.gets.extend(audience_ids)
+        outcome = self.get_outcomes.pop(0) if self.get_outcomes else None
+        if outcome is not None:
+            raise outcome
+        out = []
+        for audience_id in audience_ids:
+            owner, name = self.audiences.get(audience_id, ("", ""))
+            if owner != advertiser_id:
+                raise PermanentError(f"custom_audience_ids: audience {audience_id} does not exist or does "
+                                     f"not belong to advertiser {advertiser_id}", code=40002)
+            out.append({"audience_details": {"audience_id": audience_id, "name": name}})
+        return out
+
+    async def list_audiences(self, token: str, advertiser_id: str, page: int = 1,
+                             page_size: int = 100) -> dict[str, Any]:
+        self.lists += 1
+        owned = [{"audience_id": i, "name": n, "create_time": "2024-01-01 00:00:00"}
+                 for i, (a, n) in self.audiences.items() if a == advertiser_id]
+        chunk = owned[(page - 1) * page_size : page * page_size]
+        return {"list": chunk, "page_info": {"page": page, "total_page": -(-len(owned) // page_size)}}
+
+    async def send_mapping(self, token: str, advertiser_id: str, action: str, audience_id: str,
+                           rows: Sequence[dict[str, str]]) -> Response:
+        self.sent.append((action, audience_id, len(rows)))
+        return Response(code=0, message="OK", request_id="req", data={}, http_status=200, elapsed=0.0)
+
+    async def close(self) -> None:
+        return None
+
+
+@pytest.fixture
+def client() -> FakeTikTok:  # replaces conftest's ScriptedClient in the ctx fixture
+    return FakeTikTok()
+
+
+def accept(ctx: Any, target: Target, *users: int, action: str = "add") -> None:
+    operations = [Operation(target, action, email=f"{i:064x}") for i in users]  # type: ignore[arg-type]
+    enqueue(ctx.redis, operations, flush_interval=0.0, batch_size=ctx.settings.batch_size,
+            now=time.time() - 1)
+
+
+def drain(ctx: Any, target: Target = NATIVE) -> str:
+    return asyncio.run(Drainer(ctx, target.name).run())
+
+
+def records(ctx: Any) -> list[Any]:
+    return sorted(ctx.ledger.list(limit=1000), key=lambda r: r.created_at)
+
+
+# -- native auto-create -----------------------------------------------------------------------------------
+
+
+def test_the_first_batch_creates_the_audience_and_later_batches_reuse_it(ctx: Any,
+                                                                         client: FakeTikTok) -> None:
+    accept(ctx, NATIVE, 1, 2)
+    assert drain(ctx) == "drained"
+    accept(ctx, NATIVE, 3)
+    assert drain(ctx) == "drained"
+    (audience_id,) = client.audiences
+    assert client.creates == ["engaged"]
+    assert client.sent == [("add", audience_id, 2), ("add", audience_id, 1)]
+    assert [r.audience_id for r in records(ctx)] == [audience_id, audience_id]
+    remembered = orjson.loads(ctx.redis.hget(keys.AUDIENCES, f"dest|{ADVERTISER}|{audience_id}"))
+    assert remembered["origin"] == "auto-create" and remembered["name"] == "engaged"
+    assert client.gets == []  # an audience we created needs no ownership check
+
+
+def test_two_drainers_at_once_create_one_audience(ctx: Any, client: FakeTikTok) -> None:
+    client.create_delay = 0.05
+    accept(ctx, NATIVE, 1)
+
+    async def both() -> list[str]:
+        return list(await asyncio.gather(Drainer(ctx, NATIVE.name).run(), Drainer(ctx, NATIVE.name).run()))
+
+    assert sorted(asyncio.run(both())) == ["busy", "drained"]
+    assert client.creates == ["engaged"]
+
+
+def test_a_create_whose_answer_was_lost_is_adopted_not_repeated(ctx: Any, client: FakeTikTok) -> None:
+    id_key = keys.created_audience("dest", ADVERTISER, "engaged")
+    client.lose_create_answer = True
+
+    async def attempt() -> str:
+        return await create_once(client, ctx.redis, TOKEN, destination="dest", advertiser_id=ADVERTISER,
+                                 name="engaged", id_key=id_key, origin="auto-create")
+
+    with pytest.raises(TransientError):
+        asyncio.run(attempt())
+    assert ctx.redis.exists(keys.create_intent(id_key))  # the attempt may have succeeded: remember that
+    client.lose_create_answer = False
+    audience_id = asyncio.run(attempt())
+    assert client.creates == ["engaged"]  # the retry found it by name instead of creating a second
+    assert list(client.audiences) == [audience_id]
+    assert ctx.redis.get(id_key).decode() == audience_id
+    assert not ctx.redis.exists(keys.create_intent(id_key))
+
+
+def test_a_worker_killed_after_the_create_does_not_create_twice(ctx: Any, client: FakeTikTok) -> None:
+    # What a crash between TikTok's answer and storing the id leaves: the marker, and the audience in TikTok.
+    id_key = keys.created_audience("dest", ADVERTISER, "engaged")
+    ctx.redis.set(keys.create_intent(id_key), b"{}")
+    client.seed(ADVERTISER, "not it")
+    existing = client.seed(ADVERTISER, "engaged")
+    accept(ctx, NATIVE, 1)
+    assert drain(ctx) == "drained"
+    assert client.creates == []
+    assert client.sent == [("add", existing, 1)]
+
+
+def test_without_an_interrupted_attempt_no_search_is_made(ctx: Any, client: FakeTikTok) -> None:
+    client.seed(ADVERTISER, "engaged")  # someone else's audience that happens to share the name
+    accept(ctx, NATIVE, 1)
+    drain(ctx)
+    assert client.lists == 0
+    assert client.creates == ["engaged"]
+
+
+def test_an_interrupted_attempt_that_created_nothing_creates(ctx: Any, client: FakeTikTok) -> None:
+    id_key = keys.created_audience("dest", ADVERTISER, "engaged")
+    ctx.redis.set(keys.create_intent(id_key), b"{}")
+    accept(ctx, NATIVE, 1)
+    drain(ctx)
+    assert client.lists == 1
+    assert client.creates == ["engaged"]
+
+
+def test_audience_names_over_70_characters_are_cut_to_67_and_an_ellipsis(ctx: Any,
+                                                                          client: FakeTikTok) -> None:
+    name = "k" * 90
+    audience_id = asyncio.run(create_once(client, ctx.redis, TOKEN, destination="dest",
+                                          advertiser_id=ADVERTISER, name=name, id_key="tta:test:id",
+                                          origin="cli"))
+    assert client.creates == ["k" * 67 + "..."]
+    assert client.audiences[audience_id][1] == "k" * 67 + "..."
+
+
+@pytest.mark.parametrize(("error", "status", "outcome"), [
+    (TransientError("System error", code=50000), "retrying", "transient"),
+    (ThrottledError("Too many requests", code=40100), "retrying", "throttled"),
+    (AuthError("Access token is incorrect or has been revoked.", code=40105), "paused", "paused"),
+    (PermanentError("custom_audience_name: too long", code=40002), "dead", "idle"),
+])
+def test_a_failed_create_follows_the_delivery_rules(ctx: Any, client: FakeTikTok, error: Exception,
+                                                    status: str, outcome: str) -> None:
+    client.create_outcomes = [error]
+    accept(ctx, NATIVE, 1)
+    assert drain(ctx) == outcome
+    (record,) = records(ctx)
+    assert record.status == status
+    assert record.last_message == error.message  # type: ignore[attr-defined]
+    assert record.attempts == 1 and record.first_attempt_at  # counted, so backoff and retry window apply
+    assert client.sent == []
+    if status == "paused":
+        assert ctx.redis.exists(keys.paused("dest"))
+    if status == "retrying" and outcome == "transient":
+        assert record.next_attempt_at > time.time()
+
+
+def test_a_create_failing_past_the_retry_window_is_dead(ctx: Any, client: FakeTikTok) -> None:
+    ctx.settings.retry_window = 0.0
+    client.create_outcomes = [TransientError("System error", code=50000)]
+    accept(ctx, NATIVE, 1)
+    drain(ctx)
+    assert [r.status for r in records(ctx)] == ["dead"]
+
+
+def test_after_a_failed_create_the_retry_creates_and_delivers(ctx: Any, client: FakeTikTok) -> None:
+    client.create_outcomes = [TransientError("System error", code=50000)]
+    accept(ctx, NATIVE, 1)
+    drain(ctx)
+    (record,) = records(ctx)
+    ctx.ledger.update(record, next_attempt_at=time.time() - 1)
+    assert drain(ctx) == "drained"
+    (audience_id,) = client.audiences
+    assert len(client.creates) == 2 and client.lists == 1  # the retry looked for a lost create first
+    assert ctx.ledger.get(record.id).status == "delivered"
+    assert client.sent == [("add", audience_id, 1)]
+
+
+# -- ownership ----------------------------------------------------------------------------------------------
+
+
+def test_an_owned_audience_is_checked_once_then_delivered(ctx: Any, client: FakeTikTok) -> None:
+    audience_id = client.seed(ADVERTISER, "from a mapping")
+    target = Target("dest", ADVERTISER, audience_id)
+    accept(ctx, target, 1)
+    drain(ctx, target)
+    accept(ctx, target, 2)
+    drain(ctx, target)
+    assert client.gets == [audience_id]
+    assert [r.status for r in records(ctx)] == ["delivered", "delivered"]
+    assert ctx.redis.exists(keys.ownership("dest", ADVERTISER, audience_id))
+    remembered = orjson.loads(ctx.redis.hget(keys.AUDIENCES, f"dest|{ADVERTISER}|{audience_id}"))
+    assert remembered["origin"] == "checked" and remembered["name"] == "from a mapping"
+
+
+def test_an_audience_of_another_advertiser_makes_its_batches_dead(ctx: Any, client: FakeTikTok) -> None:
+    foreign = client.seed(OTHER_ADVERTISER, "not ours")
+    mine = client.seed(ADVERTISER, "ours")
+    bad, good = Target("dest", ADVERTISER, foreign), Target("dest", ADVERTISER, mine)
+    accept(ctx, bad, 1)
+    accept(ctx, good, 1)
+    drain(ctx, bad)
+    drain(ctx, good)
+    by_audience = {r.audience_id: r for r in records(ctx)}
+    assert by_audience[foreign].status == "dead"
+    reason = by_audience[foreign].last_message
+    assert f"audience {foreign} does not belong to advertiser {ADVERTISER}" in reason
+    assert by_audience[mine].status == "delivered"
+    assert client.sent == [("add", mine, 1)]  # nothing was ever sent to the foreign audience
+    assert not ctx.redis.exists(keys.ownership("dest", ADVERTISER, foreign))
+
+
+def test_an_empty_answer_is_not_proof_of_ownership(ctx: Any, client: FakeTikTok) -> None:
+    async def empty(*_: Any) -> list[dict[str, Any]]:
+        return []
+
+    client.get_audiences = empty  # type: ignore[method-assign,assignment]
+    with pytest.raises(OwnershipError, match="does not return it"):
+        asyncio.run(ensure_owned(client, ctx.redis, TOKEN, "dest", ADVERTISER, "123"))
+
+
+def test_a_throttled_ownership_check_waits_instead_of_killing_the_batch(ctx: Any, client: FakeTikTok) -> None:
+    audience_id = client.seed(ADVERTISER, "ours")
+    client.get_outcomes = [ThrottledError("Too many requests", code=40100)]
+    target = Target("dest", ADVERTISER, audience_id)
+    accept(ctx, target, 1)
+    assert drain(ctx, target) == "throttled"
+    assert [r.status for r in records(ctx)] == ["retrying"]
+
+
+# -- the report behind `audiences list` ------------------------------------------------------------------
+
+
+def test_known_audiences_join_created_checked_and_pending_audiences(ctx: Any, client: FakeTikTok) -> None:
+    mine = client.seed(ADVERTISER, "legacy list")
+    accept(ctx, NATIVE, *range(1200))
+    ctx.settings.batch_size = 10_000
+    drain(ctx)
+    accept(ctx, Target("dest", ADVERTISER, mine), 1, 2)
+    drain(ctx, Target("dest", ADVERTISER, mine))
+    accept(ctx, Target("dest", ADVERTISER, "@later"), 1)  # queued, not yet created
+    rows = {r["name"]: r for r in known_audiences(ctx.redis)}
+    assert rows["engaged"]["delivered_members"] == 1200 and rows["engaged"]["targetable"] is True
+    assert rows["engaged"]["origin"] == "auto-create" and rows["engaged"]["audience_id"] in client.audiences
+    assert rows["legacy list"]["delivered_members"] == 2 and rows["legacy list"]["targetable"] is False
+    assert rows["later"]["audience_id"] is None and rows["later"]["status"] == "to create"

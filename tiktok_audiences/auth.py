@@ -1,0 +1,145 @@
+"""``tiktok-audiences auth exchange|check``: connect a TikTok account, and verify the tokens in use.
+
+``exchange`` trades the ``auth_code`` TikTok hands to the app's redirect URL for a long-lived access token
+(``/oauth2/access_token/``) and writes it to a file only its owner can read; a destination names that file as
+``access_token_file``. ``check`` calls ``/user/info/`` with each destination's token.
+
+No token, app secret or auth code is ever printed or logged: the secret is read from an environment variable
+(never the command line, where ``ps`` shows it), the client blanks all three out of TikTok's error messages,
+and tokens are named only by where they come from. The one exception is ``--write -``, which asks for the
+token on stdout so it can be piped into a secret store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tiktok_audiences.output import fail
+from worker.destinations import ConfigError, Destination, load_destinations
+from worker.settings import Settings
+from worker.tiktok.client import TikTokClient
+from worker.tiktok.errors import AuthError, TikTokError
+
+DEFAULT_TOKEN_FILE = "tiktok-access-token"
+
+
+def write_secret_file(path: Path, secret: str) -> None:
+    """Write ``secret`` to ``path`` with mode 0600, atomically: a worker re-reading the file never sees half
+    of it, and an existing file is replaced whole, its old mode not kept."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(secret + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temporary, 0o600)  # the umask can only narrow 0600, but be explicit
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+async def _exchange(settings: Settings, app_id: str, secret: str, auth_code: str) -> dict[str, Any]:
+    async with TikTokClient(settings.tiktok_api_base_url, timeout=settings.http_timeout) as client:
+        return await client.exchange_auth_code(app_id, secret, auth_code)
+
+
+def exchange(args: argparse.Namespace, settings: Settings) -> int:
+    secret = os.environ.get(args.secret_env, "").strip()
+    if not secret:
+        return fail(f"environment variable {args.secret_env} is not set: put the TikTok app's secret in it "
+                    "(it is read from the environment so that it never shows in the process list)")
+    try:
+        data = asyncio.run(_exchange(settings, args.app_id, secret, args.auth_code))
+    except TikTokError as exc:
+        return fail(f"TikTok refused the auth code exchange: {exc}. Auth codes work once and expire "
+                    "within an hour: authorise the app again to get a new one, and check --app-id and the "
+                    "secret.", 1)
+    except aiohttp.InvalidURL:
+        return fail(f"TIKTOK_API_BASE_URL is not a valid URL: {settings.tiktok_api_base_url!r}")
+    token = str(data.get("access_token") or "")
+    if not token:
+        return fail("TikTok answered the exchange without an access_token; nothing was written", 1)
+    advertisers = [str(a) for a in data.get("advertiser_ids") or []]
+    out = sys.stderr if args.write == "-" else sys.stdout
+    out.write(f"authorised: the token grants {len(advertisers)} advertiser id(s):\n")
+    for advertiser in advertisers:
+        out.write(f"  {advertiser}\n")
+    if args.write == "-":
+        sys.stdout.write(token + "\n")
+        return 0
+    path = Path(args.write or DEFAULT_TOKEN_FILE).expanduser().absolute()
+    try:
+        write_secret_file(path, token)
+    except OSError as exc:
+        return fail(f"cannot write the token to {path}: {exc.strerror}; nothing was saved; run the exchange "
+                    "again with another --write path", 1)
+    listed = ", ".join(f'"{a}"' for a in advertisers)
+    out.write(f"wrote the access token to {path} (mode 0600, readable only by you)\n"
+              "use it in the destinations file:\n"
+              f"    access_token_file: {path}\n"
+              f"    advertiser_ids: [{listed}]\n")
+    return 0
+
+
+def _source(destination: Destination) -> str:
+    if destination.access_token_env and os.environ.get(destination.access_token_env, "").strip():
+        return f"environment variable {destination.access_token_env}"
+    return f"file {destination.access_token_file}" if destination.access_token_file else \
+        f"environment variable {destination.access_token_env}"
+
+
+async def _check_all(settings: Settings, destinations: list[Destination]) -> list[tuple[bool, str]]:
+    results = []
+    async with TikTokClient(settings.tiktok_api_base_url, timeout=settings.http_timeout) as client:
+        for destination in destinations:
+            results.append(await _check_one(client, destination))
+    return results
+
+
+async def _check_one(client: TikTokClient, destination: Destination) -> tuple[bool, str]:
+    name = destination.id
+    try:
+        token = destination.access_token()
+    except ConfigError as exc:
+        return False, f"FAIL  {name}: {exc}"
+    source = _source(destination)
+    try:
+        info = await client.user_info(token)
+    except AuthError as exc:
+        return False, (f"FAIL  {name}: TikTok refuses the token from {source}: {exc}. Re-authorise "
+                       "with `tiktok-audiences auth exchange`, then "
+                       f"`tiktok-audiences destinations resume {name}`")
+    except TikTokError as exc:
+        return False, f"FAIL  {name}: could not check the token from {source}: {exc}"
+    who = info.get("display_name") or info.get("id") or "unknown user"
+    return True, f"ok    {name}: the token from {source} works (TikTok user {who})"
+
+
+def check(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        config = load_destinations(settings.config_path)
+    except ConfigError as exc:
+        return fail(str(exc))
+    if not config.destinations:
+        return fail(f"{settings.config_path} has no destinations to check")
+    try:
+        results = asyncio.run(_check_all(settings, config.destinations))
+    except aiohttp.InvalidURL:
+        return fail(f"TIKTOK_API_BASE_URL is not a valid URL: {settings.tiktok_api_base_url!r}")
+    for _, line in results:
+        sys.stdout.write(line + "\n")
+    failed = sum(1 for ok, _ in results if not ok)
+    if failed:
+        sys.stderr.write(f"tiktok-audiences: {failed} of {len(results)} destination token(s) failed "
+                         "the check\n")
+        return 1
+    return 0

@@ -1,0 +1,261 @@
+"""``tiktok-audiences bench`` (``make bench``): end-to-end throughput on this machine, against the
+one-Celery-task-per-event design, with stage figures to compare against and optional scaling runs.
+
+Everything runs here: a redis-server without persistence, the sandbox TikTok API, intake (``serve
+--workers 2``) and a worker (``worker --concurrency N``) as child processes, fed through ``POST /v1/batch``
+(100 events a request, 32 connections). See README "Performance" for what each figure means. The run is
+bounded: every wait has a deadline, and the default run takes a minute or two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tiktok_audiences.bench_measure import StageUsage, sample_tree, usage
+from tiktok_audiences.bench_run import BenchStack, RunResult, StackOptions, measure, to_json
+from tiktok_audiences.bench_workload import Workload, build_workload
+from tiktok_audiences.processes import say, wait_for
+from tiktok_audiences.stack import SANDBOX_ADVERTISER
+
+# The issue's targets, printed beside the figures (a benchmark reports; it does not fail on speed).
+TARGET_END_TO_END = 50_000
+TARGET_RATIO = 50
+TARGET_INTAKE = 100_000
+TARGET_WORKER_RSS_MB = 300
+BASELINE_TIMEOUT = 180.0
+STAGES_SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "stages.py"
+
+
+@dataclass(slots=True)
+class BaselineResult:
+    events: int
+    seconds: float = 0.0
+    enqueue_seconds: float = 0.0
+    enqueue_cpu: float = 0.0
+    delivered: int = 0
+    worker: StageUsage | None = None
+    error: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.delivered / self.seconds if self.seconds else 0.0
+
+
+# -- baseline ------------------------------------------------------------------------------------------------
+
+
+def run_baseline(stack: BenchStack, workload: Workload, events: int, workers: int) -> BaselineResult:
+    """The first ``events`` events through one Celery task each, against the same sandbox (reset first)."""
+    from tiktok_audiences.bench_baseline import app, enqueue_all
+
+    chosen = workload.events[:events]
+    result = BaselineResult(len(chosen))
+    stack.stop_pipeline()
+    stack.admin.reset()
+    keys_used = sorted({e["context"]["personas"]["computation_key"] for e in chosen})
+    audience_ids = {k: stack.admin.seed_audience(SANDBOX_ADVERTISER, name=k) for k in keys_used}
+    broker = stack.redis_url.rsplit("/", 1)[0] + "/1"
+    app.conf.broker_url = broker
+    worker = stack.pipeline.start(
+        "baseline-worker", "-A", "tiktok_audiences.bench_baseline", "worker", f"--concurrency={workers}",
+        "--loglevel=WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat",
+        module="celery", extra_env={"TTA_BASELINE_BROKER": broker, "TTA_BASELINE_API": stack.sandbox_url})
+    # Warm up: one task through, so the pool is up before the clock starts.
+    enqueue_all(chosen[:1], audience_ids)
+    wait_for(lambda: stack.admin.counters().get("mapping_ok", 0) >= 1, 60, "the baseline worker")
+    done_before = stack.admin.counters().get("mapping_calls", 0)
+    before = sample_tree(worker.pid)
+
+    started = time.time()
+    result.enqueue_seconds, result.enqueue_cpu = enqueue_all(chosen, audience_ids)
+    deadline = time.monotonic() + BASELINE_TIMEOUT
+    while True:
+        calls = stack.admin.counters().get("mapping_calls", 0) - done_before
+        if calls >= len(chosen):
+            break
+        if time.monotonic() > deadline:
+            result.error = f"only {calls} of {len(chosen)} tasks done within {BASELINE_TIMEOUT:.0f}s"
+            break
+        time.sleep(0.05)
+    after = sample_tree(worker.pid)
+    calls_log = stack.admin.calls(since=0)
+    last = [c for c in calls_log[-len(chosen):] if c["code"] == 0]
+    result.delivered = len(last)
+    result.seconds = (max(c["time"] for c in last) if last else time.time()) - started
+    result.worker = usage("baseline celery worker", before, after)
+    stack.stop_pipeline()
+    return result
+
+
+# -- stage benchmarks ----------------------------------------------------------------------------------------
+
+
+def run_stages(stack: BenchStack) -> dict[str, Any]:
+    """benchmarks/stages.py against this stack's Redis and sandbox (in a process of its own)."""
+    if not STAGES_SCRIPT.exists():
+        return {}
+    done = subprocess.run(
+        [sys.executable, str(STAGES_SCRIPT), "--json", "--redis-url", stack.redis_url.rsplit("/", 1)[0] + "/2",
+         "--sandbox-url", stack.sandbox_url],
+        capture_output=True, text=True, timeout=300, env=stack.env)
+    if done.returncode != 0:
+        say(f"stage benchmarks failed: {done.stderr[-500:]}")
+        return {}
+    return dict(json.loads(done.stdout))
+
+
+# -- report --------------------------------------------------------------------------------------------------
+
+
+def _machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (f"{os.cpu_count()} CPUs ({model}), {memory:.0f} GiB, {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}")
+
+
+def _check(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def print_run(result: RunResult) -> None:
+    o = result.options
+    print(f"end to end: {result.events:,} events over {result.audiences:,} audiences; intake {o.intake_processes} "
+          f"processes, worker concurrency {o.workers}, flush interval {o.flush_interval:g}s")
+    print(f"  intake:       {result.intake_rate:>10,.0f} events/s  ({result.intake_seconds:.2f}s until the last "
+          f"200 OK; {result.accepted:,} accepted, {result.retries_503} retried after 503)")
+    print(f"  end to end:   {result.end_to_end_rate:>10,.0f} events/s  ({result.end_to_end_seconds:.2f}s from the "
+          f"first POST to the last batch delivered)")
+    print(f"  latency:      p50 {result.latency_p50:.2f}s, p99 {result.latency_p99:.2f}s  (acceptance to delivery, "
+          "per row, rows spread evenly over each batch's acceptance span)")
+    print(f"  TikTok calls: {result.requests:,} mapping requests, {result.rows_per_request:,.0f} rows per request "
+          f"on average, {result.failed_requests} failed; {result.batches:,} batches in the ledger")
+    print(f"  membership:   {result.membership_detail}")
+    if result.error:
+        print(f"  ERROR: {result.error}")
+    print("  CPU seconds during the run, and peak memory per process:")
+    for stage in result.stages:
+        print(f"    {stage.stage:<32} {stage.cpu_seconds:7.2f} s CPU")
+        for p in stage.processes:
+            print(f"      pid {p.pid:<7} {p.peak_rss_mb:7.1f} MB peak  {p.name[:70]}")
+
+
+def print_baseline(base: BaselineResult, run: RunResult) -> None:
+    print(f"baseline (one Celery task per event, {base.events:,} events, same hashing, same sandbox):")
+    print(f"  delivered {base.delivered:,} in {base.seconds:.2f}s: {base.rate:,.0f} events/s; apply_async took "
+          f"{base.enqueue_seconds:.2f}s ({base.enqueue_cpu * 1e6 / max(base.events, 1):,.0f} us of producer CPU "
+          "per event)")
+    if base.worker:
+        per_event = base.worker.cpu_seconds * 1e6 / max(base.delivered, 1)
+        print(f"  worker CPU {base.worker.cpu_seconds:.2f}s ({per_event:,.0f} us per event)")
+    if base.error:
+        print(f"  ERROR: {base.error}")
+    ratio = run.end_to_end_rate / base.rate if base.rate else 0.0
+    print(f"  ratio: this service moves {ratio:,.1f}x the baseline's events per second")
+
+
+def print_stages(stages: dict[str, Any], run: RunResult) -> None:
+    if not stages:
+        return
+    print("stages (one process, one core each; see benchmarks/stages.py):")
+    for name, figure in stages.items():
+        print(f"  {name:<44} {figure['rate']:>12,.0f} {figure['unit']}")
+    slowest = min(stages.items(), key=lambda kv: kv[1]["rate"] if kv[1]["unit"].startswith(("events",
+                                                                                             "ids", "ops"))
+                  else float("inf"))
+    print(f"  end to end was {run.end_to_end_rate:,.0f} events/s; slowest per-event stage: {slowest[0]}")
+
+
+def print_targets(run: RunResult, base: BaselineResult | None) -> None:
+    worker_rss = max((p.peak_rss_mb for s in run.stages if s.stage == "worker" for p in s.processes), default=0)
+    ratio = run.end_to_end_rate / base.rate if base and base.rate else 0.0
+    print("targets (issue 5):")
+    print(f"  end to end >= {TARGET_END_TO_END:,}/s: {run.end_to_end_rate:,.0f} "
+          f"{_check(run.end_to_end_rate >= TARGET_END_TO_END)}")
+    if base:
+        print(f"  >= {TARGET_RATIO}x baseline: {ratio:,.1f}x {_check(ratio >= TARGET_RATIO)}")
+    print(f"  intake >= {TARGET_INTAKE:,}/s: {run.intake_rate:,.0f} {_check(run.intake_rate >= TARGET_INTAKE)}")
+    print(f"  no worker process above {TARGET_WORKER_RSS_MB} MB: largest {worker_rss:.0f} MB "
+          f"{_check(worker_rss <= TARGET_WORKER_RSS_MB)}")
+    print(f"  final membership exact: {_check(run.membership_exact)}")
+
+
+def print_scaling(rows: list[tuple[str, RunResult]]) -> None:
+    print("scaling (same events; one change at a time):")
+    print(f"  {'run':<22}{'intake ev/s':>12}{'e2e ev/s':>11}{'p50 s':>8}{'p99 s':>8}{'requests':>10}"
+          f"{'rows/req':>10}  membership")
+    for label, r in rows:
+        print(f"  {label:<22}{r.intake_rate:>12,.0f}{r.end_to_end_rate:>11,.0f}{r.latency_p50:>8.2f}"
+              f"{r.latency_p99:>8.2f}{r.requests:>10,}{r.rows_per_request:>10,.0f}  "
+              f"{'exact' if r.membership_exact else 'WRONG'}{'; ' + r.error if r.error else ''}")
+
+
+# -- main ----------------------------------------------------------------------------------------------------
+
+
+def _one_run(events: int, audiences: int, options: StackOptions) -> RunResult:
+    say(f"run: {events:,} events, {audiences:,} audiences, worker concurrency {options.workers}")
+    workload = build_workload(events, audiences)
+    workload.serialise()
+    with BenchStack(options) as stack:
+        return measure(stack, workload, audiences)
+
+
+def main(args: argparse.Namespace) -> int:
+    options = StackOptions(workers=args.workers, intake_processes=args.intake_processes,
+                           flush_interval=args.flush_interval)
+    say(f"generating {args.events:,} events over {args.audiences:,} audiences")
+    workload = build_workload(args.events, args.audiences)
+    workload.serialise()
+    base: BaselineResult | None = None
+    stages: dict[str, Any] = {}
+    with BenchStack(options) as stack:
+        say(f"main run (logs in {stack.workdir})")
+        run = measure(stack, workload, args.audiences)
+        if args.baseline_events > 0:
+            say(f"baseline: {args.baseline_events:,} events, one Celery task each")
+            base = run_baseline(stack, workload, args.baseline_events, args.workers)
+        if not args.no_stages:
+            say("stage benchmarks")
+            stages = run_stages(stack)
+    scaling: list[tuple[str, RunResult]] = []
+    if args.scaling:
+        for workers in (1, 2, 4):
+            opts = StackOptions(workers=workers, intake_processes=args.intake_processes,
+                                flush_interval=args.flush_interval)
+            scaling.append((f"{workers} worker process(es)", _one_run(args.events, args.audiences, opts)))
+        for audiences in (1, 100, 10_000):
+            scaling.append((f"{audiences:,} audiences", _one_run(args.events, audiences, options)))
+
+    print(f"machine: {_machine()}")
+    print_run(run)
+    if base:
+        print_baseline(base, run)
+    print_stages(stages, run)
+    if scaling:
+        print_scaling(scaling)
+    print_targets(run, base)
+    if args.json:
+        document = {"machine": _machine(), "run": to_json(run), "stages": stages,
+                    "baseline": None if base is None else {
+                        "events": base.events, "delivered": base.delivered, "seconds": round(base.seconds, 3),
+                        "events_per_s": round(base.rate), "error": base.error},
+                    "scaling": [{"label": label, **to_json(r)} for label, r in scaling]}
+        Path(args.json).write_text(json.dumps(document, indent=2) + "\n")
+    return 0 if run.membership_exact and not run.error else 1

@@ -1,0 +1,289 @@
+"""One benchmark run: a fresh stack (redis-server, sandbox, intake, workers, each a process), the workload
+posted through the real HTTP intake, and everything measured until the last batch is delivered.
+
+The stack is started and warmed up (one event delivered end to end, so Celery's pool and both intake
+processes are up) before the clock starts; from then on the run is what a user's pipeline would see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import redis
+
+from sandbox.admin import SandboxAdmin
+from tiktok_audiences.bench_measure import StageUsage, sample_tree, usage, weighted_percentiles
+from tiktok_audiences.bench_workload import Workload
+from tiktok_audiences.processes import Children, free_port, start_redis, wait_for
+from tiktok_audiences.stack import SANDBOX_ADVERTISER, SANDBOX_TOKEN, sandbox_destinations
+from worker import keys
+from worker.ledger import OPEN_STATUSES, BatchRecord, Ledger
+
+CONNECTIONS = 32
+WRITE_KEY = "bench-write-key"
+WARMUP_AUDIENCE = "bench_warmup"
+DESTINATION = "sandbox"
+SETTLE_TIMEOUT = 240.0  # a run that has not delivered everything by then is reported as failed
+
+
+@dataclass(slots=True)
+class StackOptions:
+    workers: int = 2  # Celery pool processes of the one `worker` command
+    intake_processes: int = 2  # `serve --workers N`
+    flush_interval: float = 1.0
+    rate_limit_qps: float = 1000.0
+
+
+@dataclass(slots=True)
+class RunResult:
+    events: int
+    audiences: int
+    options: StackOptions
+    intake_seconds: float = 0.0
+    end_to_end_seconds: float = 0.0
+    retries_503: int = 0
+    accepted: int = 0
+    latency_p50: float = 0.0
+    latency_p99: float = 0.0
+    batches: int = 0
+    requests: int = 0
+    request_rows: int = 0
+    failed_requests: int = 0
+    membership_exact: bool = False
+    membership_detail: str = ""
+    stages: list[StageUsage] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def intake_rate(self) -> float:
+        return self.events / self.intake_seconds if self.intake_seconds else 0.0
+
+    @property
+    def end_to_end_rate(self) -> float:
+        return self.events / self.end_to_end_seconds if self.end_to_end_seconds else 0.0
+
+    @property
+    def rows_per_request(self) -> float:
+        return self.request_rows / self.requests if self.requests else 0.0
+
+
+class BenchStack:
+    """redis-server, sandbox, intake and a worker as child processes, on free ports, in a temporary folder."""
+
+    def __init__(self, options: StackOptions) -> None:
+        self.options = options
+        self.workdir = Path(tempfile.mkdtemp(prefix="tta-bench-"))
+        self._exit = ExitStack()
+        self.redis_url = ""
+        self.sandbox_url = ""
+        self.intake_url = ""
+        self.env: dict[str, str] = {}
+        self.services = Children(self.workdir, self.env)  # sandbox: lives for the whole stack
+        self.pipeline = Children(self.workdir, self.env)  # intake and workers: stopped before a baseline
+        self.redis_pid = 0
+
+    def __enter__(self) -> BenchStack:
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.pipeline.stop()
+        self.services.stop()
+        self._exit.close()
+
+    def _start(self) -> None:
+        self.redis_url = start_redis(self._exit, self.workdir, quiet=True)
+        self.redis = redis.Redis.from_url(self.redis_url)
+        self.redis_pid = int(self.redis.info("server")["process_id"])
+        sandbox_port, intake_port = free_port(), free_port()
+        self.sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+        self.intake_url = f"http://127.0.0.1:{intake_port}"
+        config = self.workdir / "destinations.yaml"
+        sandbox_destinations(config)
+        self.env.update({
+            **os.environ,
+            "REDIS_URL": self.redis_url,
+            "TIKTOK_API_BASE_URL": self.sandbox_url,
+            "TIKTOK_ACCESS_TOKEN": SANDBOX_TOKEN,
+            "TTA_SANDBOX_TOKENS": SANDBOX_TOKEN,
+            "TTA_CONFIG": str(config),
+            "TTA_WRITE_KEY": WRITE_KEY,
+            "TTA_FLUSH_INTERVAL": str(self.options.flush_interval),
+            "TTA_RATE_LIMIT_QPS": str(self.options.rate_limit_qps),
+            "TTA_LOG_FORMAT": "json",
+        })
+        self.services.start("sandbox", "sandbox", "--port", str(sandbox_port))
+        self.admin = SandboxAdmin(self.sandbox_url)
+        wait_for(lambda: self.admin.state() is not None, 20, "the sandbox")
+        self.pipeline.start("intake", "serve", "--port", str(intake_port),
+                            "--workers", str(self.options.intake_processes))
+        self.pipeline.start("worker", "worker", "--concurrency", str(self.options.workers))
+        wait_for(lambda: _healthy(self.intake_url), 20, "intake")
+
+    def stop_pipeline(self) -> None:
+        self.pipeline.stop()
+
+    def roots(self) -> dict[str, int]:
+        """The started processes by stage; each one's descendants are counted with it."""
+        out = {name: process.pid for name, process in self.pipeline.processes}
+        out.update({name: process.pid for name, process in self.services.processes})
+        out["redis-server"] = self.redis_pid
+        return out
+
+    def ledger(self) -> Ledger:
+        return Ledger(self.redis, delivered_retention=86400, dead_retention=86400)
+
+
+def _healthy(url: str) -> bool:
+    import urllib.request
+
+    with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
+        return bool(response.status == 200)
+
+
+async def post_all(url: str, bodies: list[bytes], connections: int = CONNECTIONS) -> tuple[int, int]:
+    """POST every body to /v1/batch over ``connections`` connections; returns (accepted, 503 retries)."""
+    auth = "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode()
+    headers = {"Authorization": auth, "Content-Type": "application/json"}
+    endpoint = url + "/v1/batch"
+    next_body = iter(bodies)
+    accepted = retries = 0
+
+    async def sender(session: aiohttp.ClientSession) -> None:
+        nonlocal accepted, retries
+        for body in next_body:  # a shared iterator: each body is taken by exactly one sender
+            while True:
+                async with session.post(endpoint, data=body, headers=headers) as response:
+                    answer = await response.read()
+                    if response.status == 503:  # back-pressure: the same body again, after a pause
+                        retries += 1
+                        await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+                        continue
+                    if response.status != 200:
+                        raise RuntimeError(f"intake answered {response.status}: {answer[:300]!r}")
+                    accepted += int(orjson.loads(answer)["accepted"])
+                    break
+
+    connector = aiohttp.TCPConnector(limit=connections)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await asyncio.gather(*(sender(session) for _ in range(connections)))
+    return accepted, retries
+
+
+def _settled(client: redis.Redis, ledger: Ledger) -> bool:
+    counts = ledger.counts_by_status()
+    backlog = int(client.get(keys.BACKLOG) or 0)
+    return backlog == 0 and not any(counts[s] for s in OPEN_STATUSES)
+
+
+def warm_up(stack: BenchStack) -> None:
+    """One event through the whole pipeline, on an audience of its own that the measurements leave out."""
+    event = {"type": "track", "event": "Audience Entered", "userId": "warmup", "messageId": "bench-warmup",
+             "properties": {WARMUP_AUDIENCE: True},
+             "context": {"traits": {"email": "warmup@example.com"},
+                         "personas": {"computation_key": WARMUP_AUDIENCE}}}
+    body = orjson.dumps({"batch": [event]})
+    # Two intake processes share the port: a few requests reach both of them.
+    asyncio.run(post_all(stack.intake_url, [body] * 8, connections=8))
+    ledger = stack.ledger()
+    wait_for(lambda: ledger.counts_by_status()["delivered"] > 0 and _settled(stack.redis, ledger), 60,
+             "the warm-up event's delivery")
+
+
+def _delivered(ledger: Ledger) -> list[BatchRecord]:
+    records = ledger.list(status="delivered", limit=1_000_000)
+    return [r for r in records if not r.target.endswith("@" + WARMUP_AUDIENCE)]
+
+
+def check_membership(stack: BenchStack, expected: dict[str, set[str]]) -> tuple[bool, str]:
+    """Whether every audience in the sandbox holds exactly the members the events describe."""
+    wrong = missing = extra = 0
+    for key, members in expected.items():
+        raw = stack.redis.get(keys.created_audience(DESTINATION, SANDBOX_ADVERTISER, key))
+        actual = set(stack.admin.members(raw.decode())) if raw else set()  # type: ignore[union-attr]
+        if actual != members:
+            wrong += 1
+            missing += len(members - actual)
+            extra += len(actual - members)
+    total = sum(len(m) for m in expected.values())
+    if wrong:
+        return False, f"{wrong} of {len(expected)} audiences differ: {missing} identifiers missing, {extra} extra"
+    return True, f"{len(expected)} audiences, {total:,} identifiers: exact match"
+
+
+def measure(stack: BenchStack, workload: Workload, audiences: int) -> RunResult:
+    result = RunResult(len(workload.events), audiences, stack.options)
+    bodies = workload.bodies or workload.serialise()
+    warm_up(stack)
+    calls_before = int(stack.admin.state()["last_call_seq"])
+    roots = stack.roots()
+    before = {stage: sample_tree(pid) for stage, pid in roots.items()}
+    client_cpu = time.process_time()
+
+    started = time.time()
+    result.accepted, result.retries_503 = asyncio.run(post_all(stack.intake_url, bodies))
+    result.intake_seconds = time.time() - started
+    client_cpu = time.process_time() - client_cpu
+
+    ledger = stack.ledger()
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    while not _settled(stack.redis, ledger):
+        stack.pipeline.check()
+        if time.monotonic() > deadline:
+            result.error = f"not delivered within {SETTLE_TIMEOUT:.0f}s"
+            break
+        time.sleep(0.02)
+    after = {stage: sample_tree(pid) for stage, pid in roots.items()}
+
+    delivered = _delivered(ledger)
+    result.batches = len(delivered)
+    if delivered:
+        result.end_to_end_seconds = max(r.finished_at or 0.0 for r in delivered) - started
+        p50, p99 = weighted_percentiles(
+            ((r.accepted_first or 0.0, r.accepted_last or 0.0, r.finished_at or 0.0, r.rows) for r in delivered),
+            (0.50, 0.99))
+        result.latency_p50, result.latency_p99 = p50, p99
+    calls = [c for c in stack.admin.calls(since=calls_before)]
+    ok = [c for c in calls if c["code"] == 0 and c["http_status"] == 200]
+    result.requests, result.request_rows = len(ok), sum(c["rows"] for c in ok)
+    result.failed_requests = len(calls) - len(ok)
+    result.stages = [usage(stage, before[stage], after[stage]) for stage in roots]
+    result.stages.append(StageUsage("load generator (bench process)", client_cpu))
+    result.membership_exact, result.membership_detail = check_membership(stack, workload.expected)
+    return result
+
+
+def to_json(result: RunResult) -> dict[str, Any]:
+    return {
+        "events": result.events, "audiences": result.audiences,
+        "workers": result.options.workers, "intake_processes": result.options.intake_processes,
+        "flush_interval": result.options.flush_interval,
+        "intake_seconds": round(result.intake_seconds, 3), "intake_events_per_s": round(result.intake_rate),
+        "end_to_end_seconds": round(result.end_to_end_seconds, 3),
+        "end_to_end_events_per_s": round(result.end_to_end_rate),
+        "latency_p50_s": round(result.latency_p50, 3), "latency_p99_s": round(result.latency_p99, 3),
+        "batches": result.batches, "requests": result.requests, "rows_per_request": round(result.rows_per_request),
+        "failed_requests": result.failed_requests, "retries_503": result.retries_503,
+        "membership_exact": result.membership_exact, "membership": result.membership_detail,
+        "cpu_seconds": {s.stage: round(s.cpu_seconds, 2) for s in result.stages},
+        "peak_rss_mb": {f"{s.stage}:{p.pid} {p.name}": round(p.peak_rss_mb, 1)
+                        for s in result.stages for p in s.processes},
+        "error": result.error,
+    }

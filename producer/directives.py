@@ -104,17 +104,18 @@ def parse_path(path: str) -> tuple[Segment, ...]:
     A purely numeric bracket step is a list index; a numeric dotted step (``a.0``) is kept as a key but also
     indexes lists (see :func:`compile_getter`), which is what Segment's ``get`` does.
     """
-    text = path.strip()
-    if text == "$":
+    # Work on the path as given so error positions count characters of what the user wrote.
+    text = path
+    i, n = len(path) - len(path.lstrip()), len(path.rstrip())
+    if text[i:n] == "$":
         return ()
-    if text.startswith("$."):
-        text = text[2:]
-    elif text.startswith("$["):
-        text = text[1:]
-    if not text:
+    if text.startswith("$.", i):
+        i += 2
+    elif text.startswith("$[", i):
+        i += 1
+    if i >= n:
         raise DirectiveError(f"@path {path!r} is empty")
     steps: list[Segment] = []
-    i, n = 0, len(text)
     expect_name = True  # at the start, or right after a '.'
     while i < n:
         ch = text[i]

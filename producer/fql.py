@@ -36,7 +36,7 @@ Event = dict[str, Any]
 Predicate = Callable[[Event], bool]
 
 _KEYWORDS = frozenset({"and", "or", "not", "true", "false", "null"})
-_TRAITS_TYPES = frozenset({"identify", "group"})
+_TRAITS_TYPES = ("identify", "group")  # a tuple: `in` must not hash odd event values
 
 
 class TriggerError(ValueError):

@@ -26,6 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 
 from producer.auth import SIGNATURE_HEADER, Authenticator
 from producer.intake import BacklogFull, Intake, IntakeResult, StoreUnavailable
+from worker.heap import settle_heap
 from worker.settings import Settings
 
 if TYPE_CHECKING:
@@ -293,8 +294,6 @@ def serve(host: str, port: int, settings: Settings, *, no_auth: bool = False, wo
 
     Refuses to start (message on stderr, exit code 2) without authentication configured or with a destinations
     file it cannot use."""
-    import gc
-
     from producer.routing import Router
     from worker.destinations import ConfigError, load_destinations
 
@@ -306,8 +305,9 @@ def serve(host: str, port: int, settings: Settings, *, no_auth: bool = False, wo
         print(f"error: {exc}", file=sys.stderr)
         return 2
     # The compiled router is long-lived: keep the collector from rescanning it, and keep its pages shared
-    # between forked processes instead of copied by the collector's writes.
-    gc.freeze()
+    # between forked processes instead of copied by the collector's writes; collect young objects rarely
+    # (worker.heap says why).
+    settle_heap()
 
     def run(reuse_port: bool) -> None:
         web.run_app(_make_app(router, settings, no_auth), host=host, port=port, access_log=None,

@@ -236,9 +236,10 @@ def compile_mapping(
         raise _Where(dest.id, index, None, None).error("must be an object with an 'action'")
     action = raw.get("action")
     name = raw.get("name")
-    where = _Where(
-        dest.id, index, action if isinstance(action, str) else None, name if isinstance(name, str) else None
-    )
+    known = (
+        action if isinstance(action, str) and action in ACTIONS else None
+    )  # never echo an unknown one twice
+    where = _Where(dest.id, index, known, name if isinstance(name, str) else None)
     if action is None:
         raise where.error(f"needs 'action' (one of {', '.join(ACTIONS)})")
     if action not in ACTIONS:

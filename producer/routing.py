@@ -234,7 +234,8 @@ class Router:
         elif advertiser not in dest.advertiser_ids:
             raise Rejected(
                 "advertiser_not_allowed",
-                f"advertiser {advertiser} (context.personas.audience_settings.advertiserId) is not one of "
+                f"advertiser {_shown(advertiser)} (context.personas.audience_settings.advertiserId) "
+                "is not one of "
                 f"destination {dest.id!r}'s advertiser_ids",
             )
 
@@ -354,7 +355,8 @@ def _legacy_advertiser(dest: _Destination, m: CompiledMapping, event: dict[str, 
     if advertiser not in dest.advertiser_ids:
         raise Rejected(
             "advertiser_not_allowed",
-            f"selected_advertiser_id {advertiser} is not one of destination {dest.id!r}'s advertiser_ids",
+            f"selected_advertiser_id {_shown(advertiser)} is not one of "
+            f"destination {dest.id!r}'s advertiser_ids",
         )
     return advertiser
 
@@ -390,6 +392,11 @@ def _id_text(value: Any, source: str) -> str | None:
     if cls is float and value.is_integer():
         return str(int(value))
     raise Rejected("invalid_field", f"{source} must be a string or a number, not {_kind(value)}")
+
+
+def _shown(advertiser: str) -> str:
+    """An advertiser id fit for a rejection message: ids are digits; anything else is not echoed."""
+    return advertiser if advertiser.isdigit() and len(advertiser) <= 32 else "(not an advertiser id)"
 
 
 def _kind(value: Any) -> str:

@@ -25,7 +25,7 @@ from tiktok_audiences.output import fail
 from worker.destinations import ConfigError, Destination, load_destinations
 from worker.settings import Settings
 from worker.tiktok.client import TikTokClient
-from worker.tiktok.errors import AuthError, TikTokError
+from worker.tiktok.errors import AuthError, TikTokError, TransientError
 
 DEFAULT_TOKEN_FILE = "tiktok-access-token"
 
@@ -59,6 +59,9 @@ def exchange(args: argparse.Namespace, settings: Settings) -> int:
                     "(it is read from the environment so that it never shows in the process list)")
     try:
         data = asyncio.run(_exchange(settings, args.app_id, secret, args.auth_code))
+    except TransientError as exc:
+        return fail(f"could not reach TikTok at {settings.tiktok_api_base_url} for the exchange: {exc}; "
+                    "nothing was written, try again", 1)
     except TikTokError as exc:
         return fail(f"TikTok refused the auth code exchange: {exc}. Auth codes work once and expire "
                     "within an hour: authorise the app again to get a new one, and check --app-id and the "

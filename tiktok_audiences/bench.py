@@ -151,9 +151,13 @@ def print_run(result: RunResult) -> None:
         print(f"  ERROR: {result.error}")
     print("  CPU seconds during the run, and peak memory per process:")
     for stage in result.stages:
-        print(f"    {stage.stage:<32} {stage.cpu_seconds:7.2f} s CPU")
+        print(f"    {stage.stage:<32} {stage.cpu_seconds:7.2f} s CPU "
+              f"({stage.cpu_seconds * 1e6 / max(result.events, 1):5.1f} us per event)")
         for p in stage.processes:
             print(f"      pid {p.pid:<7} {p.peak_rss_mb:7.1f} MB peak  {p.name[:70]}")
+    cores = os.cpu_count() or 1
+    print(f"    the machine was busy {result.machine_busy:.2f} of {cores * result.end_to_end_seconds:.2f} core-seconds; "
+          f"processes outside the benchmark used {result.others_cpu:.2f} s of it")
 
 
 def print_baseline(base: BaselineResult, run: RunResult) -> None:

@@ -101,6 +101,13 @@ def usage(stage: str, before: dict[int, ProcessSample], after: dict[int, Process
     return StageUsage(stage, cpu, sorted(after.values(), key=lambda p: p.pid))
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds every core of the machine has spent busy since boot (all processes, ours or not)."""
+    fields = [int(v) for v in (_read("/proc/stat") or "cpu 0").splitlines()[0].split()[1:]]
+    idle = sum(fields[3:5])  # idle + iowait
+    return (sum(fields[:8]) - idle) / _TICKS
+
+
 def weighted_percentiles(batches: Iterable[tuple[float, float, float, int]],
                          quantiles: Iterable[float]) -> list[float]:
     """Latency percentiles over rows. ``batches``: (accepted_first, accepted_last, finished_at, rows)."""

@@ -22,7 +22,13 @@ import orjson
 import redis
 
 from sandbox.admin import SandboxAdmin
-from tiktok_audiences.bench_measure import StageUsage, sample_tree, usage, weighted_percentiles
+from tiktok_audiences.bench_measure import (
+    StageUsage,
+    machine_busy_seconds,
+    sample_tree,
+    usage,
+    weighted_percentiles,
+)
 from tiktok_audiences.bench_workload import Workload
 from tiktok_audiences.processes import Children, free_port, start_redis, wait_for
 from tiktok_audiences.stack import SANDBOX_ADVERTISER, SANDBOX_TOKEN, sandbox_destinations
@@ -62,7 +68,13 @@ class RunResult:
     membership_exact: bool = False
     membership_detail: str = ""
     stages: list[StageUsage] = field(default_factory=list)
+    machine_busy: float = 0.0  # CPU seconds the whole machine was busy during the run
     error: str = ""
+
+    @property
+    def others_cpu(self) -> float:
+        """CPU seconds used during the run by processes that are not part of it (other work on the host)."""
+        return max(0.0, self.machine_busy - sum(s.cpu_seconds for s in self.stages))
 
     @property
     def intake_rate(self) -> float:
@@ -236,6 +248,7 @@ def measure(stack: BenchStack, workload: Workload, audiences: int) -> RunResult:
     roots = stack.roots()
     before = {stage: sample_tree(pid) for stage, pid in roots.items()}
     client_cpu = time.process_time()
+    busy = machine_busy_seconds()
 
     started = time.time()
     result.accepted, result.retries_503 = asyncio.run(post_all(stack.intake_url, bodies))
@@ -251,6 +264,7 @@ def measure(stack: BenchStack, workload: Workload, audiences: int) -> RunResult:
             break
         time.sleep(0.02)
     after = {stage: sample_tree(pid) for stage, pid in roots.items()}
+    result.machine_busy = machine_busy_seconds() - busy
 
     delivered = _delivered(ledger)
     result.batches = len(delivered)
@@ -283,6 +297,8 @@ def to_json(result: RunResult) -> dict[str, Any]:
         "failed_requests": result.failed_requests, "retries_503": result.retries_503,
         "membership_exact": result.membership_exact, "membership": result.membership_detail,
         "cpu_seconds": {s.stage: round(s.cpu_seconds, 2) for s in result.stages},
+        "machine_busy_cpu_seconds": round(result.machine_busy, 2),
+        "other_processes_cpu_seconds": round(result.others_cpu, 2),
         "peak_rss_mb": {f"{s.stage}:{p.pid} {p.name}": round(p.peak_rss_mb, 1)
                         for s in result.stages for p in s.processes},
         "error": result.error,

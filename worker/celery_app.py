@@ -1,8 +1,9 @@
 """The Celery application: one task, ``tta.drain``, that drains one target.
 
 Configured for delivery work: late acks and prefetch 1 (a task lost with its worker is not lost work: the
-target stays in the ready index and its lease runs out), JSON only, no result backend (the ledger is the record),
-a visibility timeout above the hard time limit so the broker never hands a running task to a second worker.
+target stays in the ready index and its lease runs out), JSON only, no result backend (the ledger is the
+record), a visibility timeout above the hard time limit so the broker never hands a running task to a second
+worker.
 """
 
 from __future__ import annotations
@@ -27,9 +28,21 @@ def make_celery(settings: Settings) -> Celery:
         result_backend=None,
         task_time_limit=settings.task_time_limit,
         task_default_queue=DRAIN_QUEUE,
-        broker_transport_options={"visibility_timeout": int(settings.task_time_limit * 2 + 60)},
+        broker_transport_options={
+            "visibility_timeout": int(settings.task_time_limit * 2 + 60),
+            # A broker that vanishes without closing the connection (failover, NAT, a paused VM) must not
+            # leave a publish or the consumer's BRPOP waiting forever: time out, keep alive, and let kombu
+            # drop a BRPOP connection whose answer is overdue (brpop_timeout + health_check_interval).
+            "socket_timeout": 30,
+            "socket_connect_timeout": 5,
+            "socket_keepalive": True,
+            "health_check_interval": 10,
+        },
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
+        # On a lost broker connection, running drains finish (they hold their target's lock and are fenced by
+        # it); cancelling them would only waste the calls in flight.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
         task_send_sent_event=False,

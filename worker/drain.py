@@ -8,8 +8,8 @@ A drain holds the target's lock and, in order:
 3. cuts a new plan from the head of the stream when a full batch is waiting or the oldest operation has waited
    the flush interval, records its batches in the ledger, sends them, and only then trims the stream.
 
-Whatever stops a drain early (throttle, backoff, pause) leaves the target in the ready index with the time it is
-due again; nothing sleeps in a worker.
+Whatever stops a drain early (throttle, backoff, pause) leaves the target in the ready index with the time it
+is due again; nothing sleeps in a worker.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import cast
 
 import orjson
 import structlog
@@ -29,8 +30,8 @@ from worker.batching import plan_requests
 from worker.context import WorkerContext
 from worker.destinations import ConfigError, Destination
 from worker.keys import Target
-from worker.ledger import BatchRecord
-from worker.operations import PackedOperation, decode_entry, encode_entry
+from worker.ledger import OPEN_STATUSES, BatchRecord
+from worker.operations import Action, PackedOperation, decode_entry, encode_entry
 from worker.queue import ENTRY_FIELD
 from worker.target_lock import TargetLock
 from worker.tiktok.errors import AuthError, PermanentError, ThrottledError, TikTokError, TransientError
@@ -39,6 +40,8 @@ log = structlog.get_logger(__name__)
 
 _COMPLETE = Path(__file__).with_name("drain_complete.lua").read_text()
 _READ_CHUNK = 512
+# A drain that finds its target locked looks again this soon (see Drainer.run).
+BUSY_RECHECK = 1.0
 
 
 @dataclass(slots=True)
@@ -83,7 +86,7 @@ class Drainer:
         self.target = Target.parse(target_name)
         self.settings = ctx.settings
         self.redis = ctx.redis
-        self.lock = TargetLock(ctx.redis, target_name, ctx.settings.http_timeout + 15.0)
+        self.lock = TargetLock(ctx.redis, target_name, ctx.settings.lock_ttl)
         self._complete = ctx.redis.register_script(_COMPLETE)
         self.delivered_batches = 0
 
@@ -91,7 +94,11 @@ class Drainer:
 
     async def run(self) -> str:
         if not self.lock.acquire():
-            return "busy"  # another drainer holds the target; it reschedules when it finishes
+            # Another drainer holds the target and reschedules it when it finishes. But the claim that started
+            # this task pushed the target a whole lease away, and the holder may have rescheduled it just
+            # before that claim, or died: look again soon rather than a lease later.
+            self.redis.zadd(keys.READY, {self.name: time.time() + BUSY_RECHECK}, lt=True)
+            return "busy"
         try:
             return await self._drain()
         except Stop as stop:
@@ -102,6 +109,8 @@ class Drainer:
     async def _drain(self) -> str:
         deadline = time.monotonic() + self.settings.drain_budget
         while True:
+            if not self.lock.extend():  # a drainer that lost its target must not cut (or overwrite) a plan
+                raise Stop("lost-lock")
             destination = self._destination()
             await self._run_replays(destination)
             plan = self._load_plan() or self._cut_plan()
@@ -140,7 +149,7 @@ class Drainer:
             due = _entry_seconds(head[0][0].decode()) + self.settings.flush_interval
         self.redis.zadd(keys.READY, {self.name: max(due, now)})
 
-    # -- destination and pause --------------------------------------------------------------------------------
+    # -- destination and pause -------------------------------------------------------------------------------
 
     def _destination(self) -> Destination:
         destination = self.ctx.destinations.get(self.target.destination)
@@ -163,29 +172,30 @@ class Drainer:
 
     def _load_plan(self) -> Plan | None:
         raw = self.redis.get(keys.plan(self.name))
-        return Plan(**orjson.loads(raw)) if raw else None  # type: ignore[arg-type]
+        return Plan(**orjson.loads(raw)) if raw else None
 
     def _cut_plan(self) -> Plan | None:
         """Read a batch's worth from the head of the stream and record its batches, if one is due."""
         stream = keys.stream(self.name)
-        pending = int(self.redis.get(keys.pending_count(self.name)) or 0)  # type: ignore[arg-type]
+        pending = int(self.redis.get(keys.pending_count(self.name)) or 0)
         entries: list[tuple[str, list[list[str]]]] = []
         total = 0
         start = "-"
         full = False
         while not full:
-            chunk = self.redis.xrange(stream, min=start, count=_READ_CHUNK)
+            chunk = cast(list[tuple[bytes, dict[bytes, bytes]]],
+                         self.redis.xrange(stream, min=start, count=_READ_CHUNK))
             if not chunk:
                 break
-            for raw_id, fields in chunk:  # type: ignore[union-attr]
+            for raw_id, fields in chunk:
                 packed = orjson.loads(fields[ENTRY_FIELD.encode()])
                 if total and total + len(packed) > self.settings.batch_size:
                     full = True
                     break
                 entries.append((raw_id.decode(), packed))
                 total += len(packed)
-            start = "(" + chunk[-1][0].decode()  # type: ignore[index]
-            if len(chunk) < _READ_CHUNK:  # type: ignore[arg-type]
+            start = "(" + chunk[-1][0].decode()
+            if len(chunk) < _READ_CHUNK:
                 break
         if not entries:
             return None
@@ -238,16 +248,18 @@ class Drainer:
             raise Stop("lost-lock")
         self.redis.decrby(keys.BACKLOG, plan.operations)
 
-    # -- replays ----------------------------------------------------------------------------------------------
+    # -- replays ---------------------------------------------------------------------------------------------
 
     async def _run_replays(self, destination: Destination) -> None:
         queue = keys.replay_queue(self.name)
-        for raw in self.redis.lrange(queue, 0, -1):  # type: ignore[union-attr]
+        for raw in cast(list[bytes], self.redis.lrange(queue, 0, -1)):
             batch_id = raw.decode()
             record = self.ctx.ledger.get(batch_id)
             payload = self.ctx.ledger.payload(batch_id)
-            if record is None or payload is None or record.status != "pending":
-                self.redis.lrem(queue, 1, raw)
+            # A replay that was throttled, failed transiently, paused or crashed stays queued until it is
+            # delivered or dead, exactly like a batch of a plan.
+            if record is None or payload is None or record.status not in OPEN_STATUSES:
+                self.redis.lrem(queue, 1, batch_id)
                 continue
             operations = decode_entry(payload)
             superseded = self.ctx.membership.superseded(self.name, record.position, operations)
@@ -259,15 +271,15 @@ class Drainer:
                         record, status="dead", superseded_rows=record.superseded_rows + dropped,
                         last_message=f"replay refused: all {dropped} rows are superseded by newer delivered "
                                      "operations on the same users")
-                    self.redis.lrem(queue, 1, raw)
+                    self.redis.lrem(queue, 1, batch_id)
                     continue
                 self.redis.set(keys.batch_rows(batch_id), encode_entry([op.pack() for op in operations]))
                 self.ctx.ledger.update(record, rows=len(operations),
                                        superseded_rows=record.superseded_rows + dropped)
             await self._send(destination, record, operations)
-            self.redis.lrem(queue, 1, raw)
+            self.redis.lrem(queue, 1, batch_id)
 
-    # -- sending ------------------------------------------------------------------------------------------------
+    # -- sending ---------------------------------------------------------------------------------------------
 
     async def _audience_id(self, destination: Destination, token: str) -> str:
         return await audience_for(self.ctx, destination, token, self.target)
@@ -278,6 +290,8 @@ class Drainer:
         now = time.time()
         if record.next_attempt_at and record.next_attempt_at > now:
             raise self._reschedule(record.next_attempt_at, "backoff")
+        if pause.pause_info(self.redis, destination.id):  # paused by another drainer since this one began
+            raise self._reschedule(now + self.settings.pause_recheck, "paused")
         token = self._token(destination)
         token_id = destination.token_id()
         wait = self.ctx.limiter.acquire(token_id)
@@ -293,8 +307,11 @@ class Drainer:
             audience_id = await self._audience_id(destination, token)
             if audience_id != record.audience_id:
                 self.ctx.ledger.update(record, audience_id=audience_id)
+            if not self.lock.extend():  # resolving the audience may have taken a call of its own
+                raise Stop("lost-lock")
             response = await self.ctx.client.send_mapping(
-                token, self.target.advertiser_id, record.action, audience_id, [op.cells for op in operations]
+                token, self.target.advertiser_id, cast(Action, record.action), audience_id,
+                [op.cells for op in operations]
             )
         except ThrottledError as exc:
             cooldown = max(exc.retry_after or 0.0, self.settings.throttle_cooldown)
@@ -302,14 +319,18 @@ class Drainer:
             self._record_failure(record, "retrying", exc)
             raise self._reschedule(time.time() + cooldown, "throttled") from None
         except TransientError as exc:
-            started = record.first_attempt_at or now
-            if time.time() - started >= self.settings.retry_window:
-                self._record_failure(record, "dead", exc)
+            # The window and the backoff count transient failures only: time spent throttled or paused, and
+            # the attempts it took, say nothing about whether TikTok will ever take this batch.
+            failing_since = record.failing_since or now
+            if time.time() - failing_since >= self.settings.retry_window:
+                self._record_failure(record, "dead", exc, failures=record.failures + 1,
+                                     failing_since=failing_since)
                 log.error("batch_dead", batch=record.id, target=self.name, code=exc.code,
                           reason="retry window exhausted")
                 return
-            delay = backoff_delay(record.attempts, self.settings.backoff_base, self.settings.backoff_max)
-            self._record_failure(record, "retrying", exc, next_attempt_at=time.time() + delay)
+            delay = backoff_delay(record.failures + 1, self.settings.backoff_base, self.settings.backoff_max)
+            self._record_failure(record, "retrying", exc, next_attempt_at=time.time() + delay,
+                                 failures=record.failures + 1, failing_since=failing_since)
             raise self._reschedule(time.time() + delay, "transient") from None
         except AuthError as exc:
             pause.pause(self.redis, destination.id, reason=exc.message, code=exc.code)
@@ -328,11 +349,11 @@ class Drainer:
         self.delivered_batches += 1
 
     def _record_failure(self, record: BatchRecord, status: str, exc: TikTokError,
-                        next_attempt_at: float | None = None) -> None:
+                        next_attempt_at: float | None = None, **more: object) -> None:
         changes: dict[str, object] = {
             "status": status, "last_code": exc.code if exc.code is not None else exc.http_status,
             "last_message": exc.message, "last_request_id": exc.request_id or "",
-            "next_attempt_at": next_attempt_at,
+            "next_attempt_at": next_attempt_at, **more,
         }
         if status == "dead":
             changes["finished_at"] = time.time()

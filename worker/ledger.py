@@ -1,7 +1,7 @@
 """The ledger: one record per TikTok request ("batch"), kept in Redis so operators can inspect and replay.
 
-A batch id is derived from the target and the stream entries the batch was cut from, so a batch rebuilt after a
-crash has the same id and the same record. Records move through these statuses::
+A batch id is derived from the target and the stream entries the batch was cut from, so a batch rebuilt after
+a crash has the same id and the same record. Records move through these statuses::
 
     pending -> delivering -> delivered
                    |  ^
@@ -18,8 +18,9 @@ Dead batches keep their hashed payload for ``dead_retention`` seconds; delivered
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import orjson
 import redis
@@ -49,6 +50,10 @@ class BatchRecord:
     updated_at: float = 0.0
     first_attempt_at: float | None = None
     next_attempt_at: float | None = None
+    # Transient failures so far and when the first of them happened: the backoff and the retry window count
+    # these only (throttles and pauses are not failures of the batch).
+    failures: int = 0
+    failing_since: float | None = None
     finished_at: float | None = None
     # Acceptance times (epoch seconds) of the oldest and newest operation in the batch, from stream entry ids.
     accepted_first: float | None = None
@@ -141,8 +146,8 @@ class Ledger:
         else:
             index = keys.BATCHES
         low = since if since is not None else "-inf"
-        raw = self._redis.zrevrangebyscore(index, "+inf", low, start=0, num=limit)  # type: ignore[arg-type]
-        return [r.decode() if isinstance(r, bytes) else r for r in raw]  # type: ignore[union-attr]
+        raw = cast(list[bytes | str], self._redis.zrevrangebyscore(index, "+inf", low, start=0, num=limit))
+        return [r.decode() if isinstance(r, bytes) else r for r in raw]
 
     def list(self, *, status: str | None = None, target: str | None = None, audience_id: str | None = None,
              limit: int = 100, since: float | None = None) -> list[BatchRecord]:
@@ -166,7 +171,7 @@ class Ledger:
             self.forget(stale, target=target)
         return out
 
-    def forget(self, batch_ids: list[str], *, target: str | None = None) -> None:
+    def forget(self, batch_ids: Sequence[str], *, target: str | None = None) -> None:
         pipe = self._redis.pipeline(transaction=False)
         pipe.zrem(keys.BATCHES, *batch_ids)
         if target:
@@ -186,8 +191,9 @@ class Ledger:
         removed = 0
         for status in ("delivered", "dead"):
             index = keys.batches_by_status(status)
-            old = self._redis.zrangebyscore(index, "-inf", older_than, start=0, num=5000)
-            candidates = [o.decode() if isinstance(o, bytes) else o for o in old]  # type: ignore[union-attr]
+            old = cast(list[bytes | str],
+                       self._redis.zrangebyscore(index, "-inf", older_than, start=0, num=5000))
+            candidates = [o.decode() if isinstance(o, bytes) else o for o in old]
             if not candidates:
                 continue
             pipe = self._redis.pipeline(transaction=False)

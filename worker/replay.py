@@ -51,7 +51,7 @@ def preview(client: redis.Redis, ledger: Ledger, batch_id: str) -> ReplayCheck:
 
 
 def request_replay(client: redis.Redis, ledger: Ledger, record: BatchRecord) -> None:
-    ledger.update(record, status="pending", next_attempt_at=None, first_attempt_at=None,
-                  replays=record.replays + 1, finished_at=None)
+    ledger.update(record, status="pending", next_attempt_at=None, first_attempt_at=None, failures=0,
+                  failing_since=None, replays=record.replays + 1, finished_at=None)
     client.rpush(keys.replay_queue(record.target), record.id)
     client.zadd(keys.READY, {record.target: time.time()})

@@ -27,6 +27,8 @@ def run_scheduler(settings: Settings) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    threading.Thread(target=_stop_when_orphaned, args=(stop, os.getppid()), name="tta-parent-watch",
+                     daemon=True).start()
     app = make_celery(settings)
     client = redis.Redis.from_url(settings.redis_url, health_check_interval=10, socket_keepalive=True)
 
@@ -34,6 +36,15 @@ def run_scheduler(settings: Settings) -> None:
         app.send_task(DRAIN_TASK, args=[target])
 
     Scheduler(client, settings, dispatch, dispatch_creates=lambda: app.send_task(CREATE_TASK)).run(stop)
+
+
+def _stop_when_orphaned(stop: threading.Event, parent: int) -> None:
+    """A worker killed outright (SIGKILL, the OOM killer) cannot stop its scheduler: the scheduler notices it
+    has been re-parented and stops, instead of feeding a queue its own worker no longer consumes."""
+    while not stop.wait(1.0):
+        if os.getppid() != parent:
+            log.warning("scheduler_orphaned", parent=parent)
+            stop.set()
 
 
 def _scheduler_process(settings: Settings) -> None:

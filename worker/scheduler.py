@@ -1,11 +1,12 @@
 """The scheduler: turns due targets into drain tasks, one Celery task per batch of work, never per event.
 
-Every ``worker`` process runs one; they share the ready index safely because claiming is atomic (claim_due.lua).
-It also keeps the fleet-wide backlog figure honest and prunes expired ledger entries.
+Every ``worker`` process runs one; they share the ready index safely because claiming is atomic
+(claim_due.lua). It also keeps the fleet-wide backlog figure honest and prunes expired ledger entries.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -29,12 +30,12 @@ _CREATES_EVERY = 0.5  # how often to look at the legacy createAudience stream
 
 def recount_backlog(client: redis.Redis) -> int:
     """Set the backlog counter to the sum of the targets' pending counts (corrects drift after crashes)."""
-    targets = [t.decode() for t in client.smembers(keys.TARGETS)]  # type: ignore[union-attr]
+    targets = [t.decode() if isinstance(t, bytes) else t for t in client.smembers(keys.TARGETS)]
     if not targets:
         client.set(keys.BACKLOG, 0)
         return 0
     counts = client.mget([keys.pending_count(t) for t in targets])
-    total = sum(int(c) for c in counts if c)  # type: ignore[union-attr]
+    total = sum(int(c) for c in counts if c)
     client.set(keys.BACKLOG, total)
     return total
 
@@ -48,16 +49,24 @@ class Scheduler:
         self._dispatch_creates = dispatch_creates
         self._next_creates_check = 0.0
         self._claim = client.register_script(_CLAIM)
-        # A claimed target is not claimed again before a drain could have finished with it or died.
-        self._lease = settings.http_timeout + 20.0
+        # A claimed target is not claimed again before a drain could have finished with it or died (and the
+        # dead drainer's lock expired); a drain that runs reschedules the target itself.
+        self._lease = settings.scheduler_lease
         self._next_maintenance = 0.0
 
     def tick(self, now: float | None = None) -> list[str]:
         now = time.time() if now is None else now
         claimed = self._claim(keys=[keys.READY], args=[now, now + self._lease, _CLAIM_AT_ONCE])
-        targets = [t.decode() if isinstance(t, bytes) else t for t in claimed]  # type: ignore[union-attr]
-        for target in targets:
-            self._dispatch(target)
+        targets = [t.decode() if isinstance(t, bytes) else t for t in claimed]
+        for index, target in enumerate(targets):
+            try:
+                self._dispatch(target)
+            except Exception:
+                # The broker refused (Redis restarting, say): give back the claims not dispatched, so those
+                # targets are due again now rather than a lease from now.
+                with contextlib.suppress(redis.RedisError):
+                    self._redis.zadd(keys.READY, dict.fromkeys(targets[index:], now), lt=True)
+                raise
         return targets
 
     def check_creates(self) -> bool:
@@ -86,6 +95,10 @@ class Scheduler:
                     self.maintain()
             except redis.RedisError as exc:
                 log.warning("scheduler_redis_error", error=str(exc))
+                stop.wait(1.0)
+                continue
+            except Exception as exc:  # e.g. kombu's OperationalError from a publish: never let the loop die
+                log.error("scheduler_error", error=f"{type(exc).__name__}: {exc}", exc_info=True)
                 stop.wait(1.0)
                 continue
             if len(claimed) < _CLAIM_AT_ONCE:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -35,9 +35,13 @@ class Settings(BaseSettings):
     backoff_max: float = Field(300.0, alias="TTA_BACKOFF_MAX", gt=0)
     throttle_cooldown: float = Field(2.0, alias="TTA_THROTTLE_COOLDOWN", gt=0)
     pause_recheck: float = Field(10.0, alias="TTA_PAUSE_RECHECK", gt=0)
-    # A drain task is killed after this many seconds; the audience lock outlives it so no second drainer
-    # can start while a stuck one might still send.
+    # A drain task is killed after this many seconds (Celery's hard limit); the broker's visibility timeout is
+    # above it, so a running task is never handed to a second worker.
     task_time_limit: float = Field(300.0, alias="TTA_TASK_TIME_LIMIT", gt=0)
+    # A drainer's hold on its target, renewed before every TikTok call, so it must outlast one call (the
+    # HTTP timeout); a drainer that dies frees its target this long after its last renewal. Default: the
+    # HTTP timeout + 15 s.
+    target_lock_ttl: float | None = Field(None, alias="TTA_LOCK_TTL", gt=0)
     # How long one drain task keeps draining a busy audience before handing the slot to others.
     drain_budget: float = Field(5.0, alias="TTA_DRAIN_BUDGET", gt=0)
     scheduler_tick: float = Field(0.05, alias="TTA_SCHEDULER_TICK", gt=0)
@@ -54,9 +58,23 @@ class Settings(BaseSettings):
     def write_key_list(self) -> list[str]:
         return [k.strip() for k in self.write_keys.split(",") if k.strip()]
 
+    @model_validator(mode="after")
+    def _lock_outlasts_a_call(self) -> Settings:
+        if self.target_lock_ttl is not None and self.target_lock_ttl <= self.http_timeout:
+            raise ValueError(f"TTA_LOCK_TTL ({self.target_lock_ttl:g} s) must be longer than "
+                             f"TTA_HTTP_TIMEOUT ({self.http_timeout:g} s): a drainer renews its lock "
+                             "once per TikTok call")
+        return self
+
     @property
     def lock_ttl(self) -> float:
-        return self.task_time_limit + 30.0
+        return self.target_lock_ttl if self.target_lock_ttl is not None else self.http_timeout + 15.0
+
+    @property
+    def scheduler_lease(self) -> float:
+        """How long a claimed target is not claimed again. Longer than the lock's TTL, so the re-dispatch of a
+        target whose drainer died (or whose task was lost) finds the lock free."""
+        return self.lock_ttl + 5.0
 
 
 @lru_cache(maxsize=1)

@@ -12,6 +12,7 @@ from worker.celery_app import CREATE_TASK, DRAIN_TASK, app
 from worker.context import WorkerContext
 from worker.creates import process_creates
 from worker.drain import Drainer
+from worker.heap import settle_heap
 from worker.settings import get_settings
 
 log = structlog.get_logger(__name__)
@@ -26,6 +27,7 @@ def _runtime() -> tuple[asyncio.AbstractEventLoop, WorkerContext]:
         _loop = asyncio.new_event_loop()
         asyncio.set_event_loop(_loop)
         _context = WorkerContext.build(get_settings())
+        settle_heap()  # drains allocate heavily and make no cycles (worker.heap)
     return _loop, _context
 
 

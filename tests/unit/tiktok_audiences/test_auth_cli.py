@@ -5,6 +5,7 @@ from __future__ import annotations
 import stat
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -108,3 +109,11 @@ def test_check_reads_access_token_file(cli: Cli, sandbox: SandboxAdmin, config_f
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("ok    from-file:") and f"file {token_file}" in lines[0]
     assert lines[1] == "FAIL  unset: destination 'unset': environment variable TTA_UNIT_NOT_SET is not set"
+
+
+def test_an_unreachable_tiktok_is_not_blamed_on_the_auth_code(cli: Cli, settings: Any, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    settings.tiktok_api_base_url = "http://127.0.0.1:9"  # nothing listens on the discard port
+    assert exchange(cli, "--write", str(tmp_path / "token")) == 1
+    err = capsys.readouterr().err
+    assert "could not reach TikTok at http://127.0.0.1:9" in err and "refused" not in err

@@ -1,0 +1,187 @@
+"""Stage benchmarks: what each step of the pipeline does per second on one core, to set the end-to-end figure
+of ``tiktok-audiences bench`` against its slowest stage.
+
+    .venv/bin/python benchmarks/stages.py [--events N] [--json] [--redis-url URL --sandbox-url URL]
+
+Without URLs it starts its own redis-server and sandbox (and stops them). Stages, each measured in this one
+process (wall time; the figures are per core):
+
+- ``hashing``: normalise + SHA-256 distinct emails, and phones (E.164 first);
+- ``routing``: envelope validation + routing (mappings, triggers, hashing) of Engage events, no Redis;
+- ``enqueue (intake, 100-event requests)``: the intake's whole per-request work against a real Redis;
+- ``enqueue (operations)``: the queue contract alone, 100 already-hashed operations per round trip;
+- ``drain``: the worker's drain of the enqueued operations (read, collapse, plan, ledger, wire body, POST to
+  the sandbox, membership, acknowledge), in this process against the sandbox;
+- ``wire body``: building a 10,000-row /segment/mapping/ body.
+
+Not collected by pytest (it lives outside ``tests/``) and not timed against thresholds: it reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis
+
+from producer.events import validate_event
+from producer.identifiers import hash_email, phone_hasher
+from producer.intake import Intake
+from producer.routing import Router
+from tiktok_audiences.bench_workload import build_workload
+from tiktok_audiences.processes import Children, free_port, start_redis, wait_for
+from tiktok_audiences.stack import SANDBOX_ADVERTISER, SANDBOX_TOKEN, sandbox_destinations
+from worker.context import WorkerContext
+from worker.destinations import load_destinations
+from worker.drain import Drainer
+from worker import keys
+from worker.keys import Target
+from worker.operations import Operation
+from worker.queue import enqueue
+from worker.settings import Settings
+from worker.tiktok.wire import mapping_body
+
+Figure = dict[str, Any]
+
+
+def _rate(count: int, run: Callable[[], object], unit: str, note: str = "") -> Figure:
+    started = time.perf_counter()
+    run()
+    seconds = time.perf_counter() - started
+    return {"rate": count / seconds, "unit": unit, "count": count, "seconds": round(seconds, 3), "note": note}
+
+
+def hashing(n: int) -> dict[str, Figure]:
+    emails = [f"Person.{i}+tag@Example.com" for i in range(n)]
+    phones = [f"+1 (415) {200 + (i // 10_000) % 800}-{i % 10_000:04d}" for i in range(n)]
+    hash_phone = phone_hasher("e164", "US")
+    return {
+        "hashing emails": _rate(n, lambda: [hash_email(e) for e in emails], "ids/s"),
+        "hashing phones (E.164)": _rate(n, lambda: [hash_phone(p) for p in phones], "ids/s"),
+    }
+
+
+def routing(router: Router, events: list[dict[str, Any]]) -> Figure:
+    def run() -> None:
+        for event in events:
+            router.route(validate_event(event))
+
+    return _rate(len(events), run, "events/s", "validate + route (+ hash), no I/O")
+
+
+def enqueue_intake(router: Router, client: redis.Redis, settings: Settings, bodies: list[bytes],
+                   events: int) -> Figure:
+    intake = Intake(router, client, settings)
+
+    def run() -> None:
+        for body in bodies:
+            intake.accept(orjson.loads(body)["batch"])
+
+    return _rate(events, run, "events/s", "orjson + validate + route + one Redis round trip per request")
+
+
+def enqueue_operations(client: redis.Redis, n: int) -> Figure:
+    target = Target("stage", SANDBOX_ADVERTISER, "enqueue")
+    ops = [Operation(target, "add", email=f"{i:064x}") for i in range(n)]
+
+    def run() -> None:
+        for start in range(0, n, 100):
+            enqueue(client, ops[start : start + 100], flush_interval=1.0, batch_size=10_000)
+
+    figure = _rate(n, run, "ops/s", "100 hashed operations per round trip")
+    # Forget the target again, so the drain stage measures the intake stage's operations only.
+    client.delete(*client.keys(f"*{{{target.name}}}*"))
+    client.zrem(keys.READY, target.name)
+    client.srem(keys.TARGETS, target.name)
+    client.decrby(keys.BACKLOG, n)
+    return figure
+
+
+def drain(client: redis.Redis, settings: Settings, rows: int) -> Figure:
+    ctx = WorkerContext.build(settings, client=client)
+    loop = asyncio.new_event_loop()
+    targets = [t.decode() for t in client.smembers(keys.TARGETS)]  # type: ignore[union-attr]
+
+    def run() -> None:
+        for target in targets:
+            while loop.run_until_complete(Drainer(ctx, target).run()) == "drained":
+                pass
+
+    try:
+        return _rate(rows, run, "ops/s", "operations drained: read, plan, ledger, POST to the sandbox, ack")
+    finally:
+        loop.run_until_complete(ctx.client.close())
+        loop.close()
+
+
+def wire(rows: int = 10_000) -> Figure:
+    cells = [{"EMAIL_SHA256": f"{i:064x}", **({"PHONE_SHA256": f"{i + 1:064x}"} if i % 5 == 0 else {})}
+             for i in range(rows)]
+    repeat = 20
+    return _rate(rows * repeat, lambda: [mapping_body(SANDBOX_ADVERTISER, "add", "1", cells)
+                                         for _ in range(repeat)], "rows/s", "10,000-row mapping bodies")
+
+
+def run_stages(redis_url: str, sandbox_url: str, events: int, workdir: Path) -> dict[str, Figure]:
+    config = workdir / "destinations.yaml"
+    sandbox_destinations(config)
+    os.environ["TIKTOK_ACCESS_TOKEN"] = SANDBOX_TOKEN
+    settings = Settings(redis_url=redis_url, tiktok_api_base_url=sandbox_url, config_path=str(config),
+                        flush_interval=0.001, rate_limit_qps=100_000)
+    router = Router.from_destinations(load_destinations(str(config)))
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    workload = build_workload(events, 10)
+    bodies = workload.serialise()
+    figures = hashing(events)
+    figures["routing"] = routing(router, workload.events)
+    figures["enqueue (intake, 100-event requests)"] = enqueue_intake(router, client, settings, bodies, events)
+    figures["enqueue (operations)"] = enqueue_operations(client, events)
+    operations = int(client.get(keys.BACKLOG) or 0)  # type: ignore[arg-type]
+    figures["drain"] = drain(client, settings, operations)
+    figures["wire body"] = wire()
+    client.flushdb()
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--redis-url", help="a Redis to use (its database is flushed)")
+    parser.add_argument("--sandbox-url", help="a running sandbox")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    args = parser.parse_args(argv)
+    workdir = Path(tempfile.mkdtemp(prefix="tta-stages-"))
+    with ExitStack() as stack:
+        redis_url = args.redis_url or start_redis(stack, workdir, quiet=True)
+        sandbox_url = args.sandbox_url
+        if not sandbox_url:
+            children = Children(workdir, {**os.environ, "TTA_SANDBOX_TOKENS": SANDBOX_TOKEN})
+            stack.callback(children.stop)
+            port = free_port()
+            children.start("sandbox", "sandbox", "--port", str(port))
+            sandbox_url = f"http://127.0.0.1:{port}"
+            from sandbox.admin import SandboxAdmin
+
+            wait_for(lambda: SandboxAdmin(sandbox_url).state() is not None, 20, "the sandbox")
+        figures = run_stages(redis_url, sandbox_url, args.events, workdir)
+    if args.json:
+        print(json.dumps(figures))
+    else:
+        for name, figure in figures.items():
+            print(f"{name:<40} {figure['rate']:>12,.0f} {figure['unit']:<9} {figure.get('note', '')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""Recovery paths of a drain: replays that fail again, pauses seen mid-plan, lost locks, crashes mid-send, and
+a retry policy that counts only transient failures against a batch."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from tests.unit.worker.conftest import ScriptedClient
+from tests.unit.worker.test_drain import TARGET, accept, drain, email
+from worker import keys, pause
+from worker.drain import BUSY_RECHECK, Drainer, Stop
+from worker.replay import request_replay
+from worker.settings import Settings
+from worker.tiktok.client import Response
+from worker.tiktok.errors import AuthError, PermanentError, ThrottledError, TransientError
+
+
+@dataclass
+class HookedClient(ScriptedClient):
+    """A scripted client that runs ``during`` while a call is in flight (another worker acting meanwhile)."""
+
+    during: list[Callable[[], None]] = field(default_factory=list)
+
+    async def send_mapping(self, token: str, advertiser_id: str, action: str, audience_id: str,
+                           rows: Sequence[dict[str, str]]) -> Response:
+        if self.during:
+            self.during.pop(0)()
+        return await super().send_mapping(token, advertiser_id, action, audience_id, rows)
+
+
+@pytest.fixture
+def client() -> HookedClient:
+    return HookedClient()
+
+
+class Killed(BaseException):
+    """The worker process dies in the middle of a call (nothing after it runs but ``finally`` blocks)."""
+
+
+def only_record(ctx: Any) -> Any:
+    (record,) = ctx.ledger.list()
+    return record
+
+
+def make_due(ctx: Any) -> None:
+    for record in ctx.ledger.list():
+        if record.next_attempt_at:
+            ctx.ledger.update(record, next_attempt_at=time.time() - 1)
+
+
+# -- replay ---------------------------------------------------------------------------------------------------
+
+
+def test_a_replay_that_is_throttled_or_fails_again_stays_queued_until_delivered(ctx: Any, client: Any) -> None:
+    client.script = [PermanentError("audience not found", code=40002)]
+    accept(ctx, ("add", 1))
+    drain(ctx)
+    request_replay(ctx.redis, ctx.ledger, only_record(ctx))
+
+    client.script = [ThrottledError("slow down", code=40100), TransientError("busy", code=50002)]
+    assert drain(ctx) == "throttled"
+    assert drain(ctx) == "transient"
+    assert only_record(ctx).status == "retrying"
+    assert ctx.redis.lrange(keys.replay_queue(TARGET.name), 0, -1) == [only_record(ctx).id.encode()]
+    make_due(ctx)
+    assert drain(ctx) == "drained"
+
+    record = only_record(ctx)
+    assert (record.status, record.attempts, record.replays) == ("delivered", 4, 1)
+    assert ctx.redis.exists(keys.replay_queue(TARGET.name)) == 0
+    assert ctx.membership.size(TARGET.name) == 1
+    assert len(client.calls) == 4
+
+
+# -- pause ----------------------------------------------------------------------------------------------------
+
+
+def test_a_pause_set_by_another_worker_stops_a_plan_before_its_next_call(ctx: Any, client: Any) -> None:
+    accept(ctx, *[("add", i) for i in range(250)])  # one plan, three batches
+    client.during = [lambda: pause.pause(ctx.redis, "dest", reason="token revoked", code=40105)]
+    assert drain(ctx) == "paused"
+    assert len(client.calls) == 1  # the call under way when the pause came, and no other
+    assert sorted(r.status for r in ctx.ledger.list()) == ["delivered", "pending", "pending"]
+    assert pause.resume(ctx.redis, "dest")
+    assert drain(ctx) == "drained"
+    assert ctx.membership.size(TARGET.name) == 250
+
+
+# -- retry policy -------------------------------------------------------------------------------------------
+
+
+def test_throttles_do_not_lengthen_the_backoff_of_a_later_transient_failure(ctx: Any, client: Any) -> None:
+    client.script = [ThrottledError("slow down", code=40100)] * 6 + [TransientError("busy", code=50002)]
+    accept(ctx, ("add", 1))
+    outcomes = [drain(ctx) for _ in range(7)]
+    assert outcomes == ["throttled"] * 6 + ["transient"]
+    record = only_record(ctx)
+    assert (record.attempts, record.failures) == (7, 1)
+    # The first transient failure waits backoff_base (1 s) at most, however often TikTok throttled before.
+    assert record.next_attempt_at - time.time() <= ctx.settings.backoff_base
+
+
+def test_the_retry_window_starts_at_the_first_transient_failure_not_before_a_long_pause(
+        ctx: Any, client: Any) -> None:
+    ctx.settings.retry_window = 600
+    client.script = [AuthError("token revoked", code=40105)]
+    accept(ctx, ("add", 1))
+    assert drain(ctx) == "paused"
+    ctx.ledger.update(only_record(ctx), first_attempt_at=time.time() - 86_400)  # paused for a day
+    pause.resume(ctx.redis, "dest")
+    client.script = [TransientError("busy", http_status=503)]
+    assert drain(ctx) == "transient"
+    assert only_record(ctx).status == "retrying"
+
+
+def test_transient_failures_for_longer_than_the_window_make_the_batch_dead(ctx: Any, client: Any) -> None:
+    ctx.settings.retry_window = 600
+    client.script = [TransientError("busy", http_status=503)] * 2
+    accept(ctx, ("add", 1))
+    assert drain(ctx) == "transient"
+    ctx.ledger.update(only_record(ctx), failing_since=time.time() - 601, next_attempt_at=None)
+    drain(ctx)
+    record = only_record(ctx)
+    assert (record.status, record.failures, record.last_code) == ("dead", 2, 503)
+
+
+def test_replay_starts_a_dead_batch_with_a_fresh_retry_window(ctx: Any, client: Any) -> None:
+    ctx.settings.retry_window = 0.0
+    client.script = [TransientError("busy", http_status=503)]
+    accept(ctx, ("add", 1))
+    drain(ctx)
+    assert only_record(ctx).status == "dead"
+    request_replay(ctx.redis, ctx.ledger, only_record(ctx))
+    record = only_record(ctx)
+    assert (record.failures, record.failing_since, record.first_attempt_at) == (0, None, None)
+
+
+# -- locks and crashes ----------------------------------------------------------------------------------------
+
+
+def test_a_drain_that_finds_its_target_locked_looks_again_soon(ctx: Any, client: Any) -> None:
+    accept(ctx, ("add", 1))
+    holder = Drainer(ctx, TARGET.name)
+    assert holder.lock.acquire()
+    ctx.redis.zadd(keys.READY, {TARGET.name: time.time() + 3600})  # as the scheduler's claim leaves it
+    assert drain(ctx) == "busy"
+    assert ctx.redis.zscore(keys.READY, TARGET.name) <= time.time() + BUSY_RECHECK
+    holder.lock.release()
+    assert drain(ctx) == "drained"
+
+
+def test_a_drainer_that_lost_its_lock_cuts_no_plan(ctx: Any, client: Any) -> None:
+    accept(ctx, ("add", 1))
+    drainer = Drainer(ctx, TARGET.name)
+    assert drainer.lock.acquire()
+    ctx.redis.set(keys.lock(TARGET.name), b"another-drainer")  # its lock expired and was taken meanwhile
+    with pytest.raises(Stop, match="lost-lock"):
+        asyncio.run(drainer._drain())  # as if between two plans, holding what it believes is its lock
+    assert ctx.redis.exists(keys.plan(TARGET.name)) == 0
+    assert ctx.ledger.list() == [] and client.calls == []
+
+
+def test_a_batch_whose_drainer_died_mid_call_is_sent_again_under_the_same_id(ctx: Any, client: Any) -> None:
+    accept(ctx, *[("add", i) for i in range(150)])  # two batches: 100 and 50 rows
+    client.script = [None, Killed()]
+    with pytest.raises(Killed):
+        drain(ctx)
+    first = {r.id: r.status for r in ctx.ledger.list()}
+    assert sorted(first.values()) == ["delivered", "delivering"]
+    accept(ctx, ("add", 999))  # newer work waits behind the interrupted plan
+
+    assert drain(ctx) == "drained"
+    records = {r.id: r for r in ctx.ledger.list()}
+    assert set(first) < set(records)
+    assert all(r.status == "delivered" for r in records.values())
+    assert [r.attempts for r in records.values() if first.get(r.id) == "delivering"] == [2]
+    assert [len(c.rows) for c in client.calls] == [100, 50, 50, 1]
+    sent_last = [row["EMAIL_SHA256"] for row in client.calls[-1].rows]
+    assert sent_last == [email(999)]
+    assert ctx.membership.size(TARGET.name) == 151
+
+
+# -- settings -----------------------------------------------------------------------------------------------
+
+
+def test_the_lock_outlasts_a_call_and_the_lease_outlasts_the_lock() -> None:
+    default = Settings(TTA_HTTP_TIMEOUT=3)  # type: ignore[call-arg]
+    assert default.scheduler_lease > default.lock_ttl > default.http_timeout
+    short = Settings(TTA_HTTP_TIMEOUT=3, TTA_LOCK_TTL=5)  # type: ignore[call-arg]
+    assert short.scheduler_lease > short.lock_ttl == 5
+    with pytest.raises(ValueError, match="TTA_LOCK_TTL"):
+        Settings(TTA_HTTP_TIMEOUT=3, TTA_LOCK_TTL=3)  # type: ignore[call-arg]

@@ -1,0 +1,64 @@
+"""The scheduler: due targets become drain tasks under a lease, and nothing the broker does stops it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from kombu.exceptions import OperationalError
+
+from worker import keys
+from worker.scheduler import Scheduler
+from worker.settings import Settings
+
+
+def test_a_due_target_is_dispatched_once_and_leased_past_the_lock(redis_client: Any, settings: Settings) -> None:
+    dispatched: list[str] = []
+    scheduler = Scheduler(redis_client, settings, dispatched.append)
+    redis_client.zadd(keys.READY, {"d|1|a": 100.0, "d|1|b": 200.0})
+    assert scheduler.tick(now=150.0) == ["d|1|a"]
+    assert scheduler.tick(now=150.0) == []
+    assert dispatched == ["d|1|a"]
+    assert redis_client.zscore(keys.READY, "d|1|a") == 150.0 + settings.scheduler_lease
+    assert settings.scheduler_lease > settings.lock_ttl
+
+
+def test_targets_the_broker_refused_are_due_again_at_once(redis_client: Any, settings: Settings) -> None:
+    def refuse(target: str) -> None:
+        if target == "d|1|b":
+            raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    scheduler = Scheduler(redis_client, settings, refuse)
+    redis_client.zadd(keys.READY, {"d|1|a": 1.0, "d|1|b": 2.0, "d|1|c": 3.0})
+    with pytest.raises(OperationalError):
+        scheduler.tick(now=10.0)
+    assert redis_client.zscore(keys.READY, "d|1|a") == 10.0 + settings.scheduler_lease  # dispatched
+    assert redis_client.zscore(keys.READY, "d|1|b") == 10.0
+    assert redis_client.zscore(keys.READY, "d|1|c") == 10.0
+
+
+def test_the_scheduler_keeps_running_through_broker_errors(redis_client: Any, settings: Settings) -> None:
+    dispatched: list[str] = []
+    failures = [OperationalError("broker away")]
+
+    def dispatch(target: str) -> None:
+        if failures:
+            raise failures.pop()
+        dispatched.append(target)
+
+    stop = threading.Event()
+    scheduler = Scheduler(redis_client, settings, dispatch)
+    runner = threading.Thread(target=scheduler.run, args=(stop,), daemon=True)
+    redis_client.zadd(keys.READY, {"d|1|a": time.time() - 1})
+    runner.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not dispatched and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        runner.join(5)
+    assert dispatched == ["d|1|a"]
+    assert not runner.is_alive()

@@ -39,11 +39,13 @@ from producer.identifiers import hash_email, phone_hasher
 from producer.intake import Intake
 from producer.routing import Router
 from tiktok_audiences.bench_workload import build_workload
+from tiktok_audiences.logging import configure_logging
 from tiktok_audiences.processes import Children, free_port, start_redis, wait_for
 from tiktok_audiences.stack import SANDBOX_ADVERTISER, SANDBOX_TOKEN, sandbox_destinations
 from worker.context import WorkerContext
 from worker.destinations import load_destinations
 from worker.drain import Drainer
+from worker.heap import settle_heap
 from worker import keys
 from worker.keys import Target
 from worker.operations import Operation
@@ -137,12 +139,14 @@ def run_stages(redis_url: str, sandbox_url: str, events: int, workdir: Path) -> 
     sandbox_destinations(config)
     os.environ["TIKTOK_ACCESS_TOKEN"] = SANDBOX_TOKEN
     settings = Settings(redis_url=redis_url, tiktok_api_base_url=sandbox_url, config_path=str(config),
-                        flush_interval=0.001, rate_limit_qps=100_000)
+                        flush_interval=0.001, rate_limit_qps=100_000, log_level="warning")
+    configure_logging(settings)  # log lines go to stderr, never into --json's stdout
     router = Router.from_destinations(load_destinations(str(config)))
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
     workload = build_workload(events, 10)
     bodies = workload.serialise()
+    settle_heap()  # as intake and worker processes do after start-up (worker.heap)
     figures = hashing(events)
     figures["routing"] = routing(router, workload.events)
     figures["enqueue (intake, 100-event requests)"] = enqueue_intake(router, client, settings, bodies, events)

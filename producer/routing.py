@@ -218,11 +218,11 @@ class Router:
         self, dest: _Destination, m: CompiledMapping, event: dict[str, Any], personas: dict[str, Any]
     ) -> Target:
         settings = personas.get("audience_settings")
-        advertiser = (
-            _id_text(settings.get("advertiserId"), "context.personas.audience_settings.advertiserId")
-            if settings.__class__ is dict
-            else None
-        )
+        advertiser = settings.get("advertiserId") if settings.__class__ is dict else None
+        if advertiser.__class__ is str:  # the usual case, without a call
+            advertiser = advertiser.strip() or None
+        elif advertiser is not None:
+            advertiser = _id_text(advertiser, "context.personas.audience_settings.advertiserId")
         if advertiser is None:
             advertiser = dest.native_advertiser_id
             if advertiser is None:
@@ -243,7 +243,11 @@ class Router:
             raw_audience = personas.get("external_audience_id")
         else:
             raw_audience = m.external_audience_id(event) if m.external_audience_id is not None else None
-        audience = _id_text(raw_audience, "external_audience_id")
+        audience = (
+            (raw_audience.strip() or None)
+            if raw_audience.__class__ is str
+            else _id_text(raw_audience, "external_audience_id")
+        )
         if audience is not None:
             return self._target(dest.id, advertiser, audience, "external_audience_id")
         if not dest.auto_create:

@@ -110,7 +110,7 @@ def run_stages(stack: BenchStack) -> dict[str, Any]:
     if done.returncode != 0:
         say(f"stage benchmarks failed: {done.stderr[-500:]}")
         return {}
-    return dict(json.loads(done.stdout))
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 # -- report --------------------------------------------------------------------------------------------------

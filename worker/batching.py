@@ -29,20 +29,38 @@ class PlannedRequest:
 
 def collapse(operations: list[PackedOperation]) -> list[PackedOperation]:
     """Keep only the last operation of each user, in the order of those last operations."""
-    last: dict[str, PackedOperation] = {}
-    for op in operations:
-        key = op.row_key
-        last.pop(key, None)  # re-insert so dict order follows the last occurrence
-        last[key] = op
-    return list(last.values())
+    row_keys = [op.row_key for op in operations]
+    last = {key: index for index, key in enumerate(row_keys)}  # later indexes overwrite earlier ones
+    if len(last) == len(operations):
+        return list(operations)  # no user twice: the usual batch
+    return [op for index, (op, key) in enumerate(zip(operations, row_keys, strict=True))
+            if last[key] == index]
 
 
 def _identifiers(op: PackedOperation) -> list[str]:
     return [f"{kind}:{digest}" for kind, digest in op.cells.items()]
 
 
+def _one_phase(operations: list[PackedOperation]) -> bool:
+    """Whether no identifier is both added and deleted (true of nearly every batch), checked column by column
+    with set operations instead of per-operation identifier lists."""
+    adds = [op for op in operations if op.action == "add"]
+    if not adds or len(adds) == len(operations):
+        return True
+    deletes = [op for op in operations if op.action != "add"]
+    for column in (lambda op: op.email, lambda op: op.phone,
+                   lambda op: f"{op.advertising_id_type}:{op.advertising_id}" if op.advertising_id else ""):
+        added = set(map(column, adds))
+        added.discard("")
+        if added and not added.isdisjoint(map(column, deletes)):
+            return False
+    return True
+
+
 def split_phases(operations: list[PackedOperation]) -> list[list[PackedOperation]]:
     """Cut an ordered list into phases in which no identifier is both added and deleted."""
+    if _one_phase(operations):
+        return [operations] if operations else []
     phases: list[list[PackedOperation]] = []
     current: list[PackedOperation] = []
     seen: dict[str, set[str]] = {"add": set(), "delete": set()}
@@ -64,10 +82,13 @@ def plan_requests(operations: list[PackedOperation], batch_size: int) -> list[Pl
     """The ordered requests that deliver ``operations`` with the same final membership."""
     requests: list[PlannedRequest] = []
     for phase in split_phases(collapse(operations)):
-        by_action: dict[str, list[PackedOperation]] = {}
-        for op in phase:
-            by_action.setdefault(op.action, []).append(op)
-        for action, ops in by_action.items():
+        # One request list per action, in the order each action first appears in the phase.
+        adds = [op for op in phase if op.action == "add"]
+        deletes = [op for op in phase if op.action != "add"]
+        by_action = [("add", adds), ("delete", deletes)]
+        if phase[0].action != "add":
+            by_action.reverse()
+        for action, ops in by_action:
             for start in range(0, len(ops), batch_size):
                 requests.append(PlannedRequest(action, ops[start : start + batch_size]))  # type: ignore[arg-type]
     return requests

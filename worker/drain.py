@@ -31,7 +31,14 @@ from worker.context import WorkerContext
 from worker.destinations import ConfigError, Destination
 from worker.keys import Target
 from worker.ledger import OPEN_STATUSES, BatchRecord
-from worker.operations import Action, PackedOperation, decode_entry, encode_entry
+from worker.operations import (
+    Action,
+    PackedOperation,
+    decode_entry,
+    encode_entry,
+    encode_operations,
+    unpack_all,
+)
 from worker.queue import ENTRY_FIELD
 from worker.target_lock import TargetLock
 from worker.tiktok.errors import AuthError, PermanentError, ThrottledError, TikTokError, TransientError
@@ -203,7 +210,7 @@ class Drainer:
         due_at = _entry_seconds(first) + self.settings.flush_interval
         if not full and pending < self.settings.batch_size and due_at > time.time():
             raise self._reschedule(due_at, "waiting")
-        operations = [PackedOperation.unpack(p) for _, packed in entries for p in packed]
+        operations = unpack_all(p for _, packed in entries for p in packed)
         requests = plan_requests(operations, self.settings.batch_size)
         pipe = self.redis.pipeline(transaction=True)
         batch_ids = []
@@ -220,7 +227,7 @@ class Drainer:
                 accepted_last=_entry_seconds(last),
                 position=last,
             )
-            self.ctx.ledger.stage(pipe, record, encode_entry([op.pack() for op in request.operations]))
+            self.ctx.ledger.stage(pipe, record, encode_operations(request.operations))
             batch_ids.append(record.id)
         plan = Plan(batch_ids=batch_ids, first=first, position=last, operations=total)
         # Records and plan in one transaction: a crash leaves either both or neither.
@@ -342,10 +349,12 @@ class Drainer:
             log.error("batch_dead", batch=record.id, target=self.name, code=exc.code, message=exc.message,
                       request_id=exc.request_id)
             return
+        # Membership first: a crash between the two leaves the batch "delivering", so it is sent and recorded
+        # again (recording is idempotent), never "delivered" with its users missing from replay's check.
+        self.ctx.membership.record(self.name, record.action, record.position, operations)
         self.ctx.ledger.update(record, status="delivered", last_code=response.code,
                                last_message=response.message, last_request_id=response.request_id,
                                finished_at=time.time())
-        self.ctx.membership.record(self.name, record.action, record.position, operations)
         self.delivered_batches += 1
 
     def _record_failure(self, record: BatchRecord, status: str, exc: TikTokError,

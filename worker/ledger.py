@@ -190,17 +190,32 @@ class Ledger:
         """Drop index entries of records that expired (delivered and dead records carry a TTL)."""
         removed = 0
         for status in ("delivered", "dead"):
-            index = keys.batches_by_status(status)
-            old = cast(list[bytes | str],
-                       self._redis.zrangebyscore(index, "-inf", older_than, start=0, num=5000))
-            candidates = [o.decode() if isinstance(o, bytes) else o for o in old]
-            if not candidates:
-                continue
-            pipe = self._redis.pipeline(transaction=False)
-            for batch_id in candidates:
-                pipe.exists(keys.batch(batch_id))
-            gone = [b for b, alive in zip(candidates, pipe.execute(), strict=True) if not alive]
+            gone = self._expired(keys.batches_by_status(status), older_than)
             if gone:
                 self.forget(gone)
                 removed += len(gone)
         return removed
+
+    def prune_targets(self, older_than: float, cursor: int = 0, count: int = 100) -> int:
+        """Drop expired records from the per-target indexes of the next ``count`` or so targets, and return
+        the cursor to go on from (0 once every target was seen): a pass spreads over several maintenance
+        rounds. Without it those indexes would keep every batch id ever cut, whatever the retention."""
+        next_cursor, targets = self._redis.sscan(keys.TARGETS, cursor, count=count)
+        for raw in targets:
+            index = keys.batches_by_target(raw.decode() if isinstance(raw, bytes) else raw)
+            gone = self._expired(index, older_than)
+            if gone:
+                self._redis.zrem(index, *gone)
+        return int(next_cursor)
+
+    def _expired(self, index: str, older_than: float) -> Sequence[str]:
+        """Ids in ``index`` scored before ``older_than`` whose records no longer exist (the oldest 5,000
+        at most)."""
+        old = cast(list[bytes | str], self._redis.zrangebyscore(index, "-inf", older_than, start=0, num=5000))
+        candidates = [o.decode() if isinstance(o, bytes) else o for o in old]
+        if not candidates:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for batch_id in candidates:
+            pipe.exists(keys.batch(batch_id))
+        return [b for b, alive in zip(candidates, pipe.execute(), strict=True) if not alive]

@@ -14,7 +14,7 @@ parsing cost the intake more than Redis's own work (~15 µs a command against ~1
 (Redis caches it by digest) rather than ``EVALSHA``, so a Redis that restarted and forgot its scripts needs no
 retry path.
 
-A target whose pending count reaches a full batch is made due at once with a second, rare round trip.
+A target whose pending count reaches a full batch is made due at once (score 0), by the same script.
 """
 
 from __future__ import annotations
@@ -42,22 +42,19 @@ def group_by_target(operations: Iterable[Operation]) -> dict[str, list[list[str]
     return grouped
 
 
-def queue_commands(pipe: Any, grouped: dict[str, list[list[str]]], due_at: float) -> None:
-    """Queue the append of ``grouped`` on ``pipe`` as one command; its reply is what :func:`full_targets`
-    reads, so it must be the first command of the pipeline."""
+def enqueue_command(grouped: dict[str, list[list[str]]], due_at: float, batch_size: int) -> list[Any]:
+    """The ``EVAL`` arguments that append ``grouped`` (its reply is the backlog afterwards)."""
     script_keys: list[str] = [keys.READY, keys.TARGETS, keys.BACKLOG]
-    args: list[Any] = [repr(due_at), ENTRY_FIELD]
+    args: list[Any] = [repr(due_at), ENTRY_FIELD, batch_size]
     for target, packed in grouped.items():
         script_keys += (keys.stream(target), keys.pending_count(target))
         args += (target, len(packed), encode_entry(packed))
-    pipe.eval(_ENQUEUE, len(script_keys), *script_keys, *args)
+    return [_ENQUEUE, len(script_keys), *script_keys, *args]
 
 
-def full_targets(results: list[Any], grouped: dict[str, list[list[str]]], batch_size: int) -> list[str]:
-    """The targets whose pending count reached a full batch, from the replies of a pipeline that began with
-    :func:`queue_commands`."""
-    counts = results[0]
-    return [target for target, count in zip(grouped, counts, strict=True) if int(count) >= batch_size]
+def queue_commands(pipe: Any, grouped: dict[str, list[list[str]]], due_at: float, batch_size: int) -> None:
+    """Queue the append of ``grouped`` on ``pipe`` as one command, whose reply is the backlog afterwards."""
+    pipe.eval(*enqueue_command(grouped, due_at, batch_size))
 
 
 def enqueue(client: redis.Redis, operations: Iterable[Operation], *, flush_interval: float,
@@ -68,26 +65,16 @@ def enqueue(client: redis.Redis, operations: Iterable[Operation], *, flush_inter
     if not grouped:
         return 0
     due_at = (time.time() if now is None else now) + flush_interval
-    pipe = client.pipeline(transaction=True)
-    queue_commands(pipe, grouped, due_at)
-    results = pipe.execute()
-    full = full_targets(results, grouped, batch_size)
-    if full:
-        client.zadd(keys.READY, dict.fromkeys(full, 0), lt=True)
+    client.eval(*enqueue_command(grouped, due_at, batch_size))
     return sum(len(p) for p in grouped.values())
 
 
 async def enqueue_async(client: aioredis.Redis, operations: Iterable[Operation], *, flush_interval: float,
                         batch_size: int, now: float | None = None) -> int:
-    """:func:`enqueue` for asyncio callers (the HTTP intake)."""
+    """:func:`enqueue` for asyncio callers."""
     grouped = group_by_target(operations)
     if not grouped:
         return 0
     due_at = (time.time() if now is None else now) + flush_interval
-    pipe = client.pipeline(transaction=True)
-    queue_commands(pipe, grouped, due_at)
-    results = await pipe.execute()
-    full = full_targets(results, grouped, batch_size)
-    if full:
-        await client.zadd(keys.READY, dict.fromkeys(full, 0), lt=True)
+    await client.eval(*enqueue_command(grouped, due_at, batch_size))  # type: ignore[misc]
     return sum(len(p) for p in grouped.values())

@@ -53,6 +53,7 @@ class Scheduler:
         # dead drainer's lock expired); a drain that runs reschedules the target itself.
         self._lease = settings.scheduler_lease
         self._next_maintenance = 0.0
+        self._prune_cursor = 0  # where the sweep of per-target ledger indexes goes on from
 
     def tick(self, now: float | None = None) -> list[str]:
         now = time.time() if now is None else now
@@ -81,8 +82,10 @@ class Scheduler:
 
     def maintain(self) -> None:
         recount_backlog(self._redis)
-        Ledger(self._redis, delivered_retention=self._settings.delivered_retention,
-               dead_retention=self._settings.dead_retention).prune(time.time() - 60)
+        ledger = Ledger(self._redis, delivered_retention=self._settings.delivered_retention,
+                        dead_retention=self._settings.dead_retention)
+        ledger.prune(time.time() - 60)
+        self._prune_cursor = ledger.prune_targets(time.time() - 60, self._prune_cursor)
 
     def run(self, stop: threading.Event) -> None:
         log.info("scheduler_started")

@@ -54,10 +54,11 @@ def make_due(ctx: Any) -> None:
             ctx.ledger.update(record, next_attempt_at=time.time() - 1)
 
 
-# -- replay ---------------------------------------------------------------------------------------------------
+# -- replay --------------------------------------------------------------------------------------------------
 
 
-def test_a_replay_that_is_throttled_or_fails_again_stays_queued_until_delivered(ctx: Any, client: Any) -> None:
+def test_a_replay_that_is_throttled_or_fails_again_stays_queued_until_delivered(ctx: Any,
+                                                                                 client: Any) -> None:
     client.script = [PermanentError("audience not found", code=40002)]
     accept(ctx, ("add", 1))
     drain(ctx)
@@ -78,7 +79,7 @@ def test_a_replay_that_is_throttled_or_fails_again_stays_queued_until_delivered(
     assert len(client.calls) == 4
 
 
-# -- pause ----------------------------------------------------------------------------------------------------
+# -- pause ---------------------------------------------------------------------------------------------------
 
 
 def test_a_pause_set_by_another_worker_stops_a_plan_before_its_next_call(ctx: Any, client: Any) -> None:
@@ -141,7 +142,7 @@ def test_replay_starts_a_dead_batch_with_a_fresh_retry_window(ctx: Any, client: 
     assert (record.failures, record.failing_since, record.first_attempt_at) == (0, None, None)
 
 
-# -- locks and crashes ----------------------------------------------------------------------------------------
+# -- locks and crashes ---------------------------------------------------------------------------------------
 
 
 def test_a_drain_that_finds_its_target_locked_looks_again_soon(ctx: Any, client: Any) -> None:
@@ -190,9 +191,9 @@ def test_a_batch_whose_drainer_died_mid_call_is_sent_again_under_the_same_id(ctx
 
 
 def test_the_lock_outlasts_a_call_and_the_lease_outlasts_the_lock() -> None:
-    default = Settings(TTA_HTTP_TIMEOUT=3)  # type: ignore[call-arg]
+    default = Settings(TTA_HTTP_TIMEOUT=3)
     assert default.scheduler_lease > default.lock_ttl > default.http_timeout
-    short = Settings(TTA_HTTP_TIMEOUT=3, TTA_LOCK_TTL=5)  # type: ignore[call-arg]
+    short = Settings(TTA_HTTP_TIMEOUT=3, TTA_LOCK_TTL=5)
     assert short.scheduler_lease > short.lock_ttl == 5
     with pytest.raises(ValueError, match="TTA_LOCK_TTL"):
-        Settings(TTA_HTTP_TIMEOUT=3, TTA_LOCK_TTL=3)  # type: ignore[call-arg]
+        Settings(TTA_HTTP_TIMEOUT=3, TTA_LOCK_TTL=3)

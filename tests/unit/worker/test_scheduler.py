@@ -14,7 +14,8 @@ from worker.scheduler import Scheduler
 from worker.settings import Settings
 
 
-def test_a_due_target_is_dispatched_once_and_leased_past_the_lock(redis_client: Any, settings: Settings) -> None:
+def test_a_due_target_is_dispatched_once_and_leased_past_the_lock(redis_client: Any,
+                                                                  settings: Settings) -> None:
     dispatched: list[str] = []
     scheduler = Scheduler(redis_client, settings, dispatched.append)
     redis_client.zadd(keys.READY, {"d|1|a": 100.0, "d|1|b": 200.0})

@@ -28,8 +28,9 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
+from producer.write_group import WriteGroup
 from worker import keys
-from worker.queue import full_targets, group_by_target, queue_commands
+from worker.queue import group_by_target, queue_commands
 from worker.settings import Settings
 
 if TYPE_CHECKING:
@@ -189,6 +190,7 @@ class Intake:
         self._clock = clock
         self._backlog = 0
         self._backlog_read_at = float("-inf")  # monotonic time of the last read; -inf forces the first one
+        self._writes: WriteGroup | None = None  # made on first use, inside the event loop
 
     @property
     def client(self) -> redis.Redis | aioredis.Redis:
@@ -216,12 +218,7 @@ class Intake:
                 pipe = client.pipeline(transaction=True)
                 writes = self._queue_writes(pipe, routed, grouped)
                 results = pipe.execute()
-            full = self._after_write(results, grouped)
-            if full:
-                # Best effort: the operations are stored and due one flush interval from now anyway, so a
-                # failure here must not turn a stored request into an error answer (and a duplicate resend).
-                with contextlib.suppress(RedisError, OSError):
-                    client.zadd(keys.READY, dict.fromkeys(full, 0), lt=True)
+            self._after_write(results, grouped)
         return self._result(routed, *writes)
 
     # -- async -----------------------------------------------------------------------------------------------
@@ -235,15 +232,19 @@ class Intake:
         self._check_backlog()
         routed, grouped = self._route_all(events)
         writes = (0, 0)
-        if routed.writes_anything(grouped):
+        if grouped and not routed.creates and not routed.rejections:
+            # The usual request: operations only, written together with other requests waiting right now.
+            with _store_errors("cannot store events in Redis"):
+                backlog = await self._write_group(client).append(grouped,
+                                                                 routed.now + self._flush_interval)
+            self._note_backlog(backlog)
+            writes = (sum(len(packed) for packed in grouped.values()), 0)
+        elif routed.writes_anything(grouped):
             with _store_errors("cannot store events in Redis"):
                 pipe = client.pipeline(transaction=True)
                 writes = self._queue_writes(pipe, routed, grouped)
                 results = await pipe.execute()
-            full = self._after_write(results, grouped)
-            if full:
-                with contextlib.suppress(RedisError, OSError):  # best effort, as in accept()
-                    await client.zadd(keys.READY, dict.fromkeys(full, 0), lt=True)
+            self._after_write(results, grouped)
         return self._result(routed, *writes)
 
     async def backlog_async(self) -> int:
@@ -265,6 +266,11 @@ class Intake:
         if not isinstance(self._client, redis.Redis):
             raise TypeError("Intake.accept needs a sync redis client; use accept_async with redis.asyncio")
         return self._client
+
+    def _write_group(self, client: aioredis.Redis) -> WriteGroup:
+        if self._writes is None:
+            self._writes = WriteGroup(client, self._batch_size)
+        return self._writes
 
     def _async_client(self) -> aioredis.Redis:
         if not isinstance(self._client, aioredis.Redis):
@@ -336,13 +342,13 @@ class Intake:
         return routed, group_by_target(operations)
 
     def _queue_writes(self, pipe: Any, routed: _Routed, grouped: Grouped) -> tuple[int, int]:
-        """Queue the request's writes on ``pipe``; the last command reads the backlog back so the cache is
-        refreshed by the same round trip. Returns (operations, creates) queued."""
+        """Queue the request's writes on ``pipe``; the first command (the queue script) or else the last one
+        reads the backlog back, so the cache is refreshed by the same round trip. Returns (operations,
+        creates) queued."""
         now = routed.now
         operations = 0
         if grouped:
-            # The queue commands come first: full_targets reads their replies by position.
-            queue_commands(pipe, grouped, now + self._flush_interval)
+            queue_commands(pipe, grouped, now + self._flush_interval, self._batch_size)
             operations = sum(len(packed) for packed in grouped.values())
         distinct_creates = {(c.destination, c.advertiser_id, c.name): None for c in routed.creates}
         for destination, advertiser_id, name in distinct_creates:
@@ -354,13 +360,13 @@ class Intake:
             log = [_log_entry(r, now) for r in routed.rejections[-REJECTED_LOG_CAP:]]
             pipe.lpush(keys.REJECTED_LOG, *log)
             pipe.ltrim(keys.REJECTED_LOG, 0, REJECTED_LOG_CAP - 1)
-        pipe.get(keys.BACKLOG)
+        if not grouped:
+            pipe.get(keys.BACKLOG)
         return operations, len(distinct_creates)
 
-    def _after_write(self, results: list[Any], grouped: Grouped) -> list[str]:
-        """Note the backlog read back by the write; return the targets that now hold a full batch."""
-        self._note_backlog(results[-1])
-        return full_targets(results, grouped, self._batch_size) if grouped else []
+    def _after_write(self, results: list[Any], grouped: Grouped) -> None:
+        """Note the backlog read back by the write."""
+        self._note_backlog(results[0] if grouped else results[-1])
 
     @staticmethod
     def _result(routed: _Routed, operations: int, creates: int) -> IntakeResult:

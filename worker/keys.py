@@ -119,6 +119,11 @@ def cooldown(token_id: str) -> str:
     return f"{PREFIX}:cooldown:{{{token_id}}}"
 
 
+def rate_waiters(token_id: str) -> str:
+    """Sorted set: target -> when the limiter last refused it a slot of this token (worker.drain)."""
+    return f"{PREFIX}:rl-waiting:{{{token_id}}}"
+
+
 def created_audience(destination: str, advertiser_id: str, audience_key: str) -> str:
     return f"{PREFIX}:created:{destination}|{advertiser_id}|{audience_key}"
 

@@ -29,6 +29,14 @@ def member_key(op: PackedOperation) -> str:
     return hashlib.blake2b(op.row_key.encode(), digest_size=10).hexdigest()
 
 
+def member_keys(operations: list[PackedOperation]) -> list[str]:
+    """:func:`member_key` of each operation, without two Python calls per operation (a drain does 10,000)."""
+    blake2b = hashlib.blake2b
+    # The same text as PackedOperation.row_key, spelled out so it is built in the comprehension.
+    return [blake2b(f"{email}|{phone}|{adid_type}:{adid}".encode(), digest_size=10).hexdigest()
+            for _, email, phone, adid, adid_type in operations]
+
+
 class Membership:
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
@@ -39,9 +47,9 @@ class Membership:
         tag = position_tag(position)
         code = "a" if action == "add" else "d"
         size = 0
-        member_keys = [member_key(op) for op in operations]
-        for start in range(0, len(member_keys), _CHUNK):
-            chunk = member_keys[start : start + _CHUNK]
+        row_keys = member_keys(operations)
+        for start in range(0, len(row_keys), _CHUNK):
+            chunk = row_keys[start : start + _CHUNK]
             size = int(self._script(keys=[keys.membership(target), keys.membership_size(target)],
                                     args=[code, tag, *chunk]))
         return size
@@ -49,7 +57,7 @@ class Membership:
     def superseded(self, target: str, position: str, operations: list[PackedOperation]) -> list[bool]:
         """For each operation, whether a later delivered operation on the same user exists."""
         tag = position_tag(position)
-        values = self._redis.hmget(keys.membership(target), [member_key(op) for op in operations])
+        values = self._redis.hmget(keys.membership(target), member_keys(operations))
         return [bool(v) and v[: len(tag)].decode() > tag for v in values]  # type: ignore[index,union-attr]
 
     def size(self, target: str) -> int:

@@ -28,9 +28,10 @@ AAID_SHA256 = "AAID_SHA256"
 # TikTok's id_schema order: a request lists the types it uses in this order, and every row has one cell each.
 ID_TYPES_IN_ORDER: tuple[str, ...] = (EMAIL_SHA256, PHONE_SHA256, IDFA_SHA256, AAID_SHA256)
 
-_ACTION_CODE = {"add": "a", "delete": "d"}
+# Codes on the wire (public: the queue packs operations in bulk without a method call each).
+ACTION_CODE = {"add": "a", "delete": "d"}
 _ACTION_FROM_CODE = {"a": "add", "d": "delete"}
-_ADID_TYPE_CODE = {IDFA_SHA256: "i", AAID_SHA256: "a", "": ""}
+ADID_TYPE_CODE = {IDFA_SHA256: "i", AAID_SHA256: "a", "": ""}
 _ADID_TYPE_FROM_CODE = {"i": IDFA_SHA256, "a": AAID_SHA256, "": ""}
 
 
@@ -51,11 +52,11 @@ class Operation:
 
     def pack(self) -> list[str]:
         return [
-            _ACTION_CODE[self.action],
+            ACTION_CODE[self.action],
             self.email,
             self.phone,
             self.advertising_id,
-            _ADID_TYPE_CODE[self.advertising_id_type] if self.advertising_id else "",
+            ADID_TYPE_CODE[self.advertising_id_type] if self.advertising_id else "",
         ]
 
 
@@ -80,11 +81,11 @@ class PackedOperation(NamedTuple):
 
     def pack(self) -> list[str]:
         return [
-            _ACTION_CODE[self.action],
+            ACTION_CODE[self.action],
             self.email,
             self.phone,
             self.advertising_id,
-            _ADID_TYPE_CODE[self.advertising_id_type] if self.advertising_id else "",
+            ADID_TYPE_CODE[self.advertising_id_type] if self.advertising_id else "",
         ]
 
     @property
@@ -121,7 +122,7 @@ def encode_entry(packed_ops: list[list[str]]) -> bytes:
 
 def encode_operations(operations: Iterable[PackedOperation]) -> bytes:
     """``encode_entry([op.pack() for op in operations])`` without a method call per operation."""
-    actions, types = _ACTION_CODE, _ADID_TYPE_CODE
+    actions, types = ACTION_CODE, ADID_TYPE_CODE
     return orjson.dumps([[actions[a], email, phone, adid, types[t] if adid else ""]
                          for a, email, phone, adid, t in operations])
 

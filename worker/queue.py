@@ -29,16 +29,33 @@ import redis
 import redis.asyncio as aioredis
 
 from worker import keys
-from worker.operations import Operation, encode_entry
+from worker.keys import Target
+from worker.operations import ACTION_CODE, ADID_TYPE_CODE, Operation, encode_entry
 
 ENTRY_FIELD = "o"
 _ENQUEUE = Path(__file__).with_name("enqueue.lua").read_text()
 
 
 def group_by_target(operations: Iterable[Operation]) -> dict[str, list[list[str]]]:
-    grouped: dict[str, list[list[str]]] = defaultdict(list)
+    """Packed operations by target name, in order. Keyed by the Target object first (the router hands out one
+    cached object per target), so a name is built once per target rather than once per operation."""
+    operations = operations if isinstance(operations, list) else list(operations)
+    by_object: dict[int, tuple[Target, list[list[str]]]] = {}
+    actions, types = ACTION_CODE, ADID_TYPE_CODE
     for op in operations:
-        grouped[op.target.name].append(op.pack())
+        entry = by_object.get(id(op.target))
+        if entry is None:
+            entry = by_object[id(op.target)] = (op.target, [])
+        adid = op.advertising_id
+        entry[1].append([actions[op.action], op.email, op.phone, adid,
+                         types[op.advertising_id_type] if adid else ""])
+    grouped = {target.name: packed for target, packed in by_object.values()}
+    if len(grouped) < len(by_object):
+        # Two objects for one target (a router cache cleared mid-request): merging their lists would lose the
+        # order between them, so take the plain way.
+        grouped = defaultdict(list)
+        for op in operations:
+            grouped[op.target.name].append(op.pack())
     return grouped
 
 
@@ -76,5 +93,5 @@ async def enqueue_async(client: aioredis.Redis, operations: Iterable[Operation],
     if not grouped:
         return 0
     due_at = (time.time() if now is None else now) + flush_interval
-    await client.eval(*enqueue_command(grouped, due_at, batch_size))  # type: ignore[misc]
+    await client.eval(*enqueue_command(grouped, due_at, batch_size))
     return sum(len(p) for p in grouped.values())

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Iterator
+import urllib.error
+import urllib.request
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-import urllib.error
-import urllib.request
 import yaml
 
 from sandbox.admin import SandboxAdmin
@@ -100,13 +100,22 @@ class Stack:
         self.config_path.write_text(yaml.safe_dump(config))
 
     def start_intake(self) -> None:
-        port = free_port()
-        process = ServiceProcess(f"intake-{len(self.processes)}", ["serve", "--port", str(port)], self.env,
-                                 self.workdir).start()
-        self.processes.append(process)
-        self.intake_url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: urllib.request.urlopen(self.intake_url + "/healthz", timeout=2).status == 200, 20,
-                   message="intake to answer")
+        for _ in range(3):  # the free port may be taken (an outgoing connection) before intake binds it
+            port = free_port()
+            process = ServiceProcess(f"intake-{len(self.processes)}", ["serve", "--port", str(port)],
+                                     self.env, self.workdir).start()
+            self.processes.append(process)
+            self.intake_url = f"http://127.0.0.1:{port}"
+
+            def answering_or_exited(process: ServiceProcess = process) -> str:
+                if process.process is not None and process.process.poll() is not None:
+                    return "exited"
+                with urllib.request.urlopen(self.intake_url + "/healthz", timeout=2) as answer:
+                    return "up" if answer.status == 200 else ""
+
+            if wait_until(answering_or_exited, 20, message="intake to answer") == "up":
+                return
+        raise AssertionError(f"intake did not start:\n{self.logs()}")
 
     def start_worker(self, concurrency: int = 2, **env: str) -> ServiceProcess:
         process = ServiceProcess(f"worker-{len(self.processes)}", ["worker", f"--concurrency={concurrency}"],
@@ -139,7 +148,7 @@ class Stack:
 
     def backlog_settled(self) -> bool:
         """Nothing pending: every accepted operation is delivered or recorded dead."""
-        targets = [t.decode() for t in self.redis.smembers("tta:targets")]
+        targets = [t.decode() if isinstance(t, bytes) else t for t in self.redis.smembers("tta:targets")]
         pending = sum(int(self.redis.get(f"tta:n:{{{t}}}") or 0) for t in targets)
         open_batches = sum(self.redis.zcard(f"tta:batches:status:{s}")
                            for s in ("pending", "delivering", "retrying", "paused"))
@@ -169,7 +178,7 @@ def stack(redis_server: RedisServer, sandbox_url: str, tmp_path: Path,
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
+def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Generator[None, Any, None]:
     outcome = yield
     report = outcome.get_result()
     setattr(item, f"rep_{report.when}", report)

@@ -42,11 +42,11 @@ from tiktok_audiences.bench_workload import build_workload
 from tiktok_audiences.logging import configure_logging
 from tiktok_audiences.processes import Children, free_port, start_redis, wait_for
 from tiktok_audiences.stack import SANDBOX_ADVERTISER, SANDBOX_TOKEN, sandbox_destinations
+from worker import keys
 from worker.context import WorkerContext
 from worker.destinations import load_destinations
 from worker.drain import Drainer
 from worker.heap import settle_heap
-from worker import keys
 from worker.keys import Target
 from worker.operations import Operation
 from worker.queue import enqueue
@@ -151,7 +151,7 @@ def run_stages(redis_url: str, sandbox_url: str, events: int, workdir: Path) -> 
     figures["routing"] = routing(router, workload.events)
     figures["enqueue (intake, 100-event requests)"] = enqueue_intake(router, client, settings, bodies, events)
     figures["enqueue (operations)"] = enqueue_operations(client, events)
-    operations = int(client.get(keys.BACKLOG) or 0)  # type: ignore[arg-type]
+    operations = int(client.get(keys.BACKLOG) or 0)
     figures["drain"] = drain(client, settings, operations)
     figures["wire body"] = wire()
     client.flushdb()

@@ -29,7 +29,7 @@ from tiktok_audiences.bench_measure import (
     usage,
     weighted_percentiles,
 )
-from tiktok_audiences.bench_workload import Workload
+from tiktok_audiences.bench_workload import MAX_AHEAD, Workload
 from tiktok_audiences.processes import Children, free_port, start_redis, wait_for
 from tiktok_audiences.stack import SANDBOX_ADVERTISER, SANDBOX_TOKEN, sandbox_destinations
 from worker import keys
@@ -70,6 +70,18 @@ class RunResult:
     stages: list[StageUsage] = field(default_factory=list)
     machine_busy: float = 0.0  # CPU seconds the whole machine was busy during the run
     error: str = ""
+
+    @property
+    def cpu_per_event(self) -> float:
+        """CPU seconds the whole pipeline (load generator included) spent per event."""
+        return sum(s.cpu_seconds for s in self.stages) / self.events if self.events else 0.0
+
+    @property
+    def cpu_bound_rate(self) -> float:
+        """Events per second the pipeline's CPU cost allows on this many cores with nothing else running: an
+        estimate (it assumes every core busy all the time), to read the measured rate against on a shared
+        machine."""
+        return (os.cpu_count() or 1) / self.cpu_per_event if self.cpu_per_event else 0.0
 
     @property
     def others_cpu(self) -> float:
@@ -170,17 +182,27 @@ def _healthy(url: str) -> bool:
         return bool(response.status == 200)
 
 
-async def post_all(url: str, bodies: list[bytes], connections: int = CONNECTIONS) -> tuple[int, int]:
-    """POST every body to /v1/batch over ``connections`` connections; returns (accepted, 503 retries)."""
+async def post_all(url: str, bodies: list[bytes], connections: int = CONNECTIONS,
+                   max_ahead: int = MAX_AHEAD) -> tuple[int, int]:
+    """POST every body to /v1/batch over ``connections`` connections; returns (accepted, 503 retries).
+
+    Body ``i`` is sent only once every body before ``i - max_ahead`` has been answered: concurrent requests
+    have no order between them, and the membership check needs each exit to follow its user's entry."""
     auth = "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode()
     headers = {"Authorization": auth, "Content-Type": "application/json"}
     endpoint = url + "/v1/batch"
-    next_body = iter(bodies)
+    next_body = iter(enumerate(bodies))
+    answered = [False] * len(bodies)
+    oldest_open = 0  # every body before this one has been answered
+    progress = asyncio.Condition()
     accepted = retries = 0
 
     async def sender(session: aiohttp.ClientSession) -> None:
-        nonlocal accepted, retries
-        for body in next_body:  # a shared iterator: each body is taken by exactly one sender
+        nonlocal accepted, retries, oldest_open
+        for index, body in next_body:  # a shared iterator: each body is taken by exactly one sender
+            if index - oldest_open > max_ahead:
+                async with progress:
+                    await progress.wait_for(lambda: index - oldest_open <= max_ahead)  # noqa: B023
             while True:
                 async with session.post(endpoint, data=body, headers=headers) as response:
                     answer = await response.read()
@@ -192,6 +214,12 @@ async def post_all(url: str, bodies: list[bytes], connections: int = CONNECTIONS
                         raise RuntimeError(f"intake answered {response.status}: {answer[:300]!r}")
                     accepted += int(orjson.loads(answer)["accepted"])
                     break
+            answered[index] = True
+            if index == oldest_open:
+                while oldest_open < len(answered) and answered[oldest_open]:
+                    oldest_open += 1
+                async with progress:
+                    progress.notify_all()
 
     connector = aiohttp.TCPConnector(limit=connections)
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -236,11 +264,13 @@ def check_membership(stack: BenchStack, expected: dict[str, set[str]]) -> tuple[
             extra += len(actual - members)
     total = sum(len(m) for m in expected.values())
     if wrong:
-        return False, f"{wrong} of {len(expected)} audiences differ: {missing} identifiers missing, {extra} extra"
+        return False, (f"{wrong} of {len(expected)} audiences differ: {missing} identifiers missing, "
+                       f"{extra} extra")
     return True, f"{len(expected)} audiences, {total:,} identifiers: exact match"
 
 
-def measure(stack: BenchStack, workload: Workload, audiences: int) -> RunResult:
+def measure(stack: BenchStack, workload: Workload, audiences: int,
+            settle_timeout: float = SETTLE_TIMEOUT) -> RunResult:
     result = RunResult(len(workload.events), audiences, stack.options)
     bodies = workload.bodies or workload.serialise()
     warm_up(stack)
@@ -256,11 +286,11 @@ def measure(stack: BenchStack, workload: Workload, audiences: int) -> RunResult:
     client_cpu = time.process_time() - client_cpu
 
     ledger = stack.ledger()
-    deadline = time.monotonic() + SETTLE_TIMEOUT
+    deadline = time.monotonic() + settle_timeout
     while not _settled(stack.redis, ledger):
         stack.pipeline.check()
         if time.monotonic() > deadline:
-            result.error = f"not delivered within {SETTLE_TIMEOUT:.0f}s"
+            result.error = f"not delivered within {settle_timeout:.0f}s"
             break
         time.sleep(0.02)
     after = {stage: sample_tree(pid) for stage, pid in roots.items()}
@@ -270,9 +300,9 @@ def measure(stack: BenchStack, workload: Workload, audiences: int) -> RunResult:
     result.batches = len(delivered)
     if delivered:
         result.end_to_end_seconds = max(r.finished_at or 0.0 for r in delivered) - started
-        p50, p99 = weighted_percentiles(
-            ((r.accepted_first or 0.0, r.accepted_last or 0.0, r.finished_at or 0.0, r.rows) for r in delivered),
-            (0.50, 0.99))
+        spans = ((r.accepted_first or 0.0, r.accepted_last or 0.0, r.finished_at or 0.0, r.rows)
+                 for r in delivered)
+        p50, p99 = weighted_percentiles(spans, (0.50, 0.99))
         result.latency_p50, result.latency_p99 = p50, p99
     calls = [c for c in stack.admin.calls(since=calls_before)]
     ok = [c for c in calls if c["code"] == 0 and c["http_status"] == 200]
@@ -293,10 +323,13 @@ def to_json(result: RunResult) -> dict[str, Any]:
         "end_to_end_seconds": round(result.end_to_end_seconds, 3),
         "end_to_end_events_per_s": round(result.end_to_end_rate),
         "latency_p50_s": round(result.latency_p50, 3), "latency_p99_s": round(result.latency_p99, 3),
-        "batches": result.batches, "requests": result.requests, "rows_per_request": round(result.rows_per_request),
+        "batches": result.batches, "requests": result.requests,
+        "rows_per_request": round(result.rows_per_request),
         "failed_requests": result.failed_requests, "retries_503": result.retries_503,
         "membership_exact": result.membership_exact, "membership": result.membership_detail,
         "cpu_seconds": {s.stage: round(s.cpu_seconds, 2) for s in result.stages},
+        "cpu_us_per_event": round(result.cpu_per_event * 1e6, 1),
+        "cpu_bound_events_per_s": round(result.cpu_bound_rate),
         "machine_busy_cpu_seconds": round(result.machine_busy, 2),
         "other_processes_cpu_seconds": round(result.others_cpu, 2),
         "peak_rss_mb": {f"{s.stage}:{p.pid} {p.name}": round(p.peak_rss_mb, 1)

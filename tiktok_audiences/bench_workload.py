@@ -19,7 +19,11 @@ from producer.identifiers import hash_email, phone_hasher
 
 EVENTS_PER_REQUEST = 100
 EXIT_EVERY = 10  # every tenth event is an exit
-EXIT_LAG = 5_000  # ...of the user who entered this many events before
+EXIT_LAG = 5_000  # ...of the user who entered this many users earlier (>= 5,556 events apart when sent)
+# A sender answers for order only between requests it waited for: a request is sent once every request this
+# many places before it has been answered, so an exit never overtakes its user's entry (which is >= 55
+# requests earlier). With 32 connections the limit only bites when one request is slow.
+MAX_AHEAD = 45
 AUDIENCE_PREFIX = "bench_"
 
 
@@ -65,7 +69,8 @@ def _event(user: int, audience: str, entered: bool, traits: dict[str, str]) -> d
         "properties": {audience: entered},
         "context": {
             "traits": traits,
-            "personas": {"computation_key": audience, "computation_class": "audience", "space_id": "spa_bench"},
+            "personas": {"computation_key": audience, "computation_class": "audience",
+                         "space_id": "spa_bench"},
         },
     }
 

@@ -151,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status")
     p.add_argument("--since", help="only batches that died within this duration (e.g. 4h)")
     p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_operator("replay"))
 
     p = sub.add_parser("stats", help="backlog, batches, rejections and audiences")

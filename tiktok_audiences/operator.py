@@ -78,25 +78,36 @@ def replay(args: argparse.Namespace, settings: Settings, client: redis.Redis) ->
         batch_ids = ledger.ids(status="dead", since=since, limit=1_000_000)
     else:
         return fail("name batch ids, or --status dead")
-    replayed = refused = 0
+    as_json = bool(getattr(args, "json", False))
+
+    def say(line: str) -> None:
+        if not as_json:
+            sys.stdout.write(line + "\n")
+
+    replayed: list[dict[str, object]] = []
+    refused: list[dict[str, object]] = []
     for batch_id in tqdm(batch_ids, desc="replay", unit="batch", disable=not sys.stderr.isatty()):
         check = preview(client, ledger, batch_id)
         if not check.replayable:
-            refused += 1
-            sys.stdout.write(f"{batch_id}: not replayed: {check.problem}\n")
+            refused.append({"id": batch_id, "status": check.status, "reason": check.problem})
+            say(f"{batch_id}: not replayed: {check.problem}")
             continue
         note = f" ({check.superseded} of {check.rows} rows superseded; they will be dropped)" \
             if check.superseded else ""
         if args.dry_run:
-            sys.stdout.write(f"{batch_id}: would replay {check.rows - check.superseded} rows{note}\n")
+            say(f"{batch_id}: would replay {check.rows - check.superseded} rows{note}")
         else:
             record = ledger.get(batch_id)
             assert record is not None
             request_replay(client, ledger, record)
-            sys.stdout.write(f"{batch_id}: queued for replay, {check.rows - check.superseded} rows{note}\n")
-        replayed += 1
-    verb = "would replay" if args.dry_run else "replaying"
-    sys.stdout.write(f"{verb} {replayed} batch(es); {refused} refused\n")
+            say(f"{batch_id}: queued for replay, {check.rows - check.superseded} rows{note}")
+        replayed.append({"id": batch_id, "rows": check.rows - check.superseded,
+                         "superseded_rows": check.superseded})
+    if as_json:
+        print_json({"dry_run": bool(args.dry_run), "replayed": replayed, "refused": refused})
+    else:
+        verb = "would replay" if args.dry_run else "replaying"
+        say(f"{verb} {len(replayed)} batch(es); {len(refused)} refused")
     return 0 if not refused else 1
 
 

@@ -61,4 +61,4 @@ class Membership:
         return [bool(v) and v[: len(tag)].decode() > tag for v in values]  # type: ignore[index,union-attr]
 
     def size(self, target: str) -> int:
-        return int(self._redis.get(keys.membership_size(target)) or 0)  # type: ignore[arg-type]
+        return int(self._redis.get(keys.membership_size(target)) or 0)

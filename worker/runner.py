@@ -30,7 +30,9 @@ def run_scheduler(settings: Settings) -> None:
     threading.Thread(target=_stop_when_orphaned, args=(stop, os.getppid()), name="tta-parent-watch",
                      daemon=True).start()
     app = make_celery(settings)
-    client = redis.Redis.from_url(settings.redis_url, health_check_interval=10, socket_keepalive=True)
+    # Timeouts: a Redis that vanishes without closing the connection must not hang the scheduler forever.
+    client = redis.Redis.from_url(settings.redis_url, health_check_interval=10, socket_keepalive=True,
+                                  socket_timeout=15, socket_connect_timeout=5)
 
     def dispatch(target: str) -> None:
         app.send_task(DRAIN_TASK, args=[target])

@@ -4,6 +4,7 @@ a retry policy that counts only transient failures against a batch."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from tests.unit.worker.conftest import ScriptedClient
 from tests.unit.worker.test_drain import TARGET, accept, drain, email
 from worker import keys, pause
 from worker.drain import BUSY_RECHECK, Drainer, Stop
+from worker.keys import Target
 from worker.replay import request_replay
 from worker.settings import Settings
 from worker.tiktok.client import Response
@@ -140,6 +142,29 @@ def test_replay_starts_a_dead_batch_with_a_fresh_retry_window(ctx: Any, client: 
     request_replay(ctx.redis, ctx.ledger, only_record(ctx))
     record = only_record(ctx)
     assert (record.failures, record.failing_since, record.first_attempt_at) == (0, None, None)
+
+
+# -- rate limit --------------------------------------------------------------------------------------------
+
+
+def test_targets_refused_a_slot_come_back_one_slot_apart_in_the_order_they_were_refused(
+        ctx: Any, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx.settings.rate_limit_qps = 10
+    targets = [Target("dest", TARGET.advertiser_id, f"12{n}") for n in range(4)]
+    for target in targets:
+        accept(ctx, ("add", 1), target=target)
+    monkeypatch.setattr(ctx.limiter, "acquire", lambda token_id: 0.5)  # the next slot is 0.5 s away
+    started = time.time()
+    assert [drain(ctx, target) for target in targets] == ["rate-limited"] * 4
+    due = [ctx.redis.zscore(keys.READY, target.name) - started for target in targets]
+    assert [round(b - a, 1) for a, b in itertools.pairwise(due)] == [0.1, 0.1, 0.1]  # 1/qps apart
+    assert 0.5 <= due[0] < 0.6
+
+    monkeypatch.setattr(ctx.limiter, "acquire", lambda token_id: 0.0)
+    assert drain(ctx, targets[0]) == "drained"  # served: it leaves the line, the others move up
+    monkeypatch.setattr(ctx.limiter, "acquire", lambda token_id: 0.5)
+    assert drain(ctx, targets[1]) == "rate-limited"
+    assert ctx.redis.zscore(keys.READY, targets[1].name) - time.time() < 0.6
 
 
 # -- locks and crashes ---------------------------------------------------------------------------------------

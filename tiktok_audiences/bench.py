@@ -180,9 +180,10 @@ def print_baseline(base: BaselineResult, run: RunResult) -> None:
 def print_stages(stages: dict[str, Any], run: RunResult) -> None:
     if not stages:
         return
-    print("stages (one process, one core each; see benchmarks/stages.py):")
+    print("stages (each in one process, so per core; waits for Redis or the sandbox count; benchmarks/stages.py):")
     for name, figure in stages.items():
-        print(f"  {name:<44} {figure['rate']:>12,.0f} {figure['unit']}")
+        print(f"  {name:<38} {figure['rate']:>10,.0f} {figure['unit']:<9} "
+              f"({figure.get('cpu_us', 0):5.2f} us of its CPU each)")
     slowest = min(stages.items(), key=lambda kv: kv[1]["rate"] if kv[1]["unit"].startswith(("events",
                                                                                              "ids", "ops"))
                   else float("inf"))

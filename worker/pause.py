@@ -18,14 +18,14 @@ def pause(client: redis.Redis, destination: str, *, reason: str, code: int | Non
 
 def pause_info(client: redis.Redis, destination: str) -> dict[str, Any] | None:
     raw = client.get(keys.paused(destination))
-    return orjson.loads(raw) if raw else None  # type: ignore[arg-type]
+    return orjson.loads(raw) if raw else None
 
 
 def resume(client: redis.Redis, destination: str) -> bool:
     """Lift the pause and make the destination's targets due now. Returns whether it was paused."""
     was_paused = bool(client.delete(keys.paused(destination)))
     prefix = f"{destination}|"
-    targets = [t.decode() if isinstance(t, bytes) else t for t in client.smembers(keys.TARGETS)]  # type: ignore[union-attr]
+    targets = [t.decode() if isinstance(t, bytes) else t for t in client.smembers(keys.TARGETS)]
     mine = [t for t in targets if t.startswith(prefix)]
     if mine:
         client.zadd(keys.READY, dict.fromkeys(mine, time.time()))

@@ -251,8 +251,9 @@ def test_a_worker_killed_mid_batch_is_taken_over_and_nothing_is_delivered_twice(
         delivering = [batch_id for batch_id, status in now.items() if status == "delivering"]
         return delivering if "delivered" in now.values() else []
 
-    in_flight = wait_until(mid_batch, 30, interval=0.05, message="a batch in flight after one delivered")
+    wait_until(mid_batch, 30, interval=0.05, message="a batch in flight after one delivered")
     doomed.stop(signal.SIGKILL)  # the worker, its scheduler and its pool children, at once
+    in_flight = [batch_id for batch_id, status in statuses(stack).items() if status == "delivering"]
     killed_at = len(mapping_calls(stack))
     stack.start_worker(TTA_BATCH_SIZE="10", TTA_LOCK_TTL="5")
     settle(stack)

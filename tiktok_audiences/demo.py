@@ -160,13 +160,15 @@ class DemoRun:
         ok = dead == 0
         if self.sandbox_url and self.expected:
             from sandbox.admin import SandboxAdmin
+            from tiktok_audiences.stack import SANDBOX_ADVERTISER, SANDBOX_DESTINATION
 
             admin = SandboxAdmin(self.sandbox_url)
-            audience_id = self.redis.get(keys.created_audience("sandbox", "7000000000000000001", AUDIENCE_KEY))
-            actual = set(admin.members(audience_id.decode())) if audience_id else set()
+            raw_id = self.redis.get(keys.created_audience(SANDBOX_DESTINATION, SANDBOX_ADVERTISER, AUDIENCE_KEY))
+            audience_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
+            actual = set(admin.members(audience_id)) if audience_id else set()
             match = actual == self.expected
             ok = ok and match
-            sys.stdout.write(f"TikTok (sandbox) audience {audience_id.decode() if audience_id else '?'}: "
+            sys.stdout.write(f"TikTok (sandbox) audience {audience_id or '?'}: "
                              f"{len(actual):,} identifiers, expected {len(self.expected):,}: "
                              f"{'exact match' if match else 'MISMATCH'}\n")
         sys.stdout.write("OK: nothing lost\n" if ok else "FAILED: see above\n")

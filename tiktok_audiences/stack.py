@@ -22,11 +22,12 @@ from worker.settings import Settings
 
 SANDBOX_TOKEN = "sandbox-token"
 SANDBOX_ADVERTISER = "7000000000000000001"
+SANDBOX_DESTINATION = "sandbox"
 
 
 def sandbox_destinations(path: Path) -> None:
     path.write_text(yaml.safe_dump({"destinations": [{
-        "id": "sandbox",
+        "id": SANDBOX_DESTINATION,
         "name": "TikTok sandbox",
         "access_token_env": "TIKTOK_ACCESS_TOKEN",
         "advertiser_ids": [SANDBOX_ADVERTISER],

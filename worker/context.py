@@ -6,8 +6,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import redis
 import structlog
+from redis import Redis
 
 from worker.destinations import ConfigError, Destination, DestinationsFile, load_destinations
 from worker.ledger import Ledger
@@ -56,7 +56,7 @@ class DestinationsProvider:
 @dataclass
 class WorkerContext:
     settings: Settings
-    redis: redis.Redis
+    redis: Redis
     destinations: DestinationsProvider
     client: TikTokClient
     limiter: RateLimiter
@@ -64,10 +64,12 @@ class WorkerContext:
     membership: Membership
 
     @classmethod
-    def build(cls, settings: Settings, client: redis.Redis | None = None,
+    def build(cls, settings: Settings, client: Redis | None = None,
               destinations: DestinationsProvider | None = None) -> WorkerContext:
-        conn = client or redis.Redis.from_url(settings.redis_url, health_check_interval=10,
-                                              socket_keepalive=True, retry_on_timeout=True)
+        # Timeouts: a Redis that vanishes without closing the connection must fail a drain, not hang it until
+        # Celery's hard time limit (the drain's target lock has expired long before that).
+        conn = client or Redis.from_url(settings.redis_url, health_check_interval=10, socket_keepalive=True,
+                                        retry_on_timeout=True, socket_timeout=30, socket_connect_timeout=5)
         return cls(
             settings=settings,
             redis=conn,

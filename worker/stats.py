@@ -8,6 +8,7 @@ import orjson
 import redis
 
 from worker import keys, pause
+from worker.keys import Target
 from worker.ledger import Ledger
 
 TIKTOK_MINIMUM_AUDIENCE = 1000
@@ -18,13 +19,14 @@ def _text(value: bytes | str) -> str:
 
 
 def collect(client: redis.Redis, ledger: Ledger) -> dict[str, Any]:
-    targets = sorted(_text(t) for t in client.smembers(keys.TARGETS))  # type: ignore[union-attr]
+    targets = sorted(_text(t) for t in client.smembers(keys.TARGETS))
     pipe = client.pipeline(transaction=False)
     for target in targets:
         pipe.get(keys.pending_count(target))
         pipe.get(keys.membership_size(target))
         pipe.xrange(keys.stream(target), count=1)
-        pipe.get(keys.created_audience(*target.split("|")[:2], target.split("|")[2][1:]))
+        parsed = Target.parse(target)
+        pipe.get(keys.created_audience(parsed.destination, parsed.advertiser_id, parsed.audience_key))
     answers = pipe.execute()
     audiences = []
     for index, target in enumerate(targets):
@@ -39,16 +41,16 @@ def collect(client: redis.Redis, ledger: Ledger) -> dict[str, Any]:
             "delivered_members": int(size or 0),
             "targetable": int(size or 0) >= TIKTOK_MINIMUM_AUDIENCE,
         })
-    rejected = {_text(k): int(v) for k, v in client.hgetall(keys.REJECTED).items()}  # type: ignore[union-attr]
+    rejected = {_text(k): int(v) for k, v in client.hgetall(keys.REJECTED).items()}
     paused = {}
     for key in client.scan_iter(match=keys.paused("*"), count=1000):
         destination = _text(key).removeprefix(keys.paused(""))
         info = pause.pause_info(client, destination)
         if info:
             paused[destination] = info
-    recent = [orjson.loads(r) for r in client.lrange(keys.REJECTED_LOG, 0, 9)]  # type: ignore[union-attr]
+    recent = [orjson.loads(r) for r in client.lrange(keys.REJECTED_LOG, 0, 9)]
     return {
-        "backlog": int(client.get(keys.BACKLOG) or 0),  # type: ignore[arg-type]
+        "backlog": int(client.get(keys.BACKLOG) or 0),
         "batches": ledger.counts_by_status(),
         "rejected": rejected,
         "rejected_total": sum(rejected.values()),

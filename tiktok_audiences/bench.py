@@ -207,12 +207,13 @@ def print_targets(run: RunResult, base: BaselineResult | None) -> None:
 
 
 def print_scaling(rows: list[tuple[str, RunResult]]) -> None:
-    print("scaling (same events; one change at a time):")
+    print("scaling (same events; one change at a time; 'others' = CPU s used meanwhile by processes outside it):")
     print(f"  {'run':<22}{'intake ev/s':>12}{'e2e ev/s':>11}{'p50 s':>8}{'p99 s':>8}{'requests':>10}"
-          f"{'rows/req':>10}  membership")
+          f"{'rows/req':>10}{'CPU us/ev':>10}{'others':>8}  membership")
     for label, r in rows:
         print(f"  {label:<22}{r.intake_rate:>12,.0f}{r.end_to_end_rate:>11,.0f}{r.latency_p50:>8.2f}"
-              f"{r.latency_p99:>8.2f}{r.requests:>10,}{r.rows_per_request:>10,.0f}  "
+              f"{r.latency_p99:>8.2f}{r.requests:>10,}{r.rows_per_request:>10,.0f}"
+              f"{r.cpu_per_event * 1e6:>10.1f}{r.others_cpu:>8.1f}  "
               f"{'exact' if r.membership_exact else 'WRONG'}{'; ' + r.error if r.error else ''}")
 
 

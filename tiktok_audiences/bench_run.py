@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import shutil
 import tempfile
 import time
 from contextlib import ExitStack
@@ -133,6 +134,9 @@ class BenchStack:
         self._exit.close()
 
     def _start(self) -> None:
+        if not shutil.which("redis-server"):
+            # start_redis would fall back to an in-process fake Redis: fine for a demo, meaningless to time.
+            raise RuntimeError("the benchmark needs redis-server on PATH (make bench installs it)")
         self.redis_url = start_redis(self._exit, self.workdir, quiet=True)
         self.redis = redis.Redis.from_url(self.redis_url)
         self.redis_pid = int(self.redis.info("server")["process_id"])

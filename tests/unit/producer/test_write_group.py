@@ -41,7 +41,8 @@ async def test_requests_waiting_together_share_one_round_trip_in_arrival_order()
 
     assert client.pipelines == 1
     assert backlogs == [10] * 5
-    [(_, fields)] = await client.xrange(keys.stream(TARGET))
+    entries: Any = await client.xrange(keys.stream(TARGET))
+    [(_, fields)] = entries
     assert [op.email for op in decode_entry(fields[ENTRY_FIELD.encode()])] == [f"{i:064x}" for i in range(10)]
     assert await client.zscore(keys.READY, TARGET) == 100.0  # the earliest due time wins
 
@@ -60,7 +61,7 @@ class DownPipelineRedis(fakeredis.aioredis.FakeRedis):
         async def fail() -> Any:
             raise RedisConnectionError("Connection refused")
 
-        pipe.execute = fail
+        pipe.execute = fail  # type: ignore[method-assign,assignment]
         return pipe
 
 

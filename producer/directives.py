@@ -28,6 +28,8 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from producer.describe import kind_of
+
 Event = dict[str, Any]
 Resolver = Callable[[Event], Any]
 Segment = str | int  # a path step: a key, or an index into a list
@@ -237,7 +239,7 @@ def _compile_directive(spec: dict[Any, Any]) -> Resolver:
     arg = spec[name]
     if name == "@path":
         if not isinstance(arg, str):
-            raise DirectiveError(f'@path expects a string path like "$.properties.email", got {_kind(arg)}')
+            raise DirectiveError(f'@path expects a string path like "$.properties.email", got {kind_of(arg)}')
         return compile_getter(parse_path(arg))
     if name == "@if":
         return _compile_if(arg)
@@ -245,7 +247,7 @@ def _compile_directive(spec: dict[Any, Any]) -> Resolver:
         return compile_value(arg)
     if name == "@template":
         if not isinstance(arg, str):
-            raise DirectiveError(f"@template expects a string, got {_kind(arg)}")
+            raise DirectiveError(f"@template expects a string, got {kind_of(arg)}")
         return _compile_template(arg)
     raise DirectiveError(f"unknown directive {name} (supported: {', '.join(SUPPORTED)})")
 
@@ -331,16 +333,3 @@ def _compile_template(template: str) -> Resolver:
         return "".join(out)
 
     return render
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {
-        bool: "a boolean",
-        int: "a number",
-        float: "a number",
-        str: "a string",
-        list: "a list",
-        dict: "an object",
-    }.get(type(value), type(value).__name__)

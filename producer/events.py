@@ -27,6 +27,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, StrictFloat, StrictInt, StrictStr, model_validator
 
+from producer.describe import kind_of
+
 EVENT_TYPES = ("track", "identify", "page", "screen", "group", "alias")
 _TYPES = frozenset(EVENT_TYPES)
 _NONE = type(None)
@@ -41,6 +43,7 @@ _CHECKS: dict[str, tuple[frozenset[type], str]] = {
     **dict.fromkeys(("properties", "traits", "context", "integrations"), _OBJECT),
     **dict.fromkeys(("userId", "anonymousId", "groupId", "previousId"), _ID),
 }
+_ALLOWED: dict[str, frozenset[type]] = {key: classes for key, (classes, _) in _CHECKS.items()}
 
 Id = StrictStr | StrictInt | StrictFloat
 
@@ -110,7 +113,7 @@ def _type_rules(
 def validate_event(obj: Any) -> dict[str, Any]:
     """Check a decoded event's envelope; return it unchanged or raise :class:`EventError`."""
     if not isinstance(obj, dict):
-        raise EventError(f"an event must be a JSON object, not {_kind(obj)}")
+        raise EventError(f"an event must be a JSON object, not {kind_of(obj)}")
     get = obj.get
     kind = get("type")
     if kind.__class__ is not str or kind not in _TYPES:
@@ -118,30 +121,18 @@ def validate_event(obj: Any) -> dict[str, Any]:
             raise EventError(f"event needs 'type' (one of {', '.join(EVENT_TYPES)})", "invalid_type")
         raise EventError(f"type must be one of {', '.join(EVENT_TYPES)}", "invalid_type")
     # One pass over the event's own keys (usually ~8) is cheaper than looking up every envelope key.
-    checks = _CHECKS
+    allowed = _ALLOWED.get
     for key, value in obj.items():
-        check = checks.get(key)
-        if check is not None and value.__class__ not in check[0]:
-            raise EventError(f"'{key}' must be {check[1]}, not {_kind(value)}", "invalid_field")
+        classes = allowed(key)
+        if classes is not None and value.__class__ not in classes:
+            raise EventError(f"'{key}' must be {_CHECKS[key][1]}, not {kind_of(value)}", "invalid_field")
+    if kind == "track" and get("event"):
+        user_id = get("userId")
+        if user_id is not None and user_id != "":
+            return obj  # the usual Engage call: none of the per-type rules below can fail
     problem = _type_rules(
         kind, get("event"), get("userId"), get("anonymousId"), get("groupId"), get("previousId")
     )
     if problem:
         raise EventError(problem[1], problem[0])
     return obj
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__

@@ -20,10 +20,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from hashlib import sha256
 from typing import Any, Literal
 
 import phonenumbers
+
+from producer.describe import kind_of
+
+try:
+    # CPython's own SHA-256 (the same digests): for ~30-byte identifiers it costs ~0.43 µs against ~0.75 µs for
+    # hashlib's OpenSSL one, whose every new hash object first looks the algorithm up.
+    from _sha256 import sha256  # Python 3.11
+except ImportError:  # pragma: no cover - other Pythons
+    try:
+        from _sha2 import sha256  # Python 3.12+
+    except ImportError:
+        from hashlib import sha256
 
 from worker.operations import AAID_SHA256, IDFA_SHA256
 
@@ -73,7 +84,7 @@ def hash_email(value: Any) -> str | None:
     if value.__class__ is not str:
         if value is None:
             return None
-        raise InvalidIdentifier("email", f"must be a string, not {_kind(value)}")
+        raise InvalidIdentifier("email", f"must be a string, not {kind_of(value)}")
     text = value.strip().lower()  # one pass each; this runs for nearly every event
     if not text:
         return None
@@ -86,7 +97,7 @@ def hash_advertising_id(value: Any) -> str | None:
     if value is None:
         return None
     if value.__class__ is not str:
-        raise InvalidIdentifier("advertising_id", f"must be a string, not {_kind(value)}")
+        raise InvalidIdentifier("advertising_id", f"must be a string, not {kind_of(value)}")
     text = value.strip()
     if not text:
         return None
@@ -111,7 +122,7 @@ def _phone_text(value: Any) -> str:
         return str(value)
     if cls is float and value.is_integer():
         return str(int(value))
-    raise InvalidIdentifier("phone", f"must be a string or a whole number, not {_kind(value)}")
+    raise InvalidIdentifier("phone", f"must be a string or a whole number, not {kind_of(value)}")
 
 
 def e164(text: str, country: str) -> str | None:
@@ -189,15 +200,3 @@ def phone_hasher(normalization: PhoneNormalization, country: str = "US") -> Call
         return sha256(normalized.encode()).hexdigest()
 
     return hash_e164
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return "a list"
-    return type(value).__name__

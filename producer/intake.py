@@ -30,12 +30,11 @@ from redis.exceptions import RedisError
 
 from producer.write_group import WriteGroup
 from worker import keys
-from worker.queue import group_by_target, queue_commands
+from worker.queue import queue_commands
 from worker.settings import Settings
 
 if TYPE_CHECKING:
     from producer.routing import AudienceCreate, Router, RouteResult
-    from worker.operations import Operation
 
 # Stream of legacy ``createAudience`` requests, one entry per distinct request, field ``c`` = JSON object
 # ``{"destination", "advertiser_id", "name"}``. (Belongs in worker.keys once the worker consumes it.)
@@ -113,7 +112,6 @@ class _Rejection(NamedTuple):
 class _Routed:
     """What a request's events made, before anything is written."""
 
-    operations: list[Operation]
     creates: list[AudienceCreate]
     rejections: list[_Rejection]
     unmatched: int
@@ -292,11 +290,16 @@ class Intake:
             )
 
     def _route_all(self, events: Iterable[object]) -> tuple[_Routed, Grouped]:
-        """The per-event hot loop: keep it free of I/O, logging and attribute look-ups it can hoist."""
+        """The per-event hot loop: keep it free of I/O, logging and attribute look-ups it can hoist.
+
+        Events go through :meth:`Router.route_into` (operations packed straight into ``grouped``, no result
+        objects); one it declines (a rejection, a create, a dropped identifier) is routed again with
+        :meth:`Router.route`, which says why."""
         validate = self._validate
         event_error = self._event_error
         route = self._router.route
-        operations: list[Operation] = []
+        route_into = getattr(self._router, "route_into", None)  # test doubles may offer route() only
+        grouped: Grouped = {}
         creates: list[AudienceCreate] = []
         rejections: list[_Rejection] = []
         dropped: dict[str, int] = {}
@@ -313,6 +316,12 @@ class Intake:
                                              code if isinstance(code, str) else "invalid_event"))
                 continue
             try:
+                if route_into is not None:
+                    matched = route_into(event, grouped)
+                    if matched is not None:
+                        if not matched:
+                            unmatched += 1
+                        continue
                 outcome: RouteResult = route(event)
             except Exception as exc:
                 # A routing bug on one event must not fail (and make the sender resend) the whole request;
@@ -327,8 +336,8 @@ class Intake:
                                              outcome.rejection_code or "rejected",
                                              outcome.rejected_destination, outcome.rejected_mapping))
                 continue
-            if outcome.operations:
-                operations.extend(outcome.operations)
+            for op in outcome.operations:
+                grouped.setdefault(op.target.name, []).append(op.pack())
             if outcome.creates:
                 creates.extend(outcome.creates)
             if not outcome.matched_mappings:
@@ -338,8 +347,8 @@ class Intake:
                     dropped[name] = dropped.get(name, 0) + n
         if routing_errors:
             _log_routing_errors(routing_errors)
-        routed = _Routed(operations, creates, rejections, unmatched, dropped, count, self._clock())
-        return routed, group_by_target(operations)
+        routed = _Routed(creates, rejections, unmatched, dropped, count, self._clock())
+        return routed, grouped
 
     def _queue_writes(self, pipe: Any, routed: _Routed, grouped: Grouped) -> tuple[int, int]:
         """Queue the request's writes on ``pipe``; the first command (the queue script) or else the last one

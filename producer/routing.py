@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from producer.describe import kind_of
 from producer.directives import js_text
 from producer.identifiers import (
     InvalidIdentifier,
@@ -39,6 +40,8 @@ from producer.identifiers import (
 from producer.mappings import CompiledMapping, compile_destination
 from worker.destinations import DestinationsFile
 from worker.keys import Target
+from worker.operations import ACTION_CODE as _ACTION_CODE
+from worker.operations import ADID_TYPE_CODE as _ADID_TYPE_CODE
 from worker.operations import IDFA_SHA256, Action, Operation
 
 NO_IDENTIFIER = "At least one enabled identifier (Email, Phone, or Advertising ID) must have a value."
@@ -107,6 +110,8 @@ class Router:
         self._routes = tuple(routes)  # enabled mappings only, in file order
         self.mappings = tuple(mappings)  # every compiled mapping (also disabled ones), for `config check`
         self._targets: dict[tuple[str, str, str], Target] = {}
+        # route_into's memo: (target slot, advertiserId, external_audience_id, computation_key) -> target name
+        self._native_names: dict[tuple[int, str | None, str | None, str | None], str] = {}
 
     @classmethod
     def from_destinations(
@@ -185,6 +190,89 @@ class Router:
             except Rejected as rejected:
                 return self._rejection(event, route, rejected)
         return RouteResult(operations, creates, None, None, matched, dropped)
+
+    def route_into(self, event: dict[str, Any], groups: dict[str, list[list[str]]]) -> int | None:
+        """:meth:`route` for the intake's common case, without per-event result objects: append the event's
+        operations, packed (:meth:`Operation.pack`), to ``groups`` (target name -> packed operations, in
+        order) and return how many mappings matched.
+
+        Returns ``None`` and leaves ``groups`` untouched when the event needs :meth:`route`'s full answer: a
+        mapping rejects it, makes an audience create, or an identifier is dropped. ``route`` is pure (but for
+        its target cache), so the caller routes such an event again with it and gets the same outcome.
+        Operations are the ones ``route`` makes, in its order, with its de-duplication."""
+        # Memos of the last slot read (mappings sharing a slot read identically; recomputing is only slower).
+        ids_slot = target_slot = -1
+        target_name = ""
+        ids: _Identifiers = ("", "", "", "")
+        personas: dict[str, Any] | None = None
+        made: list[tuple[str, list[str]]] = []
+        matched = 0
+        dropped: dict[str, int] = {}
+        try:
+            for route in self._routes:
+                m = route.mapping
+                if not m.trigger(event):
+                    continue
+                matched += 1
+                kind = m.kind
+                if kind == "create":
+                    return None
+                if route.identifiers_slot != ids_slot:
+                    ids_slot = route.identifiers_slot
+                    ids = _identifiers(m, event, dropped)
+                    if dropped:
+                        return None
+                action: Action
+                if kind == "legacy":
+                    name = self._legacy_target(route.dest, m, event).name
+                    action = m.operation or "add"
+                else:
+                    if personas is None:
+                        personas = _personas(event)
+                    if route.target_slot != target_slot:
+                        target_slot = route.target_slot
+                        target_name = self._native_name(route, event, personas)
+                    name = target_name
+                    action = m.operation or _membership(event, personas)
+                email, phone, adid, adid_type = ids
+                code = _ACTION_CODE[action]
+                for made_name, packed in made:
+                    if (made_name == name and packed[0] == code and packed[1] == email
+                            and packed[2] == phone and packed[3] == adid):
+                        break  # the same operation from another mapping: send it once
+                else:
+                    made.append((name, [code, email, phone, adid, _ADID_TYPE_CODE[adid_type] if adid else ""]))
+        except Rejected:
+            return None
+        for name, packed in made:
+            group = groups.get(name)
+            if group is None:
+                groups[name] = [packed]
+            else:
+                group.append(packed)
+        return matched
+
+    def _native_name(self, route: _Route, event: dict[str, Any], personas: dict[str, Any]) -> str:
+        """``_native_target(...).name``, memoised by the raw values it reads when they are all strings or
+        absent (other values, and any rejection, take the full path every time)."""
+        m = route.mapping
+        if not m.external_audience_id_is_default:
+            return self._native_target(route.dest, m, event, personas).name
+        settings = personas.get("audience_settings")
+        advertiser = settings.get("advertiserId") if settings.__class__ is dict else None
+        audience = personas.get("external_audience_id")
+        key = personas.get("computation_key")
+        if ((advertiser is None or advertiser.__class__ is str) and (audience is None or audience.__class__ is str)
+                and (key is None or key.__class__ is str)):
+            memo = (route.target_slot, advertiser, audience, key)
+            name = self._native_names.get(memo)
+            if name is None:
+                name = self._native_target(route.dest, m, event, personas).name
+                if len(self._native_names) >= _TARGET_CACHE_LIMIT:
+                    self._native_names.clear()
+                self._native_names[memo] = name
+            return name
+        return self._native_target(route.dest, m, event, personas).name
 
     def _rejection(self, event: dict[str, Any], route: _Route, rejected: Rejected) -> RouteResult:
         m = route.mapping
@@ -348,7 +436,7 @@ def _membership(event: dict[str, Any], personas: dict[str, Any]) -> Action:
         raise Rejected(
             "invalid_membership", f"{where}.{key} is missing: it must be true (add) or false (remove)"
         )
-    raise Rejected("invalid_membership", f"{where}.{key} must be true or false, not {_kind(value)}")
+    raise Rejected("invalid_membership", f"{where}.{key} must be true or false, not {kind_of(value)}")
 
 
 def _legacy_advertiser(dest: _Destination, m: CompiledMapping, event: dict[str, Any]) -> str:
@@ -395,23 +483,9 @@ def _id_text(value: Any, source: str) -> str | None:
         return str(value)
     if cls is float and value.is_integer():
         return str(int(value))
-    raise Rejected("invalid_field", f"{source} must be a string or a number, not {_kind(value)}")
+    raise Rejected("invalid_field", f"{source} must be a string or a number, not {kind_of(value)}")
 
 
 def _shown(advertiser: str) -> str:
     """An advertiser id fit for a rejection message: ids are digits; anything else is not echoed."""
     return advertiser if advertiser.isdigit() and len(advertiser) <= 32 else "(not an advertiser id)"
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__

@@ -49,6 +49,7 @@ class StackOptions:
     intake_processes: int = 2  # `serve --workers N`
     flush_interval: float = 1.0
     rate_limit_qps: float = 1000.0
+    start_worker: bool = True  # False: intake only, for the "intake alone" figure (nothing is delivered)
 
 
 @dataclass(slots=True)
@@ -56,7 +57,11 @@ class RunResult:
     events: int
     audiences: int
     options: StackOptions
-    intake_seconds: float = 0.0
+    intake_seconds: float = 0.0  # while the workers deliver concurrently
+    # "Intake alone": the same events into a fresh stack without workers (a burst absorbed into Redis).
+    intake_alone_seconds: float = 0.0
+    intake_alone_cpu: float = 0.0  # CPU seconds of the intake processes during that burst
+    intake_alone_accepted: int = 0
     end_to_end_seconds: float = 0.0
     retries_503: int = 0
     accepted: int = 0
@@ -92,6 +97,10 @@ class RunResult:
     @property
     def intake_rate(self) -> float:
         return self.events / self.intake_seconds if self.intake_seconds else 0.0
+
+    @property
+    def intake_alone_rate(self) -> float:
+        return self.events / self.intake_alone_seconds if self.intake_alone_seconds else 0.0
 
     @property
     def end_to_end_rate(self) -> float:
@@ -162,7 +171,8 @@ class BenchStack:
         wait_for(lambda: self.admin.state() is not None, 20, "the sandbox")
         self.pipeline.start("intake", "serve", "--port", str(intake_port),
                             "--workers", str(self.options.intake_processes))
-        self.pipeline.start("worker", "worker", "--concurrency", str(self.options.workers))
+        if self.options.start_worker:
+            self.pipeline.start("worker", "worker", "--concurrency", str(self.options.workers))
         wait_for(lambda: _healthy(self.intake_url), 20, "intake")
 
     def stop_pipeline(self) -> None:
@@ -318,12 +328,38 @@ def measure(stack: BenchStack, workload: Workload, audiences: int,
     return result
 
 
+def measure_intake_alone(workload: Workload, options: StackOptions) -> tuple[float, float, int]:
+    """Intake alone: the workload posted to a fresh stack that has no workers, so intake has both cores to
+    itself and only absorbs the burst into Redis. Returns (seconds from the first POST to the last 200 OK,
+    intake CPU seconds meanwhile, events accepted)."""
+    bodies = workload.bodies or workload.serialise()
+    alone = StackOptions(workers=options.workers, intake_processes=options.intake_processes,
+                         flush_interval=options.flush_interval, rate_limit_qps=options.rate_limit_qps,
+                         start_worker=False)
+    with BenchStack(alone) as stack:
+        warm = orjson.dumps({"batch": [{"type": "track", "event": "Audience Entered", "userId": "warmup",
+                                        "properties": {WARMUP_AUDIENCE: True},
+                                        "context": {"traits": {"email": "warmup@example.com"},
+                                                    "personas": {"computation_key": WARMUP_AUDIENCE}}}]})
+        asyncio.run(post_all(stack.intake_url, [warm] * 8, connections=8))  # both intake processes warm
+        root = stack.roots()["intake"]
+        before = sample_tree(root)
+        started = time.time()
+        accepted, _ = asyncio.run(post_all(stack.intake_url, bodies))
+        seconds = time.time() - started
+        cpu = usage("intake", before, sample_tree(root)).cpu_seconds
+    return seconds, cpu, accepted
+
+
 def to_json(result: RunResult) -> dict[str, Any]:
     return {
         "events": result.events, "audiences": result.audiences,
         "workers": result.options.workers, "intake_processes": result.options.intake_processes,
         "flush_interval": result.options.flush_interval,
         "intake_seconds": round(result.intake_seconds, 3), "intake_events_per_s": round(result.intake_rate),
+        "intake_alone_seconds": round(result.intake_alone_seconds, 3),
+        "intake_alone_events_per_s": round(result.intake_alone_rate),
+        "intake_alone_cpu_us_per_event": round(result.intake_alone_cpu * 1e6 / max(result.events, 1), 1),
         "end_to_end_seconds": round(result.end_to_end_seconds, 3),
         "end_to_end_events_per_s": round(result.end_to_end_rate),
         "latency_p50_s": round(result.latency_p50, 3), "latency_p99_s": round(result.latency_p99, 3),

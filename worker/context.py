@@ -62,6 +62,9 @@ class WorkerContext:
     limiter: RateLimiter
     ledger: Ledger
     membership: Membership
+    # Per target, the TikTok audience id its batches go to, once resolved (created, or its ownership
+    # confirmed): neither answer ever changes, so this process skips the Redis look-up for it afterwards.
+    audience_ids: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: Settings, client: Redis | None = None,

@@ -14,12 +14,13 @@ is due again; nothing sleeps in a worker.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import orjson
 import structlog
@@ -46,6 +47,7 @@ from worker.tiktok.errors import AuthError, PermanentError, ThrottledError, TikT
 log = structlog.get_logger(__name__)
 
 _COMPLETE = Path(__file__).with_name("drain_complete.lua").read_text()
+_FINISH = Path(__file__).with_name("drain_finish.lua").read_text()
 _READ_CHUNK = 512
 # A drain that finds its target locked looks again this soon (see Drainer.run).
 BUSY_RECHECK = 1.0
@@ -94,41 +96,82 @@ class Drainer:
         self.settings = ctx.settings
         self.redis = ctx.redis
         self.lock = TargetLock(ctx.redis, target_name, ctx.settings.lock_ttl)
-        self._complete = ctx.redis.register_script(_COMPLETE)
         self.delivered_batches = 0
-        # Rows of batches this drain cut itself, by batch id: sent from memory instead of read back from the
-        # ledger (a round trip and a decode per batch). A plan cut by an earlier drain is read back.
-        self._cut_rows: dict[str, list[PackedOperation]] = {}
+        # Records and rows of batches this drain cut itself, by batch id: sent from memory instead of read
+        # back from the ledger (round trips and decoding per batch). A plan cut by an earlier drain is read
+        # back.
+        self._cut: dict[str, tuple[BatchRecord, list[PackedOperation]]] = {}
+        # Whether the pause flag was read since the last call to TikTok (the look at the top of each round
+        # reads it): the first send of a round need not read it again.
+        self._pause_fresh = False
+        self._released = False  # by _reschedule_by_backlog, with the lock's token
+        self._cut_full = False  # whether the last cut stopped at a full batch (more may be waiting)
 
     # -- entry point ---------------------------------------------------------------------------------------
 
     async def run(self) -> str:
-        if not self.lock.acquire():
+        # One round trip: take the lock and take the drain's first look (wasted only when the lock is taken).
+        destination = self.ctx.destinations.get(self.target.destination)
+        pipe = self.redis.pipeline(transaction=False)
+        self.lock.stage_acquire(pipe)
+        self._stage_look(pipe, destination)
+        acquired, *look = pipe.execute()
+        if not acquired:
             # Another drainer holds the target and reschedules it when it finishes. But the claim that started
             # this task pushed the target a whole lease away, and the holder may have rescheduled it just
             # before that claim, or died: look again soon rather than a lease later.
             self.redis.zadd(keys.READY, {self.name: time.time() + BUSY_RECHECK}, lt=True)
             return "busy"
         try:
-            return await self._drain()
+            return await self._drain(destination, look)
         except Stop as stop:
             return stop.outcome
         finally:
-            self.lock.release()
+            if not self._released:
+                self.lock.release()
 
-    async def _drain(self) -> str:
+    def _stage_look(self, pipe: Any, destination: Destination | None) -> None:
+        """Queue the reads a round of the drain starts with: the replay queue, the plan, the pending count, the
+        head of the stream and (for a configured destination) the pause flag."""
+        pipe.lrange(keys.replay_queue(self.name), 0, -1)
+        pipe.get(keys.plan(self.name))
+        pipe.get(keys.pending_count(self.name))
+        pipe.xrange(keys.stream(self.name), count=_READ_CHUNK)
+        if destination is not None:
+            pipe.get(keys.paused(destination.id))
+
+    async def _drain(self, configured: Destination | None = None, look: list[Any] | None = None) -> str:
+        """``look`` is what :meth:`_stage_look` read for ``configured`` as the lock was taken (None: look
+        first, renewing the lock)."""
         deadline = time.monotonic() + self.settings.drain_budget
         while True:
-            if not self.lock.extend():  # a drainer that lost its target must not cut (or overwrite) a plan
-                raise Stop("lost-lock")
-            destination = self._destination()
-            await self._run_replays(destination)
-            plan = self._load_plan() or self._cut_plan()
+            if look is None:  # one round trip: renew the lock and look
+                configured = self.ctx.destinations.get(self.target.destination)
+                pipe = self.redis.pipeline(transaction=False)
+                self.lock.stage_extend(pipe)
+                self._stage_look(pipe, configured)
+                extended, *look = pipe.execute()
+                if not extended:  # a drainer that lost its target must not cut (or overwrite) a plan
+                    raise Stop("lost-lock")
+            replays, raw_plan, pending, head, *paused = look
+            look = None
+            destination = self._destination(configured, paused[0] if paused else None)
+            self._pause_fresh = True
+            if replays:
+                await self._run_replays(destination, cast(list[bytes], replays))
+                plan = self._load_plan() or self._cut_plan()  # read again: the replays took a while
+            elif raw_plan:
+                plan = Plan(**orjson.loads(raw_plan))
+            else:
+                plan = self._cut_plan(int(pending or 0), cast(list[tuple[bytes, dict[bytes, bytes]]], head))
             if plan is None:
                 break
-            await self._run_plan(destination, plan)
-            self._acknowledge(plan)
-            if time.monotonic() > deadline:
+            cut_whole_stream = bool(plan.batch_ids) and plan.batch_ids[0] in self._cut and not self._cut_full
+            if not await self._run_plan(destination, plan):
+                self._acknowledge(plan)
+            # A plan cut from everything the stream held (less than a full batch) leaves nothing due: what
+            # came in meanwhile is scheduled by _reschedule_by_backlog, without another look here.
+            if cut_whole_stream or time.monotonic() > deadline:
                 break
         self._reschedule_by_backlog()
         return "drained" if self.delivered_batches else "idle"
@@ -140,33 +183,21 @@ class Drainer:
         return Stop(outcome)
 
     def _reschedule_by_backlog(self) -> None:
-        """Leave the target in the ready index exactly when there is work left, due when it should run.
-
-        Removing first and then looking closes the race with the producer, which writes its entry before it
-        marks the target: whichever order they interleave in, a new entry leaves the target marked."""
-        self.redis.zrem(keys.READY, self.name)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.get(keys.pending_count(self.name))
-        pipe.xrange(keys.stream(self.name), count=1)
-        pipe.exists(keys.plan(self.name), keys.replay_queue(self.name))
-        count, head, unfinished = pipe.execute()
-        if not head and not unfinished:
-            return
-        now = time.time()
-        if unfinished or int(count or 0) >= self.settings.batch_size:
-            due = now
-        else:
-            due = _entry_seconds(head[0][0].decode()) + self.settings.flush_interval
-        self.redis.zadd(keys.READY, {self.name: max(due, now)})
+        """Leave the target in the ready index exactly when there is work left, due when it should run, and
+        release the lock: one script call (drain_finish.lua, which says why it removes before it looks)."""
+        self.redis.eval(_FINISH, 6, keys.READY, self.lock.key, keys.pending_count(self.name),
+                        keys.stream(self.name), keys.plan(self.name), keys.replay_queue(self.name),
+                        self.name, self.lock.token, time.time(), self.settings.batch_size,
+                        self.settings.flush_interval)
+        self._released = True
 
     # -- destination and pause -------------------------------------------------------------------------------
 
-    def _destination(self) -> Destination:
-        destination = self.ctx.destinations.get(self.target.destination)
+    def _destination(self, destination: Destination | None, paused: bytes | None) -> Destination:
         if destination is None:
             log.warning("destination_not_configured", target=self.name)
             raise self._reschedule(time.time() + self.settings.pause_recheck, "unconfigured")
-        if pause.pause_info(self.redis, destination.id):
+        if paused:
             raise self._reschedule(time.time() + self.settings.pause_recheck, "paused")
         return destination
 
@@ -184,17 +215,25 @@ class Drainer:
         raw = self.redis.get(keys.plan(self.name))
         return Plan(**orjson.loads(raw)) if raw else None
 
-    def _cut_plan(self) -> Plan | None:
-        """Read a batch's worth from the head of the stream and record its batches, if one is due."""
+    def _cut_plan(self, pending: int | None = None,
+                  head: list[tuple[bytes, dict[bytes, bytes]]] | None = None) -> Plan | None:
+        """Read a batch's worth from the head of the stream and record its batches, if one is due.
+
+        ``pending`` and ``head`` (the first chunk of the stream) are passed when the caller already read them.
+        """
         stream = keys.stream(self.name)
-        pending = int(self.redis.get(keys.pending_count(self.name)) or 0)
+        if pending is None:
+            pending = int(self.redis.get(keys.pending_count(self.name)) or 0)
         entries: list[tuple[str, list[list[str]]]] = []
         total = 0
         start = "-"
         full = False
         while not full:
-            chunk = cast(list[tuple[bytes, dict[bytes, bytes]]],
-                         self.redis.xrange(stream, min=start, count=_READ_CHUNK))
+            if head is not None:
+                chunk, head = head, None
+            else:
+                chunk = cast(list[tuple[bytes, dict[bytes, bytes]]],
+                             self.redis.xrange(stream, min=start, count=_READ_CHUNK))
             if not chunk:
                 break
             for raw_id, fields in chunk:
@@ -207,6 +246,7 @@ class Drainer:
             start = "(" + chunk[-1][0].decode()
             if len(chunk) < _READ_CHUNK:
                 break
+        self._cut_full = full
         if not entries:
             return None
         first, last = entries[0][0], entries[-1][0]
@@ -232,41 +272,51 @@ class Drainer:
             )
             self.ctx.ledger.stage(pipe, record, encode_operations(request.operations))
             batch_ids.append(record.id)
-            self._cut_rows[record.id] = request.operations
+            self._cut[record.id] = (record, request.operations)
         plan = Plan(batch_ids=batch_ids, first=first, position=last, operations=total)
         # Records and plan in one transaction: a crash leaves either both or neither.
         pipe.set(keys.plan(self.name), orjson.dumps(asdict(plan)))
         pipe.execute()
         return plan
 
-    async def _run_plan(self, destination: Destination, plan: Plan) -> None:
-        for record in self.ctx.ledger.get_many(plan.batch_ids):
-            if record is None or record.status in ("delivered", "dead"):
-                continue
-            operations = self._cut_rows.pop(record.id, None)
+    async def _run_plan(self, destination: Destination, plan: Plan) -> bool:
+        """Send the plan's open batches; True if the last one's delivery also acknowledged the plan."""
+        cut = [self._cut.pop(batch_id, None) for batch_id in plan.batch_ids]
+        work: list[tuple[BatchRecord, list[PackedOperation] | None]]
+        if all(c is not None for c in cut):  # cut by this drain just now: every record is "pending"
+            work = [c for c in cut if c is not None]
+        else:
+            work = [(r, None) for r in self.ctx.ledger.get_many(plan.batch_ids)
+                    if r is not None and r.status not in ("delivered", "dead")]
+        acknowledged = False
+        for index, (record, operations) in enumerate(work):
             if operations is None:
                 payload = self.ctx.ledger.payload(record.id)
                 if payload is None:
                     log.error("batch_payload_missing", batch=record.id)
                     continue
                 operations = decode_entry(payload)
-            await self._send(destination, record, operations)
+            last = index == len(work) - 1
+            acknowledged = await self._send(destination, record, operations, plan if last else None)
+        return acknowledged
+
+    def _stage_acknowledge(self, pipe: Any, plan: Plan) -> None:
+        pipe.eval(_COMPLETE, 5, keys.lock(self.name), keys.stream(self.name), keys.pending_count(self.name),
+                  keys.plan(self.name), keys.BACKLOG, self.lock.token, _next_id(plan.position),
+                  plan.operations)
 
     def _acknowledge(self, plan: Plan) -> None:
-        left = self._complete(
-            keys=[keys.lock(self.name), keys.stream(self.name), keys.pending_count(self.name),
-                  keys.plan(self.name)],
-            args=[self.lock.token, _next_id(plan.position), plan.operations],
-        )
+        pipe = self.redis.pipeline(transaction=False)
+        self._stage_acknowledge(pipe, plan)
+        (left,) = pipe.execute()
         if int(left) < 0:
             raise Stop("lost-lock")
-        self.redis.decrby(keys.BACKLOG, plan.operations)
 
     # -- replays ---------------------------------------------------------------------------------------------
 
-    async def _run_replays(self, destination: Destination) -> None:
+    async def _run_replays(self, destination: Destination, queued: list[bytes]) -> None:
         queue = keys.replay_queue(self.name)
-        for raw in cast(list[bytes], self.redis.lrange(queue, 0, -1)):
+        for raw in queued:
             batch_id = raw.decode()
             record = self.ctx.ledger.get(batch_id)
             payload = self.ctx.ledger.payload(batch_id)
@@ -299,31 +349,41 @@ class Drainer:
         return await audience_for(self.ctx, destination, token, self.target)
 
     async def _send(self, destination: Destination, record: BatchRecord,
-                    operations: list[PackedOperation]) -> None:
-        """Send one batch. Returns when it is delivered or dead; raises Stop when it must wait."""
+                    operations: list[PackedOperation], acknowledge: Plan | None = None) -> bool:
+        """Send one batch. Returns when it is delivered or dead; raises Stop when it must wait.
+
+        With ``acknowledge``, a delivery also acknowledges that plan in the same transaction; returns whether
+        it did."""
         now = time.time()
         if record.next_attempt_at and record.next_attempt_at > now:
             raise self._reschedule(record.next_attempt_at, "backoff")
-        if pause.pause_info(self.redis, destination.id):  # paused by another drainer since this one began
+        # Paused by another drainer since this one began? (Read just now if nothing was sent since the look.)
+        if not self._pause_fresh and pause.pause_info(self.redis, destination.id):
             raise self._reschedule(now + self.settings.pause_recheck, "paused")
+        self._pause_fresh = False
         token = self._token(destination)
         token_id = destination.token_id()
         wait = self.ctx.limiter.acquire(token_id)
         if wait > 0:
             raise self._reschedule(now + self._wait_in_line(token_id, wait), "rate-limited")
-        self.redis.zrem(keys.rate_waiters(token_id), self.name)
-        if not self.lock.extend():
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrem(keys.rate_waiters(token_id), self.name)
+        self.lock.stage_extend(pipe)
+        if not pipe.execute()[1]:
             raise Stop("lost-lock")
         try:
             # An attempt counts from before the audience is resolved, so a failing create or ownership check
             # backs off and meets the retry window exactly like a failing delivery.
             self.ctx.ledger.update(record, status="delivering", attempts=record.attempts + 1,
                                    first_attempt_at=record.first_attempt_at or now, next_attempt_at=None)
-            audience_id = await self._audience_id(destination, token)
+            audience_id = self.ctx.audience_ids.get(self.name)
+            if audience_id is None:
+                audience_id = await self._audience_id(destination, token)
+                self.ctx.audience_ids[self.name] = audience_id
+                if not self.lock.extend():  # resolving the audience may have taken a call of its own
+                    raise Stop("lost-lock")
             if audience_id != record.audience_id:
                 self.ctx.ledger.update(record, audience_id=audience_id)
-            if not self.lock.extend():  # resolving the audience may have taken a call of its own
-                raise Stop("lost-lock")
             response = await self.ctx.client.send_mapping(
                 token, self.target.advertiser_id, cast(Action, record.action), audience_id,
                 [op.cells for op in operations]
@@ -342,7 +402,7 @@ class Drainer:
                                      failing_since=failing_since)
                 log.error("batch_dead", batch=record.id, target=self.name, code=exc.code,
                           reason="retry window exhausted")
-                return
+                return False
             delay = backoff_delay(record.failures + 1, self.settings.backoff_base, self.settings.backoff_max)
             self._record_failure(record, "retrying", exc, next_attempt_at=time.time() + delay,
                                  failures=record.failures + 1, failing_since=failing_since)
@@ -356,14 +416,24 @@ class Drainer:
             self._record_failure(record, "dead", exc)
             log.error("batch_dead", batch=record.id, target=self.name, code=exc.code, message=exc.message,
                       request_id=exc.request_id)
-            return
-        # Membership first: a crash between the two leaves the batch "delivering", so it is sent and recorded
-        # again (recording is idempotent), never "delivered" with its users missing from replay's check.
-        self.ctx.membership.record(self.name, record.action, record.position, operations)
-        self.ctx.ledger.update(record, status="delivered", last_code=response.code,
-                               last_message=response.message, last_request_id=response.request_id,
-                               finished_at=time.time())
+            return False
+        # Membership, the ledger's "delivered" and (for a plan's last batch) the acknowledgement in one
+        # transaction: a crash before it leaves the batch "delivering", so it is sent and recorded again
+        # (recording is idempotent), never "delivered" with its users missing from replay's check.
+        pipe = self.redis.pipeline(transaction=True)
+        self.ctx.membership.stage_record(pipe, self.name, record.action, record.position, operations)
+        self.ctx.ledger.stage_update(pipe, record, status="delivered", last_code=response.code,
+                                     last_message=response.message, last_request_id=response.request_id,
+                                     finished_at=time.time())
+        if acknowledge is not None:
+            self._stage_acknowledge(pipe, acknowledge)
+        results = pipe.execute()
         self.delivered_batches += 1
+        if acknowledge is None:
+            return False
+        if int(results[-1]) < 0:
+            raise Stop("lost-lock")
+        return True
 
     def _wait_in_line(self, token_id: str, wait: float) -> float:
         """How long to wait for a slot the limiter refused. Every target refused at once would otherwise come
@@ -392,3 +462,25 @@ class Drainer:
         if status == "dead":
             changes["finished_at"] = time.time()
         self.ctx.ledger.update(record, **changes)
+
+
+# Drains one task runs at once (each holds its own target's lock, so they never touch the same target): their
+# HTTP calls overlap, and one Celery task carries many small targets instead of one each.
+DRAIN_CONCURRENCY = 16
+
+
+async def drain_targets(ctx: WorkerContext, targets: list[str]) -> list[str]:
+    """Drain several targets, up to :data:`DRAIN_CONCURRENCY` at a time; returns each one's outcome. A drain
+    that fails is logged and reported as "error": its target stays in the ready index (the scheduler's lease
+    brings it back), and the other targets are drained all the same."""
+    gate = asyncio.Semaphore(DRAIN_CONCURRENCY)
+
+    async def one(target: str) -> str:
+        async with gate:
+            try:
+                return await Drainer(ctx, target).run()
+            except Exception as exc:
+                log.error("drain_failed", target=target, error=f"{type(exc).__name__}: {exc}", exc_info=True)
+                return "error"
+
+    return list(await asyncio.gather(*(one(t) for t in targets)))

@@ -114,14 +114,21 @@ class Ledger:
 
     def update(self, record: BatchRecord, **changes: Any) -> BatchRecord:
         """Apply ``changes`` to the record, move it between status indexes and set retention."""
+        pipe = self._redis.pipeline(transaction=True)
+        self.stage_update(pipe, record, **changes)
+        pipe.execute()
+        return record
+
+    def stage_update(self, pipe: Any, record: BatchRecord, **changes: Any) -> BatchRecord:
+        """Like :meth:`update`, queued on ``pipe`` (a transaction) so the caller can write it together with
+        other work in one round trip."""
         old_status = record.status
         for name, value in changes.items():
             setattr(record, name, value)
         now = time.time()
         record.updated_at = now
         key = keys.batch(record.id)
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.hset(key, mapping=_encode({**changes, "updated_at": now}))  # type: ignore[arg-type]
+        pipe.hset(key, mapping=_encode({**changes, "updated_at": now}))
         if record.status != old_status:
             pipe.zrem(keys.batches_by_status(old_status), record.id)
         pipe.zadd(keys.batches_by_status(record.status), {record.id: now})
@@ -134,7 +141,6 @@ class Ledger:
         else:
             pipe.persist(key)
             pipe.persist(keys.batch_rows(record.id))
-        pipe.execute()
         return record
 
     def ids(self, *, status: str | None = None, target: str | None = None, limit: int = 100,

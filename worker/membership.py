@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -44,15 +45,21 @@ class Membership:
 
     def record(self, target: str, action: str, position: str, operations: list[PackedOperation]) -> int:
         """Record a delivered request; returns the audience's net size afterwards."""
+        pipe = self._redis.pipeline(transaction=False)
+        self.stage_record(pipe, target, action, position, operations)
+        results = pipe.execute()
+        return int(results[-1]) if results else 0
+
+    def stage_record(self, pipe: Any, target: str, action: str, position: str,
+                     operations: list[PackedOperation]) -> None:
+        """Queue :meth:`record` on ``pipe`` (one script call per chunk of rows, sent as EVAL: a registered
+        script in a pipeline costs a SCRIPT EXISTS round trip of its own)."""
         tag = position_tag(position)
         code = "a" if action == "add" else "d"
-        size = 0
         row_keys = member_keys(operations)
         for start in range(0, len(row_keys), _CHUNK):
             chunk = row_keys[start : start + _CHUNK]
-            size = int(self._script(keys=[keys.membership(target), keys.membership_size(target)],
-                                    args=[code, tag, *chunk]))
-        return size
+            pipe.eval(_SCRIPT, 2, keys.membership(target), keys.membership_size(target), code, tag, *chunk)
 
     def superseded(self, target: str, position: str, operations: list[PackedOperation]) -> list[bool]:
         """For each operation, whether a later delivered operation on the same user exists."""

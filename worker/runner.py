@@ -20,7 +20,7 @@ from worker.settings import Settings
 log = structlog.get_logger(__name__)
 
 
-def run_scheduler(settings: Settings) -> None:
+def run_scheduler(settings: Settings, processes: int | None = None) -> None:
     from worker.celery_app import CREATE_TASK, DRAIN_TASK, make_celery
     from worker.scheduler import Scheduler
 
@@ -37,7 +37,11 @@ def run_scheduler(settings: Settings) -> None:
     def dispatch(target: str) -> None:
         app.send_task(DRAIN_TASK, args=[target])
 
-    Scheduler(client, settings, dispatch, dispatch_creates=lambda: app.send_task(CREATE_TASK)).run(stop)
+    def dispatch_many(targets: list[str]) -> None:
+        app.send_task(DRAIN_TASK, args=[targets])
+
+    Scheduler(client, settings, dispatch, dispatch_creates=lambda: app.send_task(CREATE_TASK),
+              dispatch_many=dispatch_many, spread=processes or os.cpu_count() or 2).run(stop)
 
 
 def _stop_when_orphaned(stop: threading.Event, parent: int) -> None:
@@ -49,16 +53,16 @@ def _stop_when_orphaned(stop: threading.Event, parent: int) -> None:
             stop.set()
 
 
-def _scheduler_process(settings: Settings) -> None:
+def _scheduler_process(settings: Settings, processes: int | None = None) -> None:
     from tiktok_audiences.logging import configure_logging
 
     configure_logging(settings)
-    run_scheduler(settings)
+    run_scheduler(settings, processes)
 
 
 def run_worker(settings: Settings, *, concurrency: int | None = None, loglevel: str = "WARNING") -> None:
     scheduler = multiprocessing.get_context("fork").Process(
-        target=_scheduler_process, args=(settings,), name="tta-scheduler", daemon=True
+        target=_scheduler_process, args=(settings, concurrency), name="tta-scheduler", daemon=True
     )
     scheduler.start()
     os.environ.setdefault("REDIS_URL", settings.redis_url)

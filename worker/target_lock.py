@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -35,6 +36,15 @@ class TargetLock:
     def extend(self) -> bool:
         """Renew the TTL; False means the lock was lost and the caller must stop touching the target."""
         return self._call("extend")
+
+    def stage_acquire(self, pipe: Any) -> None:
+        """Queue :meth:`acquire` on a pipeline; its reply is 1 if the lock was taken."""
+        pipe.eval(_SCRIPT, 1, self.key, "acquire", self.token, self._ttl_ms)
+
+    def stage_extend(self, pipe: Any) -> None:
+        """Queue :meth:`extend` on a pipeline (as EVAL: a registered script in a pipeline costs a SCRIPT
+        EXISTS round trip of its own); its reply is 1 while the lock is held."""
+        pipe.eval(_SCRIPT, 1, self.key, "extend", self.token, self._ttl_ms)
 
     def release(self) -> None:
         self._call("release")

@@ -11,7 +11,7 @@ from celery.signals import worker_process_shutdown
 from worker.celery_app import CREATE_TASK, DRAIN_TASK, app
 from worker.context import WorkerContext
 from worker.creates import process_creates
-from worker.drain import Drainer
+from worker.drain import Drainer, drain_targets
 from worker.heap import settle_heap
 from worker.settings import get_settings
 
@@ -38,11 +38,16 @@ def _close_runtime(**_: object) -> None:
 
 
 @app.task(name=DRAIN_TASK, ignore_result=True)
-def drain(target: str) -> str:
+def drain(target: str | list[str]) -> str | list[str]:
+    """Drain one target (a name), or several (a list of names, drained concurrently: worker.drain)."""
     loop, ctx = _runtime()
-    outcome = loop.run_until_complete(Drainer(ctx, target).run())
-    log.debug("drain_finished", target=target, outcome=outcome)
-    return outcome
+    if isinstance(target, str):
+        outcome = loop.run_until_complete(Drainer(ctx, target).run())
+        log.debug("drain_finished", target=target, outcome=outcome)
+        return outcome
+    outcomes = loop.run_until_complete(drain_targets(ctx, list(target)))
+    log.debug("drains_finished", targets=len(target), outcomes=outcomes)
+    return outcomes
 
 
 @app.task(name=CREATE_TASK, ignore_result=True)

@@ -8,7 +8,7 @@ from typing import Any
 
 from tests.unit.worker.conftest import ADVERTISER
 from worker import keys
-from worker.drain import Drainer
+from worker.drain import Drainer, drain_targets
 from worker.keys import Target
 from worker.operations import EMAIL_SHA256, Operation
 from worker.queue import enqueue
@@ -166,3 +166,17 @@ def test_native_audience_is_created_once_and_remembered(ctx: Any, client: Any) -
     drain(ctx, target)
     assert client.created == ["vip_users"]
     assert {c.audience_id for c in client.calls} == {"900000000000000001"}
+
+
+def test_one_task_drains_several_targets_each_in_order(ctx: Any, client: Any) -> None:
+    targets = [Target("dest", ADVERTISER, str(1000 + n)) for n in range(5)]
+    for n, target in enumerate(targets):
+        accept(ctx, ("add", 10 * n), ("delete", 10 * n + 1), target=target)
+    outcomes = asyncio.run(drain_targets(ctx, [t.name for t in targets] + ["dest|nope|@bad"]))
+    assert outcomes[:5] == ["drained"] * 5
+    for n, target in enumerate(targets):
+        calls = [(c.action, c.rows) for c in client.calls if c.audience_id == target.audience]
+        assert calls == [("add", [{EMAIL_SHA256: email(10 * n)}]), ("delete", [{EMAIL_SHA256: email(10 * n + 1)}])]
+        assert ctx.redis.xlen(keys.stream(target.name)) == 0
+        assert ctx.redis.exists(keys.lock(target.name)) == 0
+    assert int(ctx.redis.get(keys.BACKLOG)) == 0

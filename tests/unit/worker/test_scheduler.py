@@ -63,3 +63,17 @@ def test_the_scheduler_keeps_running_through_broker_errors(redis_client: Any, se
         runner.join(5)
     assert dispatched == ["d|1|a"]
     assert not runner.is_alive()
+
+
+def test_many_due_targets_go_out_several_to_a_task(redis_client: Any, settings: Settings) -> None:
+    single: list[str] = []
+    grouped: list[list[str]] = []
+    scheduler = Scheduler(redis_client, settings, single.append, dispatch_many=grouped.append, spread=2)
+    redis_client.zadd(keys.READY, {f"d|1|{n}": 100.0 for n in range(80)})
+    claimed = scheduler.tick(now=150.0)
+    assert len(claimed) == 80 and not single
+    assert [t for group in grouped for t in group] == claimed
+    assert len(grouped) == 8
+    redis_client.zadd(keys.READY, {"d|1|x": 100.0, "d|1|y": 100.0})  # a few: one task each, as before
+    assert scheduler.tick(now=150.0) == ["d|1|x", "d|1|y"]
+    assert single == ["d|1|x", "d|1|y"] and len(grouped) == 8

@@ -35,6 +35,17 @@ ADID_TYPE_CODE = {IDFA_SHA256: "i", AAID_SHA256: "a", "": ""}
 _ADID_TYPE_FROM_CODE = {"i": IDFA_SHA256, "a": AAID_SHA256, "": ""}
 
 
+def pack_fields(action: str, email: str, phone: str, advertising_id: str, advertising_id_type: str) -> list[str]:
+    """The packed form of an operation's fields (see the module docstring)."""
+    return [
+        ACTION_CODE[action],
+        email,
+        phone,
+        advertising_id,
+        ADID_TYPE_CODE[advertising_id_type] if advertising_id else "",
+    ]
+
+
 @dataclass(frozen=True, slots=True)
 class Operation:
     target: Target
@@ -51,13 +62,7 @@ class Operation:
             raise ValueError("an advertising id needs its type (IDFA_SHA256 or AAID_SHA256)")
 
     def pack(self) -> list[str]:
-        return [
-            ACTION_CODE[self.action],
-            self.email,
-            self.phone,
-            self.advertising_id,
-            ADID_TYPE_CODE[self.advertising_id_type] if self.advertising_id else "",
-        ]
+        return pack_fields(self.action, self.email, self.phone, self.advertising_id, self.advertising_id_type)
 
 
 class PackedOperation(NamedTuple):
@@ -80,13 +85,7 @@ class PackedOperation(NamedTuple):
                    _ADID_TYPE_FROM_CODE[adid_type])
 
     def pack(self) -> list[str]:
-        return [
-            ACTION_CODE[self.action],
-            self.email,
-            self.phone,
-            self.advertising_id,
-            ADID_TYPE_CODE[self.advertising_id_type] if self.advertising_id else "",
-        ]
+        return pack_fields(self.action, self.email, self.phone, self.advertising_id, self.advertising_id_type)
 
     @property
     def cells(self) -> dict[str, str]:

@@ -74,6 +74,7 @@ class DemoRun:
     expected: set[str] = field(default_factory=set)
     fed: int = 0
     started: float = 0.0
+    _last_report: str = ""
 
     def __post_init__(self) -> None:
         self.redis = redis.Redis.from_url(self.redis_url)
@@ -126,12 +127,17 @@ class DemoRun:
         backlog = collect(self.redis, self.ledger)["backlog"]
         return backlog == 0 and not any(counts[s] for s in OPEN_STATUSES) and counts["delivered"] > 0
 
-    def report(self) -> None:
+    def report(self, *, only_changes: bool = False) -> None:
+        """One status line; with ``only_changes``, nothing when it would repeat the last one."""
         doc = collect(self.redis, self.ledger)
         batches = ", ".join(f"{k} {v}" for k, v in doc["batches"].items() if v)
         members = sum(a["delivered_members"] for a in doc["audiences"])
-        sys.stderr.write(f"backlog {doc['backlog']:>8,}  batches: {batches or 'none yet'}  "
-                         f"delivered members: {members:,}\n")
+        line = (f"backlog {doc['backlog']:>8,}  batches: {batches or 'none yet'}  "
+                f"delivered members: {members:,}\n")
+        if only_changes and line == self._last_report:
+            return
+        self._last_report = line
+        sys.stderr.write(line)
 
     def wait_until_delivered(self, check_children: Any, timeout: float = 600) -> int:
         deadline = time.monotonic() + timeout

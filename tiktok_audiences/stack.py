@@ -81,7 +81,7 @@ def run_stack(settings: Settings, *, demo: bool, once: bool, users: int, port: i
         try:
             while True:
                 children.check()
-                run.report()
+                run.report(only_changes=True)
                 time.sleep(2)
         except KeyboardInterrupt:
             say("stopping")

@@ -184,6 +184,7 @@ class Intake:
         self._event_error: type[Exception] = event_error or ValueError
         self._flush_interval = settings.flush_interval
         self._batch_size = settings.batch_size
+        self._quiet = settings.quiet_flush
         self._backlog_limit = settings.backlog_limit
         self._clock = clock
         self._backlog = 0
@@ -267,7 +268,7 @@ class Intake:
 
     def _write_group(self, client: aioredis.Redis) -> WriteGroup:
         if self._writes is None:
-            self._writes = WriteGroup(client, self._batch_size)
+            self._writes = WriteGroup(client, self._batch_size, self._quiet)
         return self._writes
 
     def _async_client(self) -> aioredis.Redis:
@@ -357,7 +358,7 @@ class Intake:
         now = routed.now
         operations = 0
         if grouped:
-            queue_commands(pipe, grouped, now + self._flush_interval, self._batch_size)
+            queue_commands(pipe, grouped, now + self._flush_interval, self._batch_size, self._quiet)
             operations = sum(len(packed) for packed in grouped.values())
         distinct_creates = {(c.destination, c.advertiser_id, c.name): None for c in routed.creates}
         for destination, advertiser_id, name in distinct_creates:

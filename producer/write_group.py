@@ -30,9 +30,10 @@ MAX_GROUP = 64
 class WriteGroup:
     """Appends ``grouped`` operations for concurrent callers of one event loop, one round trip per group."""
 
-    def __init__(self, client: aioredis.Redis, batch_size: int) -> None:
+    def __init__(self, client: aioredis.Redis, batch_size: int, quiet: float = 0.0) -> None:
         self._client = client
         self._batch_size = batch_size
+        self._quiet = quiet
         self._waiting: list[tuple[Grouped, float, asyncio.Future[int]]] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -57,7 +58,7 @@ class WriteGroup:
                 # A one-command pipeline rather than a bare EVAL: the same round trip, and every intake write
                 # goes through pipeline(), one seam for tests to make Redis fail.
                 pipe = self._client.pipeline(transaction=False)
-                queue_commands(pipe, merged, due_at, self._batch_size)
+                queue_commands(pipe, merged, due_at, self._batch_size, self._quiet)
                 (backlog,) = await pipe.execute()
             except BaseException as exc:  # every waiting request must hear of it, cancellation included
                 for _, _, future in group:

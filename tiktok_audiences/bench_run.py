@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import orjson
 import redis
 
 from sandbox.admin import SandboxAdmin
+from tiktok_audiences.bench_client import post_in_order
 from tiktok_audiences.bench_measure import (
     StageUsage,
     machine_busy_seconds,
@@ -198,47 +198,11 @@ def _healthy(url: str) -> bool:
 
 async def post_all(url: str, bodies: list[bytes], connections: int = CONNECTIONS,
                    max_ahead: int = MAX_AHEAD) -> tuple[int, int]:
-    """POST every body to /v1/batch over ``connections`` connections; returns (accepted, 503 retries).
-
-    Body ``i`` is sent only once every body before ``i - max_ahead`` has been answered: concurrent requests
-    have no order between them, and the membership check needs each exit to follow its user's entry."""
+    """POST every body to /v1/batch over ``connections`` connections, in order (bench_client says how);
+    returns (accepted, 503 retries)."""
     auth = "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode()
     headers = {"Authorization": auth, "Content-Type": "application/json"}
-    endpoint = url + "/v1/batch"
-    next_body = iter(enumerate(bodies))
-    answered = [False] * len(bodies)
-    oldest_open = 0  # every body before this one has been answered
-    progress = asyncio.Condition()
-    accepted = retries = 0
-
-    async def sender(session: aiohttp.ClientSession) -> None:
-        nonlocal accepted, retries, oldest_open
-        for index, body in next_body:  # a shared iterator: each body is taken by exactly one sender
-            if index - oldest_open > max_ahead:
-                async with progress:
-                    await progress.wait_for(lambda: index - oldest_open <= max_ahead)  # noqa: B023
-            while True:
-                async with session.post(endpoint, data=body, headers=headers) as response:
-                    answer = await response.read()
-                    if response.status == 503:  # back-pressure: the same body again, after a pause
-                        retries += 1
-                        await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
-                        continue
-                    if response.status != 200:
-                        raise RuntimeError(f"intake answered {response.status}: {answer[:300]!r}")
-                    accepted += int(orjson.loads(answer)["accepted"])
-                    break
-            answered[index] = True
-            if index == oldest_open:
-                while oldest_open < len(answered) and answered[oldest_open]:
-                    oldest_open += 1
-                async with progress:
-                    progress.notify_all()
-
-    connector = aiohttp.TCPConnector(limit=connections)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        await asyncio.gather(*(sender(session) for _ in range(connections)))
-    return accepted, retries
+    return await post_in_order(url, "/v1/batch", headers, bodies, connections, max_ahead)
 
 
 def _settled(client: redis.Redis, ledger: Ledger) -> bool:

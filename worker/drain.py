@@ -5,8 +5,9 @@ A drain holds the target's lock and, in order:
    supersedes);
 2. finishes the target's current *plan* (the batches cut from the head of its stream by an earlier drain that
    was interrupted by a throttle, a failure or a crash) exactly as it was cut, so batch ids and order hold;
-3. cuts a new plan from the head of the stream when a full batch is waiting or the oldest operation has waited
-   the flush interval, records its batches in the ledger, sends them, and only then trims the stream.
+3. cuts a new plan from the head of the stream when a full batch is waiting, the oldest operation has waited
+   the flush interval, or the whole intake has gone quiet (``TTA_QUIET_FLUSH``: nothing more is coming to fill
+   the batch), records its batches in the ledger, sends them, and only then trims the stream.
 
 Whatever stops a drain early (throttle, backoff, pause) leaves the target in the ready index with the time it
 is due again; nothing sleeps in a worker.
@@ -137,6 +138,7 @@ class Drainer:
         pipe.get(keys.plan(self.name))
         pipe.get(keys.pending_count(self.name))
         pipe.xrange(keys.stream(self.name), count=_READ_CHUNK)
+        pipe.exists(keys.INTAKE_RECENT)
         if destination is not None:
             pipe.get(keys.paused(destination.id))
 
@@ -153,7 +155,7 @@ class Drainer:
                 extended, *look = pipe.execute()
                 if not extended:  # a drainer that lost its target must not cut (or overwrite) a plan
                     raise Stop("lost-lock")
-            replays, raw_plan, pending, head, *paused = look
+            replays, raw_plan, pending, head, intake_busy, *paused = look
             look = None
             destination = self._destination(configured, paused[0] if paused else None)
             self._pause_fresh = True
@@ -163,7 +165,8 @@ class Drainer:
             elif raw_plan:
                 plan = Plan(**orjson.loads(raw_plan))
             else:
-                plan = self._cut_plan(int(pending or 0), cast(list[tuple[bytes, dict[bytes, bytes]]], head))
+                plan = self._cut_plan(int(pending or 0), cast(list[tuple[bytes, dict[bytes, bytes]]], head),
+                                      quiet=not intake_busy)
             if plan is None:
                 break
             cut_whole_stream = bool(plan.batch_ids) and plan.batch_ids[0] in self._cut and not self._cut_full
@@ -216,10 +219,12 @@ class Drainer:
         return Plan(**orjson.loads(raw)) if raw else None
 
     def _cut_plan(self, pending: int | None = None,
-                  head: list[tuple[bytes, dict[bytes, bytes]]] | None = None) -> Plan | None:
+                  head: list[tuple[bytes, dict[bytes, bytes]]] | None = None,
+                  quiet: bool | None = None) -> Plan | None:
         """Read a batch's worth from the head of the stream and record its batches, if one is due.
 
-        ``pending`` and ``head`` (the first chunk of the stream) are passed when the caller already read them.
+        ``pending``, ``head`` (the first chunk of the stream) and ``quiet`` (whether the intake-recent marker
+        was absent) are passed when the caller already read them.
         """
         stream = keys.stream(self.name)
         if pending is None:
@@ -251,7 +256,7 @@ class Drainer:
             return None
         first, last = entries[0][0], entries[-1][0]
         due_at = _entry_seconds(first) + self.settings.flush_interval
-        if not full and pending < self.settings.batch_size and due_at > time.time():
+        if not full and pending < self.settings.batch_size and due_at > time.time() and not self._quiet(quiet):
             raise self._reschedule(due_at, "waiting")
         operations = unpack_all(p for _, packed in entries for p in packed)
         requests = plan_requests(operations, self.settings.batch_size)
@@ -278,6 +283,14 @@ class Drainer:
         pipe.set(keys.plan(self.name), orjson.dumps(asdict(plan)))
         pipe.execute()
         return plan
+
+    def _quiet(self, seen: bool | None) -> bool:
+        """Whether the intake has gone quiet, so a partial batch need not wait (``seen``: as read already)."""
+        if not self.settings.quiet_flush:
+            return False
+        if seen is None:
+            seen = not self.redis.exists(keys.INTAKE_RECENT)
+        return seen
 
     async def _run_plan(self, destination: Destination, plan: Plan) -> bool:
         """Send the plan's open batches; True if the last one's delivery also acknowledged the plan."""

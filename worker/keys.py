@@ -17,6 +17,11 @@ PREFIX = "tta"
 READY = f"{PREFIX}:ready"  # sorted set: target -> time (epoch seconds) its next drain is due
 TARGETS = f"{PREFIX}:targets"  # set of every target ever written
 BACKLOG = f"{PREFIX}:backlog"  # integer: operations accepted and not yet settled, across all targets
+# Exists while an operation was enqueued within the quiet-flush period (it expires by itself): its absence
+# means the intake has gone quiet, so partial batches need not wait out the flush interval.
+INTAKE_RECENT = f"{PREFIX}:intake:recent"
+# Set once the scheduler has swept the ready index for a quiet intake; every enqueue deletes it.
+QUIET_SWEPT = f"{PREFIX}:intake:quiet-swept"
 REJECTED = f"{PREFIX}:rejected"  # hash: reason -> count
 REJECTED_LOG = f"{PREFIX}:rejected:log"  # capped list of recent rejections (JSON)
 BATCHES = f"{PREFIX}:batches"  # sorted set: batch id -> created time

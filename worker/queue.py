@@ -7,7 +7,8 @@ Per intake request, every target's operations become *one* stream entry (field `
 - ``INCRBY`` the target's pending-operation counter, and the fleet-wide backlog counter;
 - ``ZADD ... LT`` the target into the ready index, due one flush interval from now (``LT`` keeps an earlier
   due time: the oldest waiting operation sets the pace);
-- ``SADD`` the target into the set of known targets.
+- ``SADD`` the target into the set of known targets;
+- with a quiet-flush period, mark the intake busy for that long (``keys.INTAKE_RECENT``, see claim_due.lua).
 
 One script instead of ~3 pipelined commands per target because redis-py's per-command packing and reply
 parsing cost the intake more than Redis's own work (~15 µs a command against ~1 µs). It is sent with ``EVAL``
@@ -59,39 +60,42 @@ def group_by_target(operations: Iterable[Operation]) -> dict[str, list[list[str]
     return grouped
 
 
-def enqueue_command(grouped: dict[str, list[list[str]]], due_at: float, batch_size: int) -> list[Any]:
-    """The ``EVAL`` arguments that append ``grouped`` (its reply is the backlog afterwards)."""
-    script_keys: list[str] = [keys.READY, keys.TARGETS, keys.BACKLOG]
-    args: list[Any] = [repr(due_at), ENTRY_FIELD, batch_size]
+def enqueue_command(grouped: dict[str, list[list[str]]], due_at: float, batch_size: int,
+                    quiet: float = 0.0) -> list[Any]:
+    """The ``EVAL`` arguments that append ``grouped`` (its reply is the backlog afterwards). ``quiet`` is the
+    quiet-flush period in seconds (``TTA_QUIET_FLUSH``; 0: the write does not mark the intake busy)."""
+    script_keys: list[str] = [keys.READY, keys.TARGETS, keys.BACKLOG, keys.INTAKE_RECENT, keys.QUIET_SWEPT]
+    args: list[Any] = [repr(due_at), ENTRY_FIELD, batch_size, max(0, round(quiet * 1000))]
     for target, packed in grouped.items():
         script_keys += (keys.stream(target), keys.pending_count(target))
         args += (target, len(packed), encode_entry(packed))
     return [_ENQUEUE, len(script_keys), *script_keys, *args]
 
 
-def queue_commands(pipe: Any, grouped: dict[str, list[list[str]]], due_at: float, batch_size: int) -> None:
+def queue_commands(pipe: Any, grouped: dict[str, list[list[str]]], due_at: float, batch_size: int,
+                   quiet: float = 0.0) -> None:
     """Queue the append of ``grouped`` on ``pipe`` as one command, whose reply is the backlog afterwards."""
-    pipe.eval(*enqueue_command(grouped, due_at, batch_size))
+    pipe.eval(*enqueue_command(grouped, due_at, batch_size, quiet))
 
 
 def enqueue(client: redis.Redis, operations: Iterable[Operation], *, flush_interval: float,
-            batch_size: int, now: float | None = None) -> int:
+            batch_size: int, now: float | None = None, quiet: float = 0.0) -> int:
     """Append operations; returns how many were written. Raises redis errors: nothing is half-accepted
     silently, the caller answers the sender with a failure."""
     grouped = group_by_target(operations)
     if not grouped:
         return 0
     due_at = (time.time() if now is None else now) + flush_interval
-    client.eval(*enqueue_command(grouped, due_at, batch_size))
+    client.eval(*enqueue_command(grouped, due_at, batch_size, quiet))
     return sum(len(p) for p in grouped.values())
 
 
 async def enqueue_async(client: aioredis.Redis, operations: Iterable[Operation], *, flush_interval: float,
-                        batch_size: int, now: float | None = None) -> int:
+                        batch_size: int, now: float | None = None, quiet: float = 0.0) -> int:
     """:func:`enqueue` for asyncio callers."""
     grouped = group_by_target(operations)
     if not grouped:
         return 0
     due_at = (time.time() if now is None else now) + flush_interval
-    await client.eval(*enqueue_command(grouped, due_at, batch_size))
+    await client.eval(*enqueue_command(grouped, due_at, batch_size, quiet))
     return sum(len(p) for p in grouped.values())

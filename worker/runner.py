@@ -61,6 +61,9 @@ def _scheduler_process(settings: Settings, processes: int | None = None) -> None
 
 
 def run_worker(settings: Settings, *, concurrency: int | None = None, loglevel: str = "WARNING") -> None:
+    if settings.worker_nice:
+        # Before anything forks: the scheduler and the pool's children inherit it.
+        os.nice(settings.worker_nice)
     scheduler = multiprocessing.get_context("fork").Process(
         target=_scheduler_process, args=(settings, concurrency), name="tta-scheduler", daemon=True
     )

@@ -64,7 +64,10 @@ class Scheduler:
 
     def tick(self, now: float | None = None) -> list[str]:
         now = time.time() if now is None else now
-        claimed = self._claim(keys=[keys.READY], args=[now, now + self._lease, _CLAIM_AT_ONCE])
+        # Reaching ahead for a quiet intake only makes sense when a drain would agree to cut early.
+        reach = self._settings.flush_interval if self._settings.quiet_flush else 0
+        claimed = self._claim(keys=[keys.READY, keys.INTAKE_RECENT, keys.QUIET_SWEPT],
+                              args=[now, now + self._lease, _CLAIM_AT_ONCE, reach])
         targets = [t.decode() if isinstance(t, bytes) else t for t in claimed]
         size = 1
         if self._dispatch_many is not None:

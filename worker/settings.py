@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     batch_size: int = Field(10_000, alias="TTA_BATCH_SIZE", ge=1, le=10_000)
     # Longest wait, in seconds, of a partial batch before it is sent.
     flush_interval: float = Field(2.0, alias="TTA_FLUSH_INTERVAL", gt=0)
+    # A partial batch is also sent once the whole intake has been quiet (no operation enqueued anywhere) this
+    # many seconds: waiting out the flush interval after a burst has ended gains nothing. 0 turns it off.
+    quiet_flush: float = Field(0.25, alias="TTA_QUIET_FLUSH", ge=0)
     rate_limit_qps: float = Field(10.0, alias="TTA_RATE_LIMIT_QPS", gt=0)
     log_format: str = Field("", alias="TTA_LOG_FORMAT")
     log_level: str = Field("info", alias="TTA_LOG_LEVEL")
@@ -45,6 +48,10 @@ class Settings(BaseSettings):
     # How long one drain task keeps draining a busy audience before handing the slot to others.
     drain_budget: float = Field(5.0, alias="TTA_DRAIN_BUDGET", gt=0)
     scheduler_tick: float = Field(0.05, alias="TTA_SCHEDULER_TICK", gt=0)
+    # How much the worker lowers its own CPU priority (Unix nice increment, 0-19). Senders wait on intake's
+    # answers and delivery is asynchronous by design, so where both share cores intake should win a burst
+    # and delivery catch up after it (in fuller batches). 0 keeps the priority it was started with.
+    worker_nice: int = Field(10, alias="TTA_WORKER_NICE", ge=0, le=19)
 
     # Intake back-pressure: above this many pending operations, intake answers 503.
     backlog_limit: int = Field(5_000_000, alias="TTA_BACKLOG_LIMIT", ge=1)

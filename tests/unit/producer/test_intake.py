@@ -195,6 +195,20 @@ def test_a_full_batch_makes_its_target_due_at_once(client: fakeredis.FakeRedis) 
     assert client.zscore(keys.READY, TARGET.name) == 0
 
 
+def test_every_write_marks_the_intake_busy_for_the_quiet_flush_period(client: fakeredis.FakeRedis) -> None:
+    client.set(keys.QUIET_SWEPT, 1)  # the scheduler swept during the last quiet spell
+    make_intake(client, quiet_flush=30).accept([entered("a@example.com")])
+
+    assert 29_000 < client.pttl(keys.INTAKE_RECENT) <= 30_000
+    assert not client.exists(keys.QUIET_SWEPT)  # a new spell may be swept once it comes
+
+
+def test_without_quiet_flush_writes_leave_no_busy_marker(client: fakeredis.FakeRedis) -> None:
+    make_intake(client, quiet_flush=0).accept([entered("a@example.com")])
+
+    assert not client.exists(keys.INTAKE_RECENT)
+
+
 def test_backlog_above_the_limit_refuses_the_request(client: fakeredis.FakeRedis) -> None:
     client.set(keys.BACKLOG, 101)
     intake = make_intake(client, backlog_limit=100)

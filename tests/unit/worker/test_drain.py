@@ -47,12 +47,31 @@ def test_a_due_target_is_delivered_and_its_stream_trimmed(ctx: Any, client: Any)
     assert ctx.redis.zscore(keys.READY, TARGET.name) is None
 
 
-def test_a_partial_batch_waits_for_the_flush_interval(ctx: Any, client: Any) -> None:
+def test_a_partial_batch_waits_for_the_flush_interval_while_the_intake_is_busy(ctx: Any, client: Any) -> None:
     ctx.settings.flush_interval = 60
-    enqueue(ctx.redis, [Operation(TARGET, "add", email=email(1))], flush_interval=60, batch_size=100)
+    # quiet=60: the write marks the intake busy for a minute, as a stream of writes keeps it marked.
+    enqueue(ctx.redis, [Operation(TARGET, "add", email=email(1))], flush_interval=60, batch_size=100, quiet=60)
     assert drain(ctx) == "waiting"
     assert client.calls == []
     assert ctx.redis.zscore(keys.READY, TARGET.name) > time.time() + 50
+
+
+def test_a_partial_batch_goes_at_once_when_the_intake_has_gone_quiet(ctx: Any, client: Any) -> None:
+    ctx.settings.flush_interval = 60
+    enqueue(ctx.redis, [Operation(TARGET, "add", email=email(1))], flush_interval=60, batch_size=100,
+            quiet=0.05)
+    time.sleep(0.1)  # the busy marker expires: nothing more is coming to fill the batch
+    assert ctx.redis.exists(keys.INTAKE_RECENT) == 0
+    assert drain(ctx) == "drained"
+    assert [len(c.rows) for c in client.calls] == [1]
+
+
+def test_without_quiet_flush_a_partial_batch_always_waits_out_the_interval(ctx: Any, client: Any) -> None:
+    ctx.settings.flush_interval = 60
+    ctx.settings.quiet_flush = 0
+    enqueue(ctx.redis, [Operation(TARGET, "add", email=email(1))], flush_interval=60, batch_size=100)
+    assert drain(ctx) == "waiting"
+    assert client.calls == []
 
 
 def test_add_then_remove_in_one_batch_sends_only_the_remove(ctx: Any, client: Any) -> None:

@@ -26,6 +26,24 @@ def test_a_due_target_is_dispatched_once_and_leased_past_the_lock(redis_client: 
     assert settings.scheduler_lease > settings.lock_ttl
 
 
+def test_once_the_intake_goes_quiet_waiting_targets_are_claimed_early_once(redis_client: Any,
+                                                                          settings: Settings) -> None:
+    settings = settings.model_copy(update={"flush_interval": 2.0, "quiet_flush": 0.25})
+    dispatched: list[str] = []
+    scheduler = Scheduler(redis_client, settings, dispatched.append)
+    # Waiting out its flush interval (due in 1.5 s), and a target due much later (a backoff, say).
+    redis_client.zadd(keys.READY, {"d|1|a": 101.5, "d|1|b": 400.0})
+    redis_client.set(keys.INTAKE_RECENT, 1)  # the intake is busy: nothing is claimed early
+    assert scheduler.tick(now=100.0) == []
+    redis_client.delete(keys.INTAKE_RECENT)  # ...and then it went quiet
+    assert scheduler.tick(now=100.1) == ["d|1|a"]
+    redis_client.zadd(keys.READY, {"d|1|a": 101.9})  # its drain disagreed and put it back
+    assert scheduler.tick(now=100.2) == []  # one sweep per quiet spell
+    redis_client.delete(keys.QUIET_SWEPT)  # an enqueue starts a new spell
+    assert scheduler.tick(now=100.3) == ["d|1|a"]
+    assert dispatched == ["d|1|a", "d|1|a"]
+
+
 def test_targets_the_broker_refused_are_due_again_at_once(redis_client: Any, settings: Settings) -> None:
     def refuse(target: str) -> None:
         if target == "d|1|b":

@@ -60,10 +60,28 @@ def _scheduler_process(settings: Settings, processes: int | None = None) -> None
     run_scheduler(settings, processes)
 
 
+def lower_priority(increment: int) -> None:
+    """Give up CPU priority to processes of other sessions too (intake, say), not only to this one's.
+
+    With the kernel's autogroup scheduling (on in most desktop and many server kernels) every session is a
+    group of its own and niceness only orders processes inside a group: a worker started in its own session
+    (as ``run``, the benchmark and service managers start it) would compete with intake as an equal. So the
+    session leader also lowers its group's share; a worker that shares a session (started from a shell beside
+    ``serve``) leaves the group alone, and its niceness alone orders it after its neighbours."""
+    os.nice(increment)
+    if os.getsid(0) != os.getpid():
+        return
+    try:
+        with open("/proc/self/autogroup", "w") as autogroup:
+            autogroup.write(str(increment))
+    except OSError:  # no autogroup support, or not allowed: niceness is all there is
+        pass
+
+
 def run_worker(settings: Settings, *, concurrency: int | None = None, loglevel: str = "WARNING") -> None:
     if settings.worker_nice:
         # Before anything forks: the scheduler and the pool's children inherit it.
-        os.nice(settings.worker_nice)
+        lower_priority(settings.worker_nice)
     scheduler = multiprocessing.get_context("fork").Process(
         target=_scheduler_process, args=(settings, concurrency), name="tta-scheduler", daemon=True
     )

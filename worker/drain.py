@@ -52,6 +52,9 @@ _FINISH = Path(__file__).with_name("drain_finish.lua").read_text()
 _READ_CHUNK = 512
 # A drain that finds its target locked looks again this soon (see Drainer.run).
 BUSY_RECHECK = 1.0
+# How far ahead a drain reserves its rate-limit slot and waits for it in place: drains contending for one token
+# take turns instead of each being put back in the ready index (a Celery task, a lock and a look) per refusal.
+RESERVE_AHEAD = 0.5
 
 
 @dataclass(slots=True)
@@ -107,6 +110,7 @@ class Drainer:
         self._pause_fresh = False
         self._released = False  # by _reschedule_by_backlog, with the lock's token
         self._cut_full = False  # whether the last cut stopped at a full batch (more may be waiting)
+        self._renewed = 0.0  # monotonic time the lock was last taken or renewed
 
     # -- entry point ---------------------------------------------------------------------------------------
 
@@ -117,6 +121,7 @@ class Drainer:
         self.lock.stage_acquire(pipe)
         self._stage_look(pipe, destination)
         acquired, *look = pipe.execute()
+        self._renewed = time.monotonic()
         if not acquired:
             # Another drainer holds the target and reschedules it when it finishes. But the claim that started
             # this task pushed the target a whole lease away, and the holder may have rescheduled it just
@@ -155,6 +160,7 @@ class Drainer:
                 extended, *look = pipe.execute()
                 if not extended:  # a drainer that lost its target must not cut (or overwrite) a plan
                     raise Stop("lost-lock")
+                self._renewed = time.monotonic()
             replays, raw_plan, pending, head, intake_busy, *paused = look
             look = None
             destination = self._destination(configured, paused[0] if paused else None)
@@ -370,33 +376,54 @@ class Drainer:
         now = time.time()
         if record.next_attempt_at and record.next_attempt_at > now:
             raise self._reschedule(record.next_attempt_at, "backoff")
-        # Paused by another drainer since this one began? (Read just now if nothing was sent since the look.)
-        if not self._pause_fresh and pause.pause_info(self.redis, destination.id):
-            raise self._reschedule(now + self.settings.pause_recheck, "paused")
-        self._pause_fresh = False
         token = self._token(destination)
         token_id = destination.token_id()
-        wait = self.ctx.limiter.acquire(token_id)
-        if wait > 0:
+        granted, wait = self.ctx.limiter.reserve(token_id, RESERVE_AHEAD)
+        if not granted:
             raise self._reschedule(now + self._wait_in_line(token_id, wait), "rate-limited")
+        if wait > 0:
+            await asyncio.sleep(wait)  # the slot is ours; other drains of this task go on meanwhile
+        # One round trip: leave the line for rate slots, renew the lock, see whether TikTok throttled the token
+        # while this drain waited for its slot, and whether another drainer paused the destination since this
+        # one began (unless the look just read that).
         pipe = self.redis.pipeline(transaction=False)
         pipe.zrem(keys.rate_waiters(token_id), self.name)
         self.lock.stage_extend(pipe)
-        if not pipe.execute()[1]:
+        pipe.pttl(keys.cooldown(token_id))
+        if not self._pause_fresh:
+            pipe.get(keys.paused(destination.id))
+        _, extended, cooldown_ms, *paused = pipe.execute()
+        if not extended:
             raise Stop("lost-lock")
+        self._renewed = time.monotonic()
+        if paused and paused[0]:
+            raise self._reschedule(now + self.settings.pause_recheck, "paused")
+        if int(cooldown_ms) > 0:
+            raise self._reschedule(time.time() + int(cooldown_ms) / 1000, "throttled")
+        self._pause_fresh = False
+        audience_id = self.ctx.audience_ids.get(self.name)
+        # The audience id goes into the ledger with the next write of this record, not a write of its own.
+        resolved: dict[str, str] = {}
+        if audience_id is not None and audience_id != record.audience_id:
+            resolved["audience_id"] = audience_id
         try:
             # An attempt counts from before the audience is resolved, so a failing create or ownership check
             # backs off and meets the retry window exactly like a failing delivery.
             self.ctx.ledger.update(record, status="delivering", attempts=record.attempts + 1,
-                                   first_attempt_at=record.first_attempt_at or now, next_attempt_at=None)
-            audience_id = self.ctx.audience_ids.get(self.name)
+                                   first_attempt_at=record.first_attempt_at or now, next_attempt_at=None,
+                                   **resolved)
+            resolved = {}
             if audience_id is None:
                 audience_id = await self._audience_id(destination, token)
                 self.ctx.audience_ids[self.name] = audience_id
-                if not self.lock.extend():  # resolving the audience may have taken a call of its own
-                    raise Stop("lost-lock")
-            if audience_id != record.audience_id:
-                self.ctx.ledger.update(record, audience_id=audience_id)
+                if audience_id != record.audience_id:
+                    resolved["audience_id"] = audience_id
+                # Resolving may have made TikTok calls of its own: renew the lock before sending, unless so
+                # little time passed since the last renewal that it cannot have run out.
+                if time.monotonic() - self._renewed > self.settings.lock_ttl / 3:
+                    if not self.lock.extend():
+                        raise Stop("lost-lock")
+                    self._renewed = time.monotonic()
             response = await self.ctx.client.send_mapping(
                 token, self.target.advertiser_id, cast(Action, record.action), audience_id,
                 [op.cells for op in operations]
@@ -404,7 +431,7 @@ class Drainer:
         except ThrottledError as exc:
             cooldown = max(exc.retry_after or 0.0, self.settings.throttle_cooldown)
             self.ctx.limiter.throttle(token_id, cooldown)
-            self._record_failure(record, "retrying", exc)
+            self._record_failure(record, "retrying", exc, **resolved)
             raise self._reschedule(time.time() + cooldown, "throttled") from None
         except TransientError as exc:
             # The window and the backoff count transient failures only: time spent throttled or paused, and
@@ -412,21 +439,21 @@ class Drainer:
             failing_since = record.failing_since or now
             if time.time() - failing_since >= self.settings.retry_window:
                 self._record_failure(record, "dead", exc, failures=record.failures + 1,
-                                     failing_since=failing_since)
+                                     failing_since=failing_since, **resolved)
                 log.error("batch_dead", batch=record.id, target=self.name, code=exc.code,
                           reason="retry window exhausted")
                 return False
             delay = backoff_delay(record.failures + 1, self.settings.backoff_base, self.settings.backoff_max)
             self._record_failure(record, "retrying", exc, next_attempt_at=time.time() + delay,
-                                 failures=record.failures + 1, failing_since=failing_since)
+                                 failures=record.failures + 1, failing_since=failing_since, **resolved)
             raise self._reschedule(time.time() + delay, "transient") from None
         except AuthError as exc:
             pause.pause(self.redis, destination.id, reason=exc.message, code=exc.code)
-            self._record_failure(record, "paused", exc)
+            self._record_failure(record, "paused", exc, **resolved)
             log.error("destination_paused", destination=destination.id, code=exc.code, message=exc.message)
             raise self._reschedule(time.time() + self.settings.pause_recheck, "paused") from None
         except PermanentError as exc:
-            self._record_failure(record, "dead", exc)
+            self._record_failure(record, "dead", exc, **resolved)
             log.error("batch_dead", batch=record.id, target=self.name, code=exc.code, message=exc.message,
                       request_id=exc.request_id)
             return False
@@ -437,7 +464,7 @@ class Drainer:
         self.ctx.membership.stage_record(pipe, self.name, record.action, record.position, operations)
         self.ctx.ledger.stage_update(pipe, record, status="delivered", last_code=response.code,
                                      last_message=response.message, last_request_id=response.request_id,
-                                     finished_at=time.time())
+                                     finished_at=time.time(), **resolved)
         if acknowledge is not None:
             self._stage_acknowledge(pipe, acknowledge)
         results = pipe.execute()

@@ -5,6 +5,9 @@ Two rules, checked together by one Lua script (``limiter.lua``) so the answer is
 
 * GCRA with a burst of one: calls are spaced at least ``1/qps`` apart, so no second ever holds more than
   ``qps`` calls however many workers ask (a bucket allowing bursts could land a whole burst in one second).
+  A caller may also *reserve* a slot a little ahead (:meth:`RateLimiter.reserve`) and wait for it, instead of
+  being refused and asking again: many drains contending for one token then take turns in one round trip
+  each, rather than polling.
 * A cooldown set by :meth:`RateLimiter.throttle` after TikTok answers "too many requests": until it expires,
   no worker gets a slot.
 
@@ -30,8 +33,9 @@ _MICROS = 1_000_000
 class Decision:
     """The limiter's answer to one request for a slot."""
 
-    wait: float  # seconds to wait before asking again; 0.0 means the call is granted and recorded
+    wait: float  # granted: seconds until the caller's slot; refused: seconds to wait before asking again
     server_time_us: int  # the Redis server time the decision was taken at, in microseconds
+    granted: bool = True  # whether a slot was recorded for the caller
 
 
 class RateLimiter:
@@ -49,12 +53,21 @@ class RateLimiter:
         """0.0 if a call may be made now (and it is counted), else the seconds to wait (nothing counted)."""
         return self.decide(token_id).wait
 
-    def decide(self, token_id: str) -> Decision:
-        """Like :meth:`acquire`, also telling the server time of the decision (for metrics and tests)."""
-        wait_us, now_us = self._script(
-            keys=[keys.rate_limit(token_id), keys.cooldown(token_id)], args=[self._interval_us]
+    def reserve(self, token_id: str, ahead: float) -> tuple[bool, float]:
+        """(True, seconds): a slot that many seconds from now (at most ``ahead``) is the caller's, who must wait
+        that long before calling. (False, seconds): refused (no free slot that soon, or a cooldown is on);
+        ask again in that many seconds."""
+        decision = self.decide(token_id, ahead)
+        return decision.granted, decision.wait
+
+    def decide(self, token_id: str, ahead: float = 0.0) -> Decision:
+        """Like :meth:`acquire` (or :meth:`reserve` with ``ahead``), also telling the server time of the
+        decision (for metrics and tests)."""
+        wait_us, now_us, granted = self._script(
+            keys=[keys.rate_limit(token_id), keys.cooldown(token_id)],
+            args=[self._interval_us, max(0, int(ahead * _MICROS))],
         )
-        return Decision(wait=int(wait_us) / _MICROS, server_time_us=int(now_us))
+        return Decision(wait=int(wait_us) / _MICROS, server_time_us=int(now_us), granted=bool(granted))
 
     def throttle(self, token_id: str, seconds: float) -> None:
         """Stop every worker calling with this token for ``seconds``; an existing longer cooldown is kept."""

@@ -70,6 +70,9 @@ class OpenLimiter:
     def acquire(self, token_id: str) -> float:
         return 0.0
 
+    def reserve(self, token_id: str, ahead: float) -> tuple[bool, float]:
+        return True, 0.0
+
     def throttle(self, token_id: str, seconds: float) -> None:
         self.throttled.append(seconds)
 

@@ -15,7 +15,7 @@ import pytest
 from tests.unit.worker.conftest import ScriptedClient
 from tests.unit.worker.test_drain import TARGET, accept, drain, email
 from worker import keys, pause
-from worker.drain import BUSY_RECHECK, Drainer, Stop
+from worker.drain import BUSY_RECHECK, RESERVE_AHEAD, Drainer, Stop
 from worker.keys import Target
 from worker.replay import request_replay
 from worker.settings import Settings
@@ -153,7 +153,8 @@ def test_targets_refused_a_slot_come_back_one_slot_apart_in_the_order_they_were_
     targets = [Target("dest", TARGET.advertiser_id, f"12{n}") for n in range(4)]
     for target in targets:
         accept(ctx, ("add", 1), target=target)
-    monkeypatch.setattr(ctx.limiter, "acquire", lambda token_id: 0.5)  # the next slot is 0.5 s away
+    # The next free slot is 0.5 s away, further than a drain reserves ahead.
+    monkeypatch.setattr(ctx.limiter, "reserve", lambda token_id, ahead: (False, 0.5))
     started = time.time()
     assert [drain(ctx, target) for target in targets] == ["rate-limited"] * 4
     due = [ctx.redis.zscore(keys.READY, target.name) - started for target in targets]
@@ -162,10 +163,41 @@ def test_targets_refused_a_slot_come_back_one_slot_apart_in_the_order_they_were_
     line = ctx.redis.zrange(keys.rate_waiters(ctx.destinations.get("dest").token_id()), 0, -1)
     assert line == [target.name.encode() for target in targets]
 
-    monkeypatch.setattr(ctx.limiter, "acquire", lambda token_id: 0.0)
+    monkeypatch.setattr(ctx.limiter, "reserve", lambda token_id, ahead: (True, 0.0))
     assert drain(ctx, targets[0]) == "drained"  # served: it leaves the line, the others move up
     assert ctx.redis.zrange(keys.rate_waiters(ctx.destinations.get("dest").token_id()), 0, 0) == [
         targets[1].name.encode()]
+
+
+def test_a_slot_reserved_a_little_ahead_is_waited_for_in_place(ctx: Any, client: Any,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    accept(ctx, ("add", 1))
+    asked: list[float] = []
+
+    def reserve(token_id: str, ahead: float) -> tuple[bool, float]:
+        asked.append(ahead)
+        return True, 0.05  # granted: the caller's slot is 50 ms away
+
+    monkeypatch.setattr(ctx.limiter, "reserve", reserve)
+    started = time.monotonic()
+    assert drain(ctx) == "drained"  # not put back in the ready index
+    assert time.monotonic() - started >= 0.05
+    assert asked == [RESERVE_AHEAD] and len(client.calls) == 1
+
+
+def test_a_throttle_that_began_while_a_drain_waited_for_its_slot_stops_the_call(
+        ctx: Any, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    accept(ctx, ("add", 1))
+    token_id = ctx.destinations.get("dest").token_id()
+
+    def reserve(token_id_: str, ahead: float) -> tuple[bool, float]:
+        ctx.redis.set(keys.cooldown(token_id), 1, px=2000)  # another worker was throttled meanwhile
+        return True, 0.01
+
+    monkeypatch.setattr(ctx.limiter, "reserve", reserve)
+    assert drain(ctx) == "throttled"
+    assert client.calls == []
+    assert ctx.redis.zscore(keys.READY, TARGET.name) > time.time() + 1
 
 
 # -- locks and crashes ---------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ token id, so a real server's other data is left alone.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
@@ -81,6 +82,26 @@ def test_the_slot_comes_back_after_the_wait(connect: RedisFactory, token_id: str
     assert wait > 0
     time.sleep(wait + 0.005)
     assert limiter.acquire(token_id) == 0.0
+
+
+def test_reserved_slots_are_handed_out_one_interval_apart(connect: RedisFactory, token_id: str) -> None:
+    limiter = RateLimiter(connect(), qps=1)
+    answers = [limiter.reserve(token_id, ahead=3.5) for _ in range(6)]
+    granted = [wait for ok, wait in answers if ok]
+    # Now, then 1, 2 and 3 s ahead (less the time the calls took); the fifth would be 4 s ahead.
+    assert len(granted) == 4
+    assert granted[0] == 0.0
+    assert all(0.9 < later - earlier <= 1.0 for earlier, later in itertools.pairwise(granted))
+    refused = [wait for ok, wait in answers if not ok]
+    assert len(refused) == 2 and all(3.5 < w <= 4.0 for w in refused)
+
+
+def test_a_cooldown_is_never_reserved_through(connect: RedisFactory, token_id: str) -> None:
+    limiter = RateLimiter(connect(), qps=10)
+    limiter.throttle(token_id, 0.2)
+    granted, wait = limiter.reserve(token_id, ahead=5.0)
+    assert not granted
+    assert 0.1 < wait <= 0.2
 
 
 def test_tokens_are_limited_separately(connect: RedisFactory, token_id: str) -> None:

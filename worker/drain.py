@@ -403,7 +403,7 @@ class Drainer:
         self._pause_fresh = False
         audience_id = self.ctx.audience_ids.get(self.name)
         # The audience id goes into the ledger with the next write of this record, not a write of its own.
-        resolved: dict[str, str] = {}
+        resolved: dict[str, Any] = {}
         if audience_id is not None and audience_id != record.audience_id:
             resolved["audience_id"] = audience_id
         try:

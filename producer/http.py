@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -22,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import structlog
 from aiohttp import hdrs, web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest, values
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from producer.auth import SIGNATURE_HEADER, Authenticator
 from producer.intake import BacklogFull, Intake, IntakeResult, StoreUnavailable
@@ -62,11 +65,39 @@ def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> w
                         headers=headers)
 
 
+def _metrics_shared_between_processes() -> bool:
+    """Whether metrics live in prometheus_client's multiprocess files (``serve --workers N``, or a
+    ``PROMETHEUS_MULTIPROC_DIR`` set before start) rather than in this process's memory."""
+    return bool(getattr(values.ValueClass, "_multiprocess", False))
+
+
+def share_metrics_between_processes() -> Callable[[], None]:
+    """Make the metrics of processes forked from now on add up, whichever process a scrape reaches: each
+    writes its values to files in ``PROMETHEUS_MULTIPROC_DIR`` (a fresh temporary folder unless that is set)
+    and ``/metrics`` reads them all. Returns the cleanup to run when every process has exited."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    made: str | None = None
+    if not directory:
+        made = directory = tempfile.mkdtemp(prefix="tta-intake-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    # prometheus_client picks its value class from the environment when it is first imported, which was
+    # before this function could set it; metrics read the class when they are made (after the fork).
+    values.ValueClass = values.MultiProcessValue()
+
+    def cleanup() -> None:
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+
+    return cleanup
+
+
 class IntakeMetrics:
-    """Prometheus counters of one process (each forked server process keeps its own)."""
+    """Prometheus metrics of the intake: in memory for one process; with several (``serve --workers N``),
+    in shared files so that every process answers ``/metrics`` with the sum over all of them."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self._shared = _metrics_shared_between_processes()
         self.events_accepted = Counter("tta_intake_events_accepted", "Events accepted by intake",
                                        registry=self.registry)
         self.events_rejected = Counter("tta_intake_events_rejected", "Events rejected by intake, by reason",
@@ -75,8 +106,9 @@ class IntakeMetrics:
                                 ["route", "status"], registry=self.registry)
         self.operations = Counter("tta_intake_operations_enqueued", "Operations written to the queue",
                                   registry=self.registry)
+        # Set from Redis just before each scrape, by whichever process answers it: the latest value is the truth.
         self.backlog = Gauge("tta_backlog_operations", "Operations accepted and not yet settled (fleet-wide)",
-                             registry=self.registry)
+                             registry=self.registry, multiprocess_mode="mostrecent")
         # labels() takes a lock and builds a key on every call; the set of (route, status) pairs is small.
         self._request_children: dict[tuple[str, int], Any] = {}
 
@@ -95,7 +127,11 @@ class IntakeMetrics:
             self.operations.inc(result.operations)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if not self._shared:
+            return generate_latest(self.registry)
+        everyone = CollectorRegistry()
+        MultiProcessCollector(everyone)
+        return generate_latest(everyone)
 
 
 METRICS_KEY = web.AppKey("metrics", IntakeMetrics)
@@ -318,7 +354,11 @@ def serve(host: str, port: int, settings: Settings, *, no_auth: bool = False, wo
         run(reuse_port=False)
         return 0
     log.info("intake serving", host=host, port=port, workers=workers, auth=not no_auth)
-    return _run_forked(workers, lambda: run(reuse_port=True))
+    cleanup = share_metrics_between_processes()
+    try:
+        return _run_forked(workers, lambda: run(reuse_port=True))
+    finally:
+        cleanup()
 
 
 async def _make_app(router: Router, settings: Settings, no_auth: bool) -> web.Application:

@@ -99,10 +99,11 @@ class Stack:
     def write_config(self, config: dict[str, Any]) -> None:
         self.config_path.write_text(yaml.safe_dump(config))
 
-    def start_intake(self) -> None:
+    def start_intake(self, processes: int = 1) -> None:
         for _ in range(3):  # the free port may be taken (an outgoing connection) before intake binds it
             port = free_port()
-            process = ServiceProcess(f"intake-{len(self.processes)}", ["serve", "--port", str(port)],
+            process = ServiceProcess(f"intake-{len(self.processes)}",
+                                     ["serve", "--port", str(port), "--workers", str(processes)],
                                      self.env, self.workdir).start()
             self.processes.append(process)
             self.intake_url = f"http://127.0.0.1:{port}"

@@ -145,7 +145,8 @@ def _check(ok: bool) -> str:
 def print_run(result: RunResult) -> None:
     o, r = result.options, result
     print(f"end to end: {r.events:,} events over {r.audiences:,} audiences; intake {o.intake_processes} "
-          f"processes, worker concurrency {o.workers}, flush interval {o.flush_interval:g}s")
+          f"processes, worker concurrency {o.workers}, flush interval {o.flush_interval:g}s, rate limit "
+          f"{o.rate_limit_qps:,.0f} TikTok calls/s")
     print(f"  intake while delivering: {r.intake_rate:>10,.0f} events/s  ({r.intake_seconds:.2f}s until the last "
           "200 OK, workers delivering concurrently; "
           f"{r.accepted:,} accepted, {r.retries_503} retried after 503)")
@@ -246,7 +247,7 @@ def _one_run(events: int, audiences: int, options: StackOptions) -> RunResult:
 
 def main(args: argparse.Namespace) -> int:
     options = StackOptions(workers=args.workers, intake_processes=args.intake_processes,
-                           flush_interval=args.flush_interval)
+                           flush_interval=args.flush_interval, rate_limit_qps=args.rate_limit)
     say(f"generating {args.events:,} events over {args.audiences:,} audiences")
     workload = build_workload(args.events, args.audiences)
     workload.serialise()
@@ -268,7 +269,7 @@ def main(args: argparse.Namespace) -> int:
     if args.scaling:
         for workers in (1, 2, 4):
             opts = StackOptions(workers=workers, intake_processes=args.intake_processes,
-                                flush_interval=args.flush_interval)
+                                flush_interval=args.flush_interval, rate_limit_qps=args.rate_limit)
             scaling.append((f"{workers} worker process(es)", _one_run(args.events, args.audiences, opts)))
         for audiences in (1, 100, 10_000):
             scaling.append((f"{audiences:,} audiences", _one_run(args.events, audiences, options)))

@@ -48,7 +48,7 @@ class StackOptions:
     workers: int = 2  # Celery pool processes of the one `worker` command
     intake_processes: int = 2  # `serve --workers N`
     flush_interval: float = 1.0
-    rate_limit_qps: float = 1000.0
+    rate_limit_qps: float = 10_000.0  # TikTok calls per second, every worker together
     start_worker: bool = True  # False: intake only, for the "intake alone" figure (nothing is delivered)
 
 

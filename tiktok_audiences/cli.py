@@ -194,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="worker (Celery pool) processes")
     p.add_argument("--intake-processes", type=int, default=2, help="serve --workers N")
     p.add_argument("--flush-interval", type=float, default=1.0, help="TTA_FLUSH_INTERVAL for the run")
+    p.add_argument("--rate-limit", type=float, default=10_000.0,
+                   help="TTA_RATE_LIMIT_QPS for the run: TikTok calls per second (every call takes a slot)")
     p.add_argument("--baseline-events", type=int, default=5_000, help="0 skips the baseline")
     p.add_argument("--no-stages", action="store_true", help="skip the stage benchmarks")
     p.add_argument("--scaling", action="store_true",

@@ -378,11 +378,11 @@ class Drainer:
             raise self._reschedule(record.next_attempt_at, "backoff")
         token = self._token(destination)
         token_id = destination.token_id()
-        granted, wait = self.ctx.limiter.reserve(token_id, RESERVE_AHEAD)
-        if not granted:
-            raise self._reschedule(now + self._wait_in_line(token_id, wait), "rate-limited")
-        if wait > 0:
-            await asyncio.sleep(wait)  # the slot is ours; other drains of this task go on meanwhile
+        # A slot per TikTok call: the mapping call, and before it, for an audience this process has not
+        # resolved yet, the create or ownership check that may come first (a slot spent for nothing when
+        # another process already resolved it: once per audience and process).
+        resolving = self.ctx.audience_ids.get(self.name) is None
+        slots = await self._reserve_slots(token_id, 2 if resolving else 1, now)
         # One round trip: leave the line for rate slots, renew the lock, see whether TikTok throttled the token
         # while this drain waited for its slot, and whether another drainer paused the destination since this
         # one began (unless the look just read that).
@@ -415,6 +415,7 @@ class Drainer:
             resolved = {}
             if audience_id is None:
                 audience_id = await self._audience_id(destination, token)
+                await _sleep_until(slots[-1])  # the mapping call's own slot
                 self.ctx.audience_ids[self.name] = audience_id
                 if audience_id != record.audience_id:
                     resolved["audience_id"] = audience_id
@@ -475,6 +476,20 @@ class Drainer:
             raise Stop("lost-lock")
         return True
 
+    async def _reserve_slots(self, token_id: str, count: int, now: float) -> list[float]:
+        """Reserve ``count`` consecutive rate-limit slots and wait for the first; returns when each is due
+        (monotonic clock). Refused (no slot within :data:`RESERVE_AHEAD`, or a cooldown): the target goes back
+        in line for slots and the drain stops (a slot already granted is left unused)."""
+        due: list[float] = []
+        for _ in range(count):
+            asked = time.monotonic()
+            granted, wait = self.ctx.limiter.reserve(token_id, RESERVE_AHEAD)
+            if not granted:
+                raise self._reschedule(now + self._wait_in_line(token_id, wait), "rate-limited")
+            due.append(asked + wait)
+        await _sleep_until(due[0])  # the slot is ours; other drains of this task go on meanwhile
+        return due
+
     def _wait_in_line(self, token_id: str, wait: float) -> float:
         """How long to wait for a slot the limiter refused. Every target refused at once would otherwise come
         back at the same instant for one slot (N targets: N drain tasks per slot); instead the targets waiting
@@ -502,6 +517,13 @@ class Drainer:
         if status == "dead":
             changes["finished_at"] = time.time()
         self.ctx.ledger.update(record, **changes)
+
+
+async def _sleep_until(deadline: float) -> None:
+    """Sleep until ``deadline`` (monotonic clock), if it is still ahead."""
+    delay = deadline - time.monotonic()
+    if delay > 0:
+        await asyncio.sleep(delay)
 
 
 # Drains one task runs at once (each holds its own target's lock, so they never touch the same target): their

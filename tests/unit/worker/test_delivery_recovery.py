@@ -179,10 +179,35 @@ def test_a_slot_reserved_a_little_ahead_is_waited_for_in_place(ctx: Any, client:
         return True, 0.05  # granted: the caller's slot is 50 ms away
 
     monkeypatch.setattr(ctx.limiter, "reserve", reserve)
+    ctx.audience_ids[TARGET.name] = TARGET.audience  # resolved by an earlier batch: one call, one slot
     started = time.monotonic()
     assert drain(ctx) == "drained"  # not put back in the ready index
     assert time.monotonic() - started >= 0.05
     assert asked == [RESERVE_AHEAD] and len(client.calls) == 1
+
+
+def test_the_first_delivery_to_an_audience_takes_a_slot_for_its_ownership_check_too(
+        ctx: Any, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    accept(ctx, ("add", 1))
+    slots = iter([(True, 0.0), (True, 0.08)])  # now, and 80 ms from now
+    monkeypatch.setattr(ctx.limiter, "reserve", lambda token_id, ahead: next(slots))
+    moments: dict[str, float] = {}
+    check, send = client.get_audiences, client.send_mapping
+
+    async def timed_check(*args: Any) -> Any:
+        moments["check"] = time.monotonic()
+        return await check(*args)
+
+    async def timed_send(*args: Any) -> Any:
+        moments["send"] = time.monotonic()
+        return await send(*args)
+
+    monkeypatch.setattr(client, "get_audiences", timed_check)
+    monkeypatch.setattr(client, "send_mapping", timed_send)
+    started = time.monotonic()
+    assert drain(ctx) == "drained"
+    assert client.checked == [TARGET.audience]
+    assert moments["check"] - started < 0.08 <= moments["send"] - started  # each call in its own slot
 
 
 def test_a_throttle_that_began_while_a_drain_waited_for_its_slot_stops_the_call(

@@ -161,6 +161,47 @@ def _parse_json(body: bytes) -> Any:
         raise _HttpError(400, f"invalid JSON: {exc}") from None
 
 
+# Objects a /v1/batch body may carry beside "batch", applying to every event in it (Segment's HTTP API).
+BATCH_LEVEL_KEYS = ("context", "integrations")
+
+
+def _batch_level(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    shared: dict[str, dict[str, Any]] = {}
+    for key in BATCH_LEVEL_KEYS:
+        value = doc.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            raise _HttpError(400, f'the batch-level "{key}" must be an object')
+        if value:
+            shared[key] = value
+    return shared
+
+
+def with_batch_level(event: Any, shared: dict[str, dict[str, Any]]) -> Any:
+    """``event`` with the batch-level ``context`` and ``integrations`` merged in: key by key, recursively
+    through objects, the event's own values winning. An event that is not an object, or whose own value is
+    not one, is left as it is for validation to refuse or keep."""
+    if not isinstance(event, dict):
+        return event
+    merged = dict(event)
+    for key, defaults in shared.items():
+        own = event.get(key)
+        if own is None:
+            merged[key] = defaults
+        elif isinstance(own, dict):
+            merged[key] = _merge(defaults, own)
+    return merged
+
+
+def _merge(defaults: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    out = dict(defaults)
+    for key, value in own.items():
+        base = out.get(key)
+        out[key] = _merge(base, value) if isinstance(base, dict) and isinstance(value, dict) else value
+    return out
+
+
 class _Routes:
     def __init__(self, intake: Intake, auth: Authenticator, metrics: IntakeMetrics, *, debug: bool) -> None:
         self._intake = intake
@@ -204,6 +245,9 @@ class _Routes:
         events = doc.get("batch") if isinstance(doc, dict) else None
         if not isinstance(events, list):
             raise _HttpError(400, 'expected a JSON object with a "batch" array of events')
+        shared = _batch_level(doc)
+        if shared:
+            events = [with_batch_level(event, shared) for event in events]
         return await self._many(events)
 
     async def webhook(self, request: web.Request) -> web.StreamResponse:

@@ -116,13 +116,16 @@ async def create_once(api: AudienceApi, client: redis.Redis, token: str, *, dest
     The caller must make sure no other caller works on the same ``id_key`` at the same time (a lock): this
     function makes the sequence crash-safe, not concurrency-safe. The module docstring explains the marker.
     """
-    known = client.get(id_key)
+    intent = keys.create_intent(id_key)
+    pipe = client.pipeline(transaction=False)  # one round trip for both looks
+    pipe.get(id_key)
+    pipe.exists(intent)
+    known, interrupted = pipe.execute()
     if known:
         return known.decode() if isinstance(known, bytes) else str(known)
     tiktok_name = truncate_audience_name(name)
-    intent = keys.create_intent(id_key)
     audience_id: str | None = None
-    if client.exists(intent):
+    if interrupted:
         audience_id = await find_audience_by_name(api, token, advertiser_id, tiktok_name)
         if audience_id is not None:
             log.warning("audience_adopted", destination=destination, advertiser_id=advertiser_id,

@@ -14,7 +14,7 @@ import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
 from producer.auth import sign
-from producer.http import SINGLE_EVENT_LIMIT, build_app, serve
+from producer.http import SINGLE_EVENT_LIMIT, build_app, serve, with_batch_level
 from producer.intake import Intake
 from tests.unit.producer.intake_fakes import (
     TARGET,
@@ -145,6 +145,42 @@ async def test_batch_with_everything_accepted_has_no_results(make_client: MakeCl
     resp = await client.post("/v1/batch", data=orjson.dumps({"batch": [entered()]}), headers=AUTH)
 
     assert await resp.json() == {"success": True, "accepted": 1, "rejected": 0}
+
+
+async def test_batch_level_context_applies_to_every_event_and_the_events_own_values_win(
+        make_client: MakeClient, store: fakeredis.FakeRedis) -> None:
+    client = await make_client()
+    shared_context = entered("shared@example.com")["context"]
+    own = entered("own@example.com", "m1")
+    bare = {k: v for k, v in entered(message_id="m0").items() if k != "context"}
+    resp = await client.post("/v1/batch", data=orjson.dumps({"batch": [bare, own], "context": shared_context}),
+                             headers=AUTH)
+
+    assert await resp.json() == {"success": True, "accepted": 2, "rejected": 0}
+    [entry] = store.xrange(keys.stream(TARGET.name))
+    emails = [op[1] for op in orjson.loads(entry[1][b"o"])]
+    assert emails == [sha("shared@example.com"), sha("own@example.com")]
+
+
+async def test_batch_level_objects_merge_key_by_key_through_nested_objects() -> None:
+    shared = {"context": {"traits": {"email": "a@example.com", "plan": "pro"}, "library": {"name": "x"}},
+              "integrations": {"All": False}}
+    event = {"type": "track", "context": {"traits": {"email": "b@example.com"}}, "integrations": "odd"}
+
+    merged = with_batch_level(event, shared)
+
+    assert merged["context"] == {"traits": {"email": "b@example.com", "plan": "pro"}, "library": {"name": "x"}}
+    assert merged["integrations"] == "odd"  # not an object: left for validation to refuse
+    assert event["context"] == {"traits": {"email": "b@example.com"}}  # the event itself is not changed
+    assert with_batch_level("junk", shared) == "junk"
+
+
+async def test_a_batch_level_context_that_is_not_an_object_is_refused(make_client: MakeClient) -> None:
+    client = await make_client()
+    resp = await client.post("/v1/batch", data=orjson.dumps({"batch": [entered()], "context": [1]}),
+                             headers=AUTH)
+    assert resp.status == 400
+    assert "batch-level" in (await resp.json())["error"]
 
 
 async def test_batch_needs_a_batch_array(make_client: MakeClient) -> None:

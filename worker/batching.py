@@ -29,7 +29,9 @@ class PlannedRequest:
 
 def collapse(operations: list[PackedOperation]) -> list[PackedOperation]:
     """Keep only the last operation of each user, in the order of those last operations."""
-    row_keys = [op.row_key for op in operations]
+    # The identity of PackedOperation.row_key as a tuple: no string to build per operation, and each digest's
+    # hash, computed here once, is cached for the phase check's sets that follow.
+    row_keys = [(email, phone, adid_type, adid) for _, email, phone, adid, adid_type in operations]
     last = {key: index for index, key in enumerate(row_keys)}  # later indexes overwrite earlier ones
     if len(last) == len(operations):
         return list(operations)  # no user twice: the usual batch
@@ -48,13 +50,15 @@ def _one_phase(operations: list[PackedOperation]) -> bool:
     if not adds or len(adds) == len(operations):
         return True
     deletes = [op for op in operations if op.action != "add"]
-    for column in (lambda op: op.email, lambda op: op.phone,
-                   lambda op: f"{op.advertising_id_type}:{op.advertising_id}" if op.advertising_id else ""):
-        added = set(map(column, adds))
+    for column in (1, 2):  # PackedOperation's email and phone
+        added = {op[column] for op in adds}
         added.discard("")
-        if added and not added.isdisjoint(map(column, deletes)):
+        if added and not added.isdisjoint(op[column] for op in deletes):
             return False
-    return True
+    # Advertising ids count with their type (an IDFA and an AAID of the same digest are different ids).
+    added_ids = {(op.advertising_id_type, op.advertising_id) for op in adds if op.advertising_id}
+    return not added_ids or added_ids.isdisjoint(
+        (op.advertising_id_type, op.advertising_id) for op in deletes if op.advertising_id)
 
 
 def split_phases(operations: list[PackedOperation]) -> list[list[PackedOperation]]:

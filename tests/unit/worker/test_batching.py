@@ -1,7 +1,7 @@
 """Batching: collapse to the last operation per user, one action per request, at most batch_size rows."""
 
 from worker.batching import collapse, plan_requests, split_phases
-from worker.operations import EMAIL_SHA256, PHONE_SHA256, PackedOperation
+from worker.operations import AAID_SHA256, EMAIL_SHA256, IDFA_SHA256, PHONE_SHA256, PackedOperation
 
 E1, E2, E3 = "a" * 64, "b" * 64, "c" * 64
 P1 = "d" * 64
@@ -41,3 +41,16 @@ def test_different_rows_sharing_an_identifier_are_sent_in_order() -> None:
     ops = [op("add", E1, P1), op("delete", E1)]
     assert [[o.action for o in phase] for phase in split_phases(ops)] == [["add"], ["delete"]]
     assert [r.action for r in plan_requests(ops, batch_size=10)] == ["add", "delete"]
+
+
+def device(action: str, digest: str, kind: str) -> PackedOperation:
+    return PackedOperation(action, "", "", digest, kind)  # type: ignore[arg-type]
+
+
+def test_an_advertising_id_shared_by_two_rows_orders_them_only_for_the_same_id_type() -> None:
+    # The same digest as an IDFA and as an AAID names two different devices: the requests commute.
+    assert len(split_phases([device("add", E1, IDFA_SHA256), device("delete", E1, AAID_SHA256)])) == 1
+    # The same IDFA added with an email and removed without one: the removal goes after the add.
+    with_email = PackedOperation("add", E2, "", E1, IDFA_SHA256)
+    phases = split_phases([with_email, device("delete", E1, IDFA_SHA256)])
+    assert [[o.action for o in phase] for phase in phases] == [["add"], ["delete"]]

@@ -118,3 +118,16 @@ def test_an_event_without_a_usable_identifier_is_rejected_and_nothing_enqueued(r
     assert NO_IDENTIFIER in body["error"]
     assert running.redis.smembers("tta:targets") == set()
     assert int(running.redis.hget("tta:rejected", "no_identifier")) == 1
+
+
+def test_a_partial_batch_goes_once_the_intake_is_quiet_not_after_the_flush_interval(stack: Stack) -> None:
+    audience = "3000000000000000001"
+    stack.sandbox.seed_audience(advertiser_id=ADVERTISER, name="quiet", audience_id=audience)
+    stack.env.update({"TTA_FLUSH_INTERVAL": "120", "TTA_QUIET_FLUSH": "0.3"})
+    stack.start_intake()
+    stack.start_worker()
+    post_all(stack, [engage("Audience Entered", i, audience) for i in range(3)])
+    # Nothing more comes to fill the batch: it goes once the intake has been quiet 0.3 s, well before the
+    # two-minute flush interval would send it.
+    settle(stack, timeout=30)
+    assert set(stack.sandbox.members(audience)) == {email_member(i) for i in range(3)}

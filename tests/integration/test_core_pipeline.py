@@ -131,3 +131,20 @@ def test_a_partial_batch_goes_once_the_intake_is_quiet_not_after_the_flush_inter
     # two-minute flush interval would send it.
     settle(stack, timeout=30)
     assert set(stack.sandbox.members(audience)) == {email_member(i) for i in range(3)}
+
+
+def test_the_worker_runs_below_intake_priority(stack: Stack) -> None:
+    stack.start_intake()
+    worker = stack.start_worker()
+
+    def niceness(pid: int) -> int:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()  # noqa: SIM115
+        return int(fields[16])  # field 19 of proc(5), counted after the command name
+
+    intake = stack.processes[0]
+    assert intake.process is not None and worker.process is not None
+    # The worker, its scheduler and its pool (once started) all inherit TTA_WORKER_NICE (default 10).
+    pids = wait_until(lambda: [worker.process.pid, *worker.children()] if len(worker.children()) >= 2 else None,
+                      30, message="the worker's scheduler and pool")
+    base = niceness(intake.process.pid)
+    assert {niceness(pid) - base for pid in pids} == {min(10, 19 - base)}

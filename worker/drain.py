@@ -10,7 +10,8 @@ A drain holds the target's lock and, in order:
    the batch), records its batches in the ledger, sends them, and only then trims the stream.
 
 Whatever stops a drain early (throttle, backoff, pause) leaves the target in the ready index with the time it
-is due again; nothing sleeps in a worker.
+is due again; nothing sleeps in a worker, but for a rate-limit slot the drain reserved at most
+:data:`RESERVE_AHEAD` ahead (the other drains of its task go on meanwhile).
 """
 
 from __future__ import annotations

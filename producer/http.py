@@ -14,6 +14,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -368,6 +369,22 @@ def check_startup(settings: Settings, *, no_auth: bool) -> None:
         )
 
 
+def ensure_port_free(host: str, port: int) -> None:
+    """Raise StartupError when something already listens on ``host:port``.
+
+    Needed because ``--workers N`` binds with ``SO_REUSEPORT``: a server left running on the port (an earlier
+    intake that was never stopped) would silently share it, and answer half the requests with its own keys."""
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: TIME_WAIT is no owner
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc} (is another intake "
+                               "still running there? stop it or choose another --port)") from None
+
+
 def serve(host: str, port: int, settings: Settings, *, no_auth: bool = False, workers: int = 1) -> int:
     """Run the intake until stopped; returns an exit code. With ``workers > 1`` that many processes share the
     port (``SO_REUSEPORT``) so intake uses every core: routing is CPU-bound Python, one process is one core.
@@ -379,6 +396,7 @@ def serve(host: str, port: int, settings: Settings, *, no_auth: bool = False, wo
 
     try:
         check_startup(settings, no_auth=no_auth)
+        ensure_port_free(host, port)
         router = Router.from_destinations(load_destinations(settings.config_path),
                                           default_phone_country=settings.default_phone_country)
     except (StartupError, ConfigError) as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import tempfile
 import time
 from contextlib import ExitStack
@@ -36,7 +37,22 @@ def sandbox_destinations(path: Path) -> None:
     }]}, sort_keys=False))
 
 
+def _stop_on_terminate(signum: int, frame: object) -> None:
+    # SIGTERM (a service manager, `timeout`, `docker stop`) and SIGHUP (the terminal went away) stop the
+    # stack like Ctrl-C does, so its children are stopped with it instead of being left running.
+    raise KeyboardInterrupt
+
+
 def run_stack(settings: Settings, *, demo: bool, once: bool, users: int, port: int) -> int:
+    from producer.http import StartupError, ensure_port_free
+
+    try:
+        ensure_port_free("127.0.0.1", port)
+    except StartupError as exc:
+        say(str(exc))
+        return 2
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _stop_on_terminate)
     workdir = Path(tempfile.mkdtemp(prefix="tiktok-audiences-"))
     env = dict(os.environ)
     with ExitStack() as stack:
@@ -68,6 +84,7 @@ def run_stack(settings: Settings, *, demo: bool, once: bool, users: int, port: i
         children.start("intake", "serve", "--port", str(port))
         intake_url = f"http://127.0.0.1:{port}"
         wait_for(lambda: _healthy(intake_url), 20, "intake")
+        children.check()  # the answer came from this stack's intake, not from one that failed to start
         say(f"intake on {intake_url} (write key: {write_key}); logs in {workdir}")
         from tiktok_audiences.demo import DemoRun
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
 from producer.auth import sign
-from producer.http import SINGLE_EVENT_LIMIT, build_app, serve, with_batch_level
+from producer.http import SINGLE_EVENT_LIMIT, StartupError, build_app, ensure_port_free, serve, with_batch_level
 from producer.intake import Intake
 from tests.unit.producer.intake_fakes import (
     TARGET,
@@ -340,3 +341,17 @@ async def test_metrics_count_events_requests_and_backlog(make_client: MakeClient
 async def test_serve_refuses_to_start_without_authentication(capsys: pytest.CaptureFixture[str]) -> None:
     assert serve("127.0.0.1", 0, settings()) == 2
     assert "TTA_WRITE_KEY" in capsys.readouterr().err
+
+
+async def test_serve_refuses_a_port_another_server_listens_on(capsys: pytest.CaptureFixture[str]) -> None:
+    # With --workers N intake binds with SO_REUSEPORT, which would otherwise share the port with a stale server.
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        with pytest.raises(StartupError, match=f"cannot listen on 127.0.0.1:{port}"):
+            ensure_port_free("127.0.0.1", port)
+        assert serve("127.0.0.1", port, settings(write_keys=KEY), workers=2) == 2
+    assert "another intake" in capsys.readouterr().err
+    ensure_port_free("127.0.0.1", port)  # free again once it is closed

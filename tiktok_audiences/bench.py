@@ -30,7 +30,7 @@ from tiktok_audiences.bench_run import (
     to_json,
 )
 from tiktok_audiences.bench_workload import Workload, build_workload
-from tiktok_audiences.processes import say, wait_for
+from tiktok_audiences.processes import say, stop_like_ctrl_c, wait_for
 from tiktok_audiences.stack import SANDBOX_ADVERTISER
 
 # The targets, printed beside the figures (a benchmark reports; it does not fail on speed).
@@ -246,6 +246,7 @@ def _one_run(events: int, audiences: int, options: StackOptions) -> RunResult:
 
 
 def main(args: argparse.Namespace) -> int:
+    stop_like_ctrl_c()  # a benchmark stopped by a signal stops the stacks it started
     options = StackOptions(workers=args.workers, intake_processes=args.intake_processes,
                            flush_interval=args.flush_interval, rate_limit_qps=args.rate_limit)
     say(f"generating {args.events:,} events over {args.audiences:,} audiences")

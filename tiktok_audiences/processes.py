@@ -45,6 +45,17 @@ def wait_for(predicate: Any, timeout: float, what: str) -> None:
     raise RuntimeError(f"{what} did not come up within {timeout:.0f}s")
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def stop_like_ctrl_c() -> None:
+    """Make SIGTERM (a service manager, ``timeout``, ``docker stop``) and SIGHUP (the terminal went away) stop
+    this command as Ctrl-C does, so the processes it started are stopped with it instead of left running."""
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
+
+
 class Children:
     """Child processes that live and die with this command."""
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import tempfile
 import time
 from contextlib import ExitStack
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from tiktok_audiences.processes import Children, free_port, say, start_redis, wait_for
+from tiktok_audiences.processes import Children, free_port, say, start_redis, stop_like_ctrl_c, wait_for
 from worker.settings import Settings
 
 SANDBOX_TOKEN = "sandbox-token"
@@ -37,12 +36,6 @@ def sandbox_destinations(path: Path) -> None:
     }]}, sort_keys=False))
 
 
-def _stop_on_terminate(signum: int, frame: object) -> None:
-    # SIGTERM (a service manager, `timeout`, `docker stop`) and SIGHUP (the terminal went away) stop the
-    # stack like Ctrl-C does, so its children are stopped with it instead of being left running.
-    raise KeyboardInterrupt
-
-
 def run_stack(settings: Settings, *, demo: bool, once: bool, users: int, port: int) -> int:
     from producer.http import StartupError, ensure_port_free
 
@@ -51,8 +44,7 @@ def run_stack(settings: Settings, *, demo: bool, once: bool, users: int, port: i
     except StartupError as exc:
         say(str(exc))
         return 2
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _stop_on_terminate)
+    stop_like_ctrl_c()
     workdir = Path(tempfile.mkdtemp(prefix="tiktok-audiences-"))
     env = dict(os.environ)
     with ExitStack() as stack:

@@ -53,7 +53,7 @@ _MESSAGE_ID_MAX = 200
 log = structlog.get_logger("producer.intake")
 
 Validator = Callable[[object], dict[str, Any]]
-Grouped = dict[str, list[list[str]]]  # target -> packed operations, as worker.queue.group_by_target makes it
+Grouped = dict[str, list[list[Any]]]  # target -> packed operations, as worker.queue.group_by_target makes it
 
 
 class IntakeError(Exception):

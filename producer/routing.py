@@ -191,7 +191,7 @@ class Router:
                 return self._rejection(event, route, rejected)
         return RouteResult(operations, creates, None, None, matched, dropped)
 
-    def route_into(self, event: dict[str, Any], groups: dict[str, list[list[str]]]) -> int | None:
+    def route_into(self, event: dict[str, Any], groups: dict[str, list[list[Any]]]) -> int | None:
         """:meth:`route` for the intake's common case, without per-event result objects: append the event's
         operations, packed (:meth:`Operation.pack`), to ``groups`` (target name -> packed operations, in
         order) and return how many mappings matched.
@@ -205,7 +205,7 @@ class Router:
         target_name = ""
         ids: _Identifiers = ("", "", "", "")
         personas: dict[str, Any] | None = None
-        made: list[tuple[str, list[str]]] = []
+        made: list[tuple[str, list[Any]]] = []
         matched = 0
         dropped: dict[str, int] = {}
         try:
@@ -241,7 +241,7 @@ class Router:
                             and packed[2] == phone and packed[3] == adid):
                         break  # the same operation from another mapping: send it once
                 else:
-                    made.append((name, [code, email, phone, adid, _ADID_TYPE_CODE[adid_type] if adid else ""]))
+                    made.append((name, [code, email, phone, adid, _ADID_TYPE_CODE[adid_type] if adid else "", 0, ""]))
         except Rejected:
             return None
         for name, packed in made:

@@ -31,7 +31,7 @@ def collapse(operations: list[PackedOperation]) -> list[PackedOperation]:
     """Keep only the last operation of each user, in the order of those last operations."""
     # The identity of PackedOperation.row_key as a tuple: no string to build per operation, and each digest's
     # hash, computed here once, is cached for the phase check's sets that follow.
-    row_keys = [(email, phone, adid_type, adid) for _, email, phone, adid, adid_type in operations]
+    row_keys = [(email, phone, adid_type, adid) for _, email, phone, adid, adid_type, *_ in operations]
     last = {key: index for index, key in enumerate(row_keys)}  # later indexes overwrite earlier ones
     if len(last) == len(operations):
         return list(operations)  # no user twice: the usual batch

@@ -35,7 +35,7 @@ def member_keys(operations: list[PackedOperation]) -> list[str]:
     blake2b = hashlib.blake2b
     # The same text as PackedOperation.row_key, spelled out so it is built in the comprehension.
     return [blake2b(f"{email}|{phone}|{adid_type}:{adid}".encode(), digest_size=10).hexdigest()
-            for _, email, phone, adid, adid_type in operations]
+            for _, email, phone, adid, adid_type, *_ in operations]
 
 
 class Membership:

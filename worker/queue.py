@@ -37,11 +37,11 @@ ENTRY_FIELD = "o"
 _ENQUEUE = Path(__file__).with_name("enqueue.lua").read_text()
 
 
-def group_by_target(operations: Iterable[Operation]) -> dict[str, list[list[str]]]:
+def group_by_target(operations: Iterable[Operation]) -> dict[str, list[list[Any]]]:
     """Packed operations by target name, in order. Keyed by the Target object first (the router hands out one
     cached object per target), so a name is built once per target rather than once per operation."""
     operations = operations if isinstance(operations, list) else list(operations)
-    by_object: dict[int, tuple[Target, list[list[str]]]] = {}
+    by_object: dict[int, tuple[Target, list[list[Any]]]] = {}
     actions, types = ACTION_CODE, ADID_TYPE_CODE
     for op in operations:
         entry = by_object.get(id(op.target))
@@ -49,7 +49,7 @@ def group_by_target(operations: Iterable[Operation]) -> dict[str, list[list[str]
             entry = by_object[id(op.target)] = (op.target, [])
         adid = op.advertising_id
         entry[1].append([actions[op.action], op.email, op.phone, adid,
-                         types[op.advertising_id_type] if adid else ""])
+                         types[op.advertising_id_type] if adid else "", op.event_ms, op.message_id])
     grouped = {target.name: packed for target, packed in by_object.values()}
     if len(grouped) < len(by_object):
         # Two objects for one target (a router cache cleared mid-request): merging their lists would lose the
@@ -60,7 +60,7 @@ def group_by_target(operations: Iterable[Operation]) -> dict[str, list[list[str]
     return grouped
 
 
-def enqueue_command(grouped: dict[str, list[list[str]]], due_at: float, batch_size: int,
+def enqueue_command(grouped: dict[str, list[list[Any]]], due_at: float, batch_size: int,
                     quiet: float = 0.0) -> list[Any]:
     """The ``EVAL`` arguments that append ``grouped`` (its reply is the backlog afterwards). ``quiet`` is the
     quiet-flush period in seconds (``TTA_QUIET_FLUSH``; 0: the write does not mark the intake busy)."""
@@ -72,7 +72,7 @@ def enqueue_command(grouped: dict[str, list[list[str]]], due_at: float, batch_si
     return [_ENQUEUE, len(script_keys), *script_keys, *args]
 
 
-def queue_commands(pipe: Any, grouped: dict[str, list[list[str]]], due_at: float, batch_size: int,
+def queue_commands(pipe: Any, grouped: dict[str, list[list[Any]]], due_at: float, batch_size: int,
                    quiet: float = 0.0) -> None:
     """Queue the append of ``grouped`` on ``pipe`` as one command, whose reply is the backlog afterwards."""
     pipe.eval(*enqueue_command(grouped, due_at, batch_size, quiet))

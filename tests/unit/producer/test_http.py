@@ -85,7 +85,7 @@ async def test_track_stores_the_event_and_answers_success(make_client: MakeClien
     assert resp.status == 200
     assert await resp.json() == {"success": True}
     [(_, fields)] = store.xrange(keys.stream(TARGET.name))
-    assert orjson.loads(fields[b"o"]) == [["a", sha("person@example.com"), "", "", ""]]
+    assert orjson.loads(fields[b"o"]) == [["a", sha("person@example.com"), "", "", "", 0, ""]]
 
 
 async def test_identify_route_takes_identify_events(make_client: MakeClient) -> None:

@@ -17,6 +17,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 MAX_MAPPINGS = 50
+# The name an event's ``integrations`` object uses for a destination, as in Segment.
+DEFAULT_INTEGRATION_NAME = "TikTok Audiences"
 _ID = re.compile(r"^[A-Za-z0-9_.\-]+$")
 _ADVERTISER = re.compile(r"^[0-9]{1,32}$")
 
@@ -47,6 +49,8 @@ class Destination(BaseModel):
     advertiser_ids: list[str] = Field(min_length=1)
     native: NativeSettings | None = None
     mappings: list[dict[str, Any]] = Field(default_factory=list)
+    # Events whose ``integrations`` turn this name off skip the destination (Segment's rule).
+    integration_name: str = Field(DEFAULT_INTEGRATION_NAME, min_length=1)
 
     @field_validator("id")
     @classmethod

@@ -16,7 +16,8 @@ the time received: a sender whose timestamps cannot be read would otherwise have
 arrival without anyone noticing, which is exactly what event time is there to prevent.
 
 ``datetime.fromisoformat`` (Python 3.11 reads every ISO-8601 form Segment's libraries write, ``Z`` included)
-is C code, ~1 µs per event; a string without a zone is taken as UTC.
+reads the times, ~0.7 µs each; the libraries' usual ``...T03:30:00.250Z`` takes a cached shortcut (~0.4 µs).
+A string without a zone is taken as UTC.
 """
 
 from __future__ import annotations
@@ -40,6 +41,17 @@ class EventTimeError(ValueError):
 
 def parse_ms(text: str, field: str) -> int:
     """An ISO-8601 date-time as epoch milliseconds; a string without a zone is UTC."""
+    # The form every Segment library writes, "2026-12-07T03:30:00.250Z": the seconds part is looked up in a
+    # small cache (events of one request mostly share their second), the milliseconds added: half the cost
+    # of datetime's own conversion.
+    if len(text) == 24 and text[23] == "Z" and text[19] == ".":
+        fraction = text[20:23]
+        if fraction.isascii() and fraction.isdigit():
+            head = text[:19]
+            seconds = _SECONDS.get(head)
+            if seconds is None:
+                seconds = _whole_seconds(head, field)
+            return seconds * 1000 + int(fraction)
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
@@ -50,6 +62,24 @@ def parse_ms(text: str, field: str) -> int:
         return round(moment.timestamp() * 1000)
     except (OverflowError, OSError, ValueError):
         raise EventTimeError(field) from None
+
+
+_SECONDS: dict[str, int] = {}  # "2026-12-07T03:30:00" -> epoch seconds
+_SECONDS_KEPT = 4096
+
+
+def _whole_seconds(head: str, field: str) -> int:
+    try:
+        moment = datetime.fromisoformat(head)
+    except ValueError:
+        raise EventTimeError(field) from None
+    if moment.tzinfo is not None or moment.microsecond:  # a zone or fraction in 19 characters: not this form
+        raise EventTimeError(field)
+    seconds = int(moment.replace(tzinfo=UTC).timestamp())
+    if len(_SECONDS) >= _SECONDS_KEPT:
+        _SECONDS.clear()
+    _SECONDS[head] = seconds
+    return seconds
 
 
 def event_ms(event: dict[str, Any], received_ms: int, max_skew_ms: int,

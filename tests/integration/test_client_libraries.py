@@ -149,7 +149,7 @@ def syncing_stack(stack: Stack) -> Iterator[Stack]:
 def test_shuffled_track_calls_with_resends_end_as_their_timestamps_say(library: str, syncing_stack: Stack) -> None:
     rng = random.Random(10)
     audiences = Audiences(syncing_stack, 3)
-    calls = histories(audiences, range(1500), rng)
+    calls = histories(audiences, range(3000), rng)
     calls += rng.sample(calls, len(calls) // 10)  # resends: the same message, the same time
     rng.shuffle(calls)
     errors = ErrorsSeen()

@@ -103,3 +103,19 @@ def test_ties_are_broken_by_the_message_id_capped_in_length() -> None:
 def test_received_ms_is_what_the_clock_said() -> None:
     now = datetime.now(UTC).timestamp()
     assert event_ms({}, int(now * 1000), DAY_MS)[0] == int(now * 1000)
+
+
+@pytest.mark.parametrize("text", [
+    "2026-12-07T11:59:58.125Z", "2026-12-31T23:59:59.999Z", "1999-01-01T00:00:00.000Z", "2026-12-07 11:59:58.125Z",
+])
+def test_the_shortcut_for_the_libraries_usual_form_agrees_with_datetime(text: str) -> None:
+    expected = round(datetime.fromisoformat(text).timestamp() * 1000)
+    assert event_ms({"timestamp": text}, RECEIVED, 10**15) == (expected, False)
+    assert event_ms({"timestamp": text}, RECEIVED, 10**15) == (expected, False)  # again, from the cache
+
+
+@pytest.mark.parametrize("text", ["2026-12-07T11:59:58.1_5Z", "2026-12-07T11:59:58. 15Z", "2026-12-07T11:5+01:00.125Z",
+                                  "2026-12-07T11:59:58.+15Z", "2026-12-07T11:59:58.\uff11\uff12\uff13Z"])
+def test_the_shortcut_refuses_what_is_not_iso_8601(text: str) -> None:
+    with pytest.raises(EventTimeError):
+        event_ms({"timestamp": text}, RECEIVED, DAY_MS)

@@ -117,6 +117,13 @@ class IntakeMetrics:
                                 ["route", "status"], registry=self.registry)
         self.operations = Counter("tta_intake_operations_enqueued", "Operations written to the queue",
                                   registry=self.registry)
+        self.unmatched = Counter("tta_intake_events_unmatched", "Accepted events no mapping subscribed to",
+                                 registry=self.registry)
+        self.opted_out = Counter("tta_intake_events_opted_out",
+                                 "Accepted events whose integrations turned a destination off", registry=self.registry)
+        self.clamped = Counter("tta_intake_event_times_clamped",
+                               "Event times too far in the future, clamped to the time received",
+                               registry=self.registry)
         # Set from Redis just before each scrape, by whichever process answers it: the latest value is the truth.
         self.backlog = Gauge("tta_backlog_operations", "Operations accepted and not yet settled (fleet-wide)",
                              registry=self.registry, multiprocess_mode="mostrecent")
@@ -136,6 +143,12 @@ class IntakeMetrics:
             self.events_rejected.labels(code).inc(n)
         if result.operations:
             self.operations.inc(result.operations)
+        if result.unmatched:
+            self.unmatched.inc(result.unmatched)
+        if result.opted_out:
+            self.opted_out.inc(result.opted_out)
+        if result.clamped:
+            self.clamped.inc(result.clamped)
 
     def render(self) -> bytes:
         if not self._shared:

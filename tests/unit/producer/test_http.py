@@ -421,6 +421,8 @@ async def test_an_event_no_mapping_subscribes_to_is_answered_200_and_counted(
     assert resp.status == 200
     assert await resp.json() == {"success": True, "unmatched": True}
     assert store.hget(keys.METRICS, "unmatched") == b"1"
+    metrics = await (await client.get("/metrics")).text()
+    assert "tta_intake_events_unmatched_total 1.0" in metrics
 
 
 async def test_an_opted_out_event_is_answered_200_and_counted(make_client: MakeClient,

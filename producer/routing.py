@@ -95,7 +95,7 @@ class RouteResult:
     # With a rejection: the destination id and 1-based mapping index that rejected the event.
     rejected_destination: str | None = None
     rejected_mapping: int | None = None
-    # One entry per matched mapping, in file order.
+    # When a mapping refused the event: every matched mapping's outcome, in file order (empty when all accepted).
     outcomes: list[MappingOutcome] = field(default_factory=list)
     # Whether the event's ``integrations`` turned at least one destination off (Segment's opt-out).
     opted_out: bool = False
@@ -177,26 +177,28 @@ class Router:
         operations: list[Operation] = []
         creates: list[AudienceCreate] = []
         dropped: dict[str, int] = {}
-        outcomes: list[MappingOutcome] = []
+        matched: list[_Route] = []
+        refused: dict[int, MappingOutcome] = {}  # by position in ``matched``
         # Per-event memos by slot: mappings that read identifiers or targets the same way share the result.
         identifiers: dict[int, _Identifiers] = {}
         targets: dict[int, Target] = {}
         personas: dict[str, Any] | None = None  # context.personas, looked up once
         integrations = event.get("integrations")
-        skipped: set[str] = set()
+        opted_out = False
         for route in self._routes:
             m = route.mapping
-            if integrations and route.dest.id not in skipped and _opted_out(integrations, route.dest):
-                skipped.add(route.dest.id)
-            if route.dest.id in skipped or not m.trigger(event):
+            if integrations and _opted_out(integrations, route.dest):
+                opted_out = True
                 continue
+            if not m.trigger(event):
+                continue
+            matched.append(route)
             try:
                 kind = m.kind
                 if kind == "create":
                     create = self._create(route.dest, m, event)
                     if create not in creates:
                         creates.append(create)
-                    outcomes.append(MappingOutcome(route.dest.id, m.index, m.action))
                     continue
                 ids = identifiers.get(route.identifiers_slot)
                 if ids is None:
@@ -216,10 +218,9 @@ class Router:
                     target = cached
                     action = m.operation or _membership(event, personas)
             except Rejected as rejected:
-                outcomes.append(MappingOutcome(route.dest.id, m.index, m.action, rejected.code,
-                                               f"{m.label}: {rejected.reason}"))
+                refused[len(matched) - 1] = MappingOutcome(route.dest.id, m.index, m.action, rejected.code,
+                                                           f"{m.label}: {rejected.reason}")
                 continue
-            outcomes.append(MappingOutcome(route.dest.id, m.index, m.action))
             email, phone, adid, adid_type = ids
             for op in operations:
                 if (
@@ -232,10 +233,13 @@ class Router:
                     break  # the same operation from another mapping: send it once
             else:
                 operations.append(Operation(target, action, email, phone, adid, adid_type, event_ms, message_id))
-        result = RouteResult(operations, creates, None, None, len(outcomes), dropped, outcomes=outcomes,
-                             opted_out=bool(skipped))
-        refusals = [o for o in outcomes if o.code is not None]
-        if refusals and not operations and not creates:
+        result = RouteResult(operations, creates, None, None, len(matched), dropped, opted_out=opted_out)
+        if not refused:
+            return result
+        result.outcomes = [refused.get(i) or MappingOutcome(r.dest.id, r.mapping.index, r.mapping.action)
+                           for i, r in enumerate(matched)]
+        refusals = list(refused.values())
+        if not operations and not creates:
             first = refusals[0]
             result.rejection = "; ".join(str(o.reason) for o in refusals)
             result.rejection_code = first.code

@@ -83,10 +83,9 @@ def _whole_seconds(head: str, field: str) -> int:
     return seconds
 
 
-def event_ms(event: dict[str, Any], received_ms: int, max_skew_ms: int,
-             batch_sent_at: str | None = None) -> tuple[int, bool]:
-    """The event's time in epoch ms and whether it was clamped (too far in the future). Raises
-    :class:`EventTimeError` for a timestamp field that is present but unreadable."""
+def event_ms(event: dict[str, Any], received_ms: int, batch_sent_at: str | None = None) -> int:
+    """The event's time in epoch ms, before clamping (see :func:`clamp`). Raises :class:`EventTimeError` for
+    a timestamp field that is present but unreadable."""
     get = event.get
     stamp = get("timestamp")
     if stamp.__class__ is str and stamp:
@@ -105,7 +104,13 @@ def event_ms(event: dict[str, Any], received_ms: int, max_skew_ms: int,
             if sent:
                 ms = received_ms - (parse_ms(sent, field) - ms)
         else:
-            return received_ms, False
+            return received_ms
+    return ms
+
+
+def clamp(ms: int, received_ms: int, max_skew_ms: int) -> tuple[int, bool]:
+    """``ms``, or the time received when ``ms`` is more than ``max_skew_ms`` ahead of it; and whether it was
+    clamped. (The intake's loop makes the same comparison inline.)"""
     if ms - received_ms > max_skew_ms:
         return received_ms, True
     return ms, False

@@ -342,13 +342,14 @@ class Intake:
             count += 1
             try:
                 event = validate(obj)
-                ms, was_clamped = event_ms(event, received_ms, max_skew_ms, sent_at)
+                ms = event_ms(event, received_ms, sent_at)
             except (event_error, EventTimeError) as exc:
                 code = getattr(exc, "code", None)
                 rejections.append(_Rejection(index, _message_id(obj), str(exc),
                                              code if isinstance(code, str) else "invalid_event"))
                 continue
-            if was_clamped:
+            if ms - received_ms > max_skew_ms:  # producer.event_time.clamp, inline
+                ms = received_ms
                 clamped += 1
             mid = event.get("messageId")  # producer.event_time.message_id, inline: this runs per event
             if mid.__class__ is not str:

@@ -6,9 +6,16 @@ from datetime import UTC, datetime
 
 import pytest
 
-from producer.event_time import MESSAGE_ID_MAX, EventTimeError, event_ms, message_id
+from producer.event_time import MESSAGE_ID_MAX, EventTimeError, clamp, message_id
+from producer.event_time import event_ms as raw_event_ms
 
 DAY_MS = 86_400_000
+
+
+def event_ms(event: dict[str, object], received_ms: int, max_skew_ms: int,
+             batch_sent_at: str | None = None) -> tuple[int, bool]:
+    """The event time as the intake takes it: read, then clamped."""
+    return clamp(raw_event_ms(event, received_ms, batch_sent_at), received_ms, max_skew_ms)
 
 
 def ms(text: str) -> int:

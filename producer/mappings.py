@@ -30,7 +30,16 @@ import orjson
 
 from producer.directives import DirectiveError, Resolver, compile_value, is_directive
 from producer.fql import Predicate, TriggerError, compile_trigger
-from producer.identifiers import AdvertisingIdMode, PhoneNormalization, phone_hasher
+from producer.identifiers import (
+    AdvertisingIdMode,
+    Hashing,
+    PhoneNormalization,
+    advertising_id_hasher,
+    email_hasher,
+    hash_advertising_id,
+    hash_email,
+    phone_hasher,
+)
 from worker.destinations import ConfigError, Destination
 from worker.keys import Target
 
@@ -194,6 +203,9 @@ class CompiledMapping:
     # All three at once (read_default_identifiers when the mapping keeps the defaults); None-s where not sent.
     read_identifiers: IdentifierReader | None = None
     phone_hash: IdentifierHasher | None = None
+    email_hash: IdentifierHasher = hash_email
+    advertising_id_hash: IdentifierHasher = hash_advertising_id
+    hashing: Hashing = "normalized"
     phone_normalization: PhoneNormalization = "e164"
     advertising_id_type: AdvertisingIdMode = "idfa"
     # Mappings with equal keys read and hash identifiers identically, so one event hashes them once.
@@ -297,7 +309,9 @@ def compile_mapping(
             raise where.error(f"field {field!r}: {exc}") from None
 
     if spec.kind in ("native", "sync", "legacy"):
-        compiled.update(_identifier_fields(fields, options, value, where, default_phone_country))
+        compiled.update(
+            _identifier_fields(fields, options, value, where, default_phone_country, dest.hashing)
+        )
     if spec.kind in ("native", "sync"):
         compiled["external_audience_id"] = value("external_audience_id")
         compiled["audience_key"] = _canonical(
@@ -335,6 +349,7 @@ def _identifier_fields(
     value: Callable[[str], Resolver | None],
     where: _Where,
     default_phone_country: str,
+    hashing: Hashing,
 ) -> dict[str, Any]:
     sends = {}
     for flag in ("send_email", "send_phone", "send_advertising_id"):
@@ -346,7 +361,9 @@ def _identifier_fields(
             "send_email, send_phone and send_advertising_id are all false: "
             "at least one identifier must be sent"
         )
-    phone_normalization = cast(PhoneNormalization, options.get("phone_normalization", "e164"))
+    # Segment hashes phones exactly as given; a mapping's own phone_normalization still wins.
+    default_normalization = "as_is" if hashing == "segment" else "e164"
+    phone_normalization = cast(PhoneNormalization, options.get("phone_normalization", default_normalization))
     adid_mode = cast(AdvertisingIdMode, options.get("advertising_id_type", "idfa"))
     try:
         phone_hash = phone_hasher(phone_normalization, default_phone_country)
@@ -377,6 +394,9 @@ def _identifier_fields(
         "advertising_id": adid,
         "read_identifiers": reader,
         "phone_hash": phone_hash,
+        "email_hash": email_hasher(hashing),
+        "advertising_id_hash": advertising_id_hasher(hashing),
+        "hashing": hashing,
         "phone_normalization": phone_normalization,
         "advertising_id_type": adid_mode,
         "identity_key": (
@@ -385,6 +405,7 @@ def _identifier_fields(
             canonical("advertising_id", "send_advertising_id"),
             phone_normalization,
             adid_mode,
+            hashing,
         ),
     }
 

@@ -34,8 +34,6 @@ from producer.directives import js_text
 from producer.identifiers import (
     InvalidIdentifier,
     advertising_id_type,
-    hash_advertising_id,
-    hash_email,
 )
 from producer.mappings import CompiledMapping, compile_destination
 from worker.destinations import DestinationsFile
@@ -380,7 +378,7 @@ def _identifiers(m: CompiledMapping, event: dict[str, Any], dropped: dict[str, i
     unusable: list[InvalidIdentifier] = []
     if raw_email is not None:
         try:
-            email = hash_email(raw_email) or ""
+            email = m.email_hash(raw_email) or ""
         except InvalidIdentifier as exc:
             unusable.append(exc)
     if raw_phone is not None:
@@ -390,7 +388,7 @@ def _identifiers(m: CompiledMapping, event: dict[str, Any], dropped: dict[str, i
             unusable.append(exc)
     if raw_adid is not None:
         try:
-            adid = hash_advertising_id(raw_adid) or ""
+            adid = m.advertising_id_hash(raw_adid) or ""
         except InvalidIdentifier as exc:
             unusable.append(exc)
         if adid:

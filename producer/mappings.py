@@ -30,6 +30,7 @@ import orjson
 
 from producer.directives import DirectiveError, Resolver, compile_value, is_directive
 from producer.fql import Predicate, TriggerError, compile_trigger
+from producer.id_type import ID_TYPES
 from producer.identifiers import (
     AdvertisingIdMode,
     Hashing,
@@ -90,7 +91,7 @@ ACTIONS: dict[str, ActionSpec] = {
             'event = "Audience Entered"',
             "native",
             "add",
-            {*_IDENTIFIER_FIELDS, "external_audience_id", *_OPTIONS},
+            {*_IDENTIFIER_FIELDS, "external_audience_id", "id_type", *_OPTIONS},
         ),
         _spec(
             "removeFromAudience",
@@ -98,7 +99,7 @@ ACTIONS: dict[str, ActionSpec] = {
             'event = "Audience Exited"',
             "native",
             "delete",
-            {*_IDENTIFIER_FIELDS, "external_audience_id", *_OPTIONS},
+            {*_IDENTIFIER_FIELDS, "external_audience_id", "id_type", *_OPTIONS},
         ),
         _spec(
             "syncAudience",
@@ -106,7 +107,7 @@ ACTIONS: dict[str, ActionSpec] = {
             'type = "track"',
             "sync",
             None,
-            {*_IDENTIFIER_FIELDS, "external_audience_id", "batch_keys", *_OPTIONS},
+            {*_IDENTIFIER_FIELDS, "external_audience_id", "batch_keys", "id_type", *_OPTIONS},
         ),
         _spec(
             "addUser",
@@ -114,7 +115,7 @@ ACTIONS: dict[str, ActionSpec] = {
             'event = "Audience Entered"',
             "legacy",
             "add",
-            {*_IDENTIFIER_FIELDS, "selected_advertiser_id", "audience_id", *_OPTIONS},
+            {*_IDENTIFIER_FIELDS, "selected_advertiser_id", "audience_id", "id_type", *_OPTIONS},
         ),
         _spec(
             "removeUser",
@@ -122,7 +123,7 @@ ACTIONS: dict[str, ActionSpec] = {
             'event = "Audience Exited"',
             "legacy",
             "delete",
-            {*_IDENTIFIER_FIELDS, "selected_advertiser_id", "audience_id", *_OPTIONS},
+            {*_IDENTIFIER_FIELDS, "selected_advertiser_id", "audience_id", "id_type", *_OPTIONS},
         ),
         _spec(
             "createAudience",
@@ -206,6 +207,10 @@ class CompiledMapping:
     email_hash: IdentifierHasher = hash_email
     advertising_id_hash: IdentifierHasher = hash_advertising_id
     hashing: Hashing = "normalized"
+    # The ID Type (producer.id_type): the mapping's id_type field, and whether the event's audience setting
+    # counts (native actions: audience settings belong to Engage audiences).
+    id_type: str | None = None
+    reads_audience_id_type: bool = False
     phone_normalization: PhoneNormalization = "e164"
     advertising_id_type: AdvertisingIdMode = "idfa"
     # Mappings with equal keys read and hash identifiers identically, so one event hashes them once.
@@ -312,6 +317,9 @@ def compile_mapping(
         compiled.update(
             _identifier_fields(fields, options, value, where, default_phone_country, dest.hashing)
         )
+        compiled["id_type"] = _id_type(fields, where)
+        compiled["reads_audience_id_type"] = spec.kind in ("native", "sync")
+        compiled["identity_key"] += (compiled["id_type"], compiled["reads_audience_id_type"])
     if spec.kind in ("native", "sync"):
         compiled["external_audience_id"] = value("external_audience_id")
         compiled["audience_key"] = _canonical(
@@ -326,6 +334,7 @@ def compile_mapping(
         _check_literal_audience(fields["audience_id"], where)
     if spec.kind == "create":
         compiled["custom_audience_name"] = value("custom_audience_name", required=True)
+        _id_type(fields, where)  # checked like the other actions' (TikTok's create call does not carry it here)
     return CompiledMapping(**compiled)
 
 
@@ -408,6 +417,15 @@ def _identifier_fields(
             hashing,
         ),
     }
+
+
+def _id_type(fields: dict[str, Any], where: _Where) -> str | None:
+    given = fields.get("id_type")
+    if given is None or given == "":
+        return None
+    if given not in ID_TYPES:
+        raise where.error(f"id_type must be one of {', '.join(ID_TYPES)}, not {given!r}")
+    return str(given)
 
 
 def _canonical(spec_value: Any) -> bytes:

@@ -93,7 +93,8 @@ def test_the_file_loads_and_routes_like_segment() -> None:
     assert dest.advertiser_ids == [ADVERTISER]
     assert dest.hashing == "segment"
     assert dest.access_token_env == "TIKTOK_ACCESS_TOKEN"
-    assert [(m["action"], m.get("name")) for m in dest.mappings] == [("addToAudience", "Entered"), ("addUser", "VIP adds")]
+    names = [(m["action"], m.get("name")) for m in dest.mappings]
+    assert names == [("addToAudience", "Entered"), ("addUser", "VIP adds")]
     entered, vip = dest.mappings
     assert "subscribe" not in entered  # the action's default trigger
     assert vip["subscribe"] == 'event = "Audience Entered" and contains(properties.audience_key, "vip")'

@@ -15,9 +15,10 @@ A mapping entry in the destinations file::
 
 Everything that can be checked without an event is checked here and reported as a
 :class:`worker.destinations.ConfigError` whose message names the destination, the mapping (1-based index and
-action) and the problem. ``event_name``, ``enable_batching``, ``batch_keys`` and ``id_type`` are accepted so a
-Segment mapping can be pasted unchanged, but do not change what this service does (it always batches, and
-audiences are created with the identifiers they receive).
+action) and the problem. ``event_name``, ``enable_batching`` and ``batch_keys`` are accepted so a Segment
+mapping can be pasted unchanged, but do not change what this service does (it always batches). ``id_type``
+chooses the advertising id column (:mod:`producer.id_type`). The destination's ``hashing`` decides how
+identifiers are hashed (:mod:`producer.identifiers`).
 """
 
 from __future__ import annotations

@@ -38,7 +38,10 @@ from collections.abc import Callable
 from typing import Any
 
 from producer.directives import compile_getter
+from producer.fql_tokens import Token, TriggerError, tokenize
 from producer.fql_values import FUNCTIONS, equal, glob_regex, less
+
+__all__ = ["Predicate", "TriggerError", "compile_trigger"]
 
 Event = dict[str, Any]
 Predicate = Callable[[Event], bool]
@@ -47,134 +50,7 @@ Value = Callable[[Event], Any]
 _LITERAL_WORDS = {"true": True, "false": False, "null": None}
 _RESERVED = frozenset({"and", "or", "not", "in", *_LITERAL_WORDS})
 _TRAITS_TYPES = ("identify", "group")  # a tuple: `in` must not hash odd event values
-_NAME_CHAR = re.compile(r"[A-Za-z0-9_$\-]")
-_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
-_ESCAPES = {'"': '"', "'": "'", "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 _COMPARE = ("=", "!=", "<", "<=", ">", ">=")
-
-
-class TriggerError(ValueError):
-    """A trigger that does not parse. ``position`` is 1-based; ``expected`` says what would have fitted."""
-
-    def __init__(self, position: int, expected: str, found: str) -> None:
-        self.position = position
-        self.expected = expected
-        self.found = found
-        super().__init__(f"at position {position}: expected {expected}, found {found}")
-
-
-class _Token:
-    __slots__ = ("kind", "pos", "text", "value")
-
-    def __init__(self, kind: str, value: Any, pos: int, text: str) -> None:
-        self.kind = kind  # name, string, number, an operator or punctuation, end
-        self.value = value
-        self.pos = pos  # 1-based
-        self.text = text
-
-    def describe(self) -> str:
-        return "end of trigger" if self.kind == "end" else repr(self.text)
-
-
-# ---------------------------------------------------------------------------------------------- tokens
-
-
-def _tokenize(text: str) -> list[_Token]:
-    tokens: list[_Token] = []
-    i, n = 0, len(text)
-    while i < n:
-        ch = text[i]
-        if ch.isspace():
-            i += 1
-            continue
-        start = i + 1
-        if ch in "\"'":
-            value, i = _read_string(text, i)
-            tokens.append(_Token("string", value, start, text[start - 1 : i]))
-            continue
-        two = text[i : i + 2]
-        if two == "==":
-            raise TriggerError(start, "'=' (FQL compares with a single '=')", "'=='")
-        if two in ("!=", "<=", ">="):
-            tokens.append(_Token(two, None, start, two))
-            i += 2
-            continue
-        if ch in "=!<>()[],":
-            tokens.append(_Token(ch, None, start, ch))
-            i += 1
-            continue
-        m = _NUMBER.match(text, i)
-        if m and (ch == "-" or ch.isdigit()):
-            tokens.append(_Token("number", _number(m.group()), start, m.group()))
-            i = m.end()
-            continue
-        if _NAME_CHAR.match(ch) or ch == "\\":
-            steps, i = _read_path(text, i)
-            tokens.append(_Token("name", steps, start, text[start - 1 : i]))
-            continue
-        raise TriggerError(start, "a path, a literal, '(', 'not' or an operator", repr(ch))
-    tokens.append(_Token("end", None, n + 1, ""))
-    return tokens
-
-
-def _read_path(text: str, i: int) -> tuple[list[str], int]:
-    """A dotted path whose names may escape any character with a backslash; returns its names."""
-    steps: list[str] = []
-    name: list[str] = []
-    n = len(text)
-    while i < n:
-        ch = text[i]
-        if ch == "\\":
-            if i + 1 >= n:
-                raise TriggerError(i + 1, "a character after '\\'", "end of trigger")
-            name.append(text[i + 1])
-            i += 2
-        elif _NAME_CHAR.match(ch):
-            name.append(ch)
-            i += 1
-        elif ch == ".":
-            if not name:
-                raise TriggerError(i + 1, "a name before '.'", "'.'")
-            steps.append("".join(name))
-            name = []
-            i += 1
-        else:
-            break
-    if not name:  # the path ends with '.': point at it
-        raise TriggerError(i, "a name after '.'", repr(text[i]) if i < n else "end of trigger")
-    steps.append("".join(name))
-    return steps, i
-
-
-def _read_string(text: str, i: int) -> tuple[str, int]:
-    """Read the string literal opening at ``text[i]``; return its value and the index after its end."""
-    quote = text[i]
-    out: list[str] = []
-    j, n = i + 1, len(text)
-    while j < n:
-        ch = text[j]
-        if ch == quote:
-            return "".join(out), j + 1
-        if ch == "\\":
-            esc = text[j + 1 : j + 2]
-            if esc in _ESCAPES:
-                out.append(_ESCAPES[esc])
-                j += 2
-                continue
-            if esc == "u" and re.fullmatch(r"[0-9a-fA-F]{4}", text[j + 2 : j + 6]):
-                out.append(chr(int(text[j + 2 : j + 6], 16)))
-                j += 6
-                continue
-            raise TriggerError(
-                j + 1, "an escape (\\\" \\' \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX)", repr("\\" + esc)
-            )
-        out.append(ch)
-        j += 1
-    raise TriggerError(n + 1, f"{quote!r} closing the string opened at position {i + 1}", "end of trigger")
-
-
-def _number(text: str) -> int | float:
-    return float(text) if any(c in text for c in ".eE") else int(text)
 
 
 # ---------------------------------------------------------------------------------------------- parser
@@ -182,18 +58,18 @@ def _number(text: str) -> int | float:
 
 class _Parser:
     def __init__(self, text: str) -> None:
-        self.tokens = _tokenize(text)
+        self.tokens = tokenize(text)
         self.i = 0
 
-    def peek(self) -> _Token:
+    def peek(self) -> Token:
         return self.tokens[self.i]
 
-    def take(self) -> _Token:
+    def take(self) -> Token:
         tok = self.tokens[self.i]
         self.i += 1
         return tok
 
-    def expect(self, kind: str, what: str) -> _Token:
+    def expect(self, kind: str, what: str) -> Token:
         tok = self.take()
         if tok.kind != kind:
             raise TriggerError(tok.pos, what, tok.describe())
@@ -236,8 +112,9 @@ class _Parser:
         return self.comparison()
 
     def comparison(self) -> Predicate:
-        first = self.peek()
+        first, start = self.peek(), self.i
         left, left_literal = self.operand()
+        plain_name = first.kind == "name" and len(first.value) == 1 and self.i == start + 1
         tok = self.peek()
         if tok.kind in _COMPARE:
             if left_literal is not None:
@@ -249,6 +126,12 @@ class _Parser:
                 raise TriggerError(
                     at.pos, 'a literal ("string", number, true, false, null or a list)', at.describe()
                 )
+            if plain_name and tok.kind in ("=", "!=") and literal[0].__class__ is str:
+                # `event = "Audience Entered"`: nearly every trigger; one closure, no getter call
+                key, text = first.value[0], literal[0]
+                if tok.kind == "=":
+                    return lambda e: e.get(key) == text
+                return lambda e: e.get(key) != text
             return _compare(tok.kind, left, literal[0])
         if self.is_word("in"):
             self.take()
@@ -297,7 +180,7 @@ class _Parser:
             if tok.kind != ",":
                 raise TriggerError(tok.pos, "',' or ']'", tok.describe())
 
-    def call(self, name_tok: _Token) -> Value:
+    def call(self, name_tok: Token) -> Value:
         name = name_tok.value[0]
         self.take()  # (
         args: list[tuple[Value, tuple[Any] | None]] = []
@@ -322,7 +205,7 @@ class _Parser:
         first, second = getters
         return lambda e: function(first(e), second(e))
 
-    def match(self, name_tok: _Token, args: list[tuple[Value, tuple[Any] | None]]) -> Value:
+    def match(self, name_tok: Token, args: list[tuple[Value, tuple[Any] | None]]) -> Value:
         if len(args) != 2 or args[1][1] is None or not isinstance(args[1][1][0], str):
             raise TriggerError(name_tok.pos, 'match(value, "glob pattern")', f"{len(args)} argument(s)")
         try:

@@ -5,6 +5,7 @@ cannot be carried over is listed."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,6 @@ import pytest
 import yaml
 
 from producer.routing import Router
-from tiktok_audiences.cli import main
 from tiktok_audiences.segment_import import SegmentImportError, convert, read_documents
 from worker.destinations import parse_destinations
 
@@ -182,14 +182,16 @@ def test_a_file_that_is_not_segments_is_refused(tmp_path: Path) -> None:
         read_documents([str(path)])
 
 
-def test_the_command_writes_the_file_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    dest_file, subs_file, out = tmp_path / "d.json", tmp_path / "s.json", tmp_path / "destinations.yaml"
+def test_the_command_writes_the_file_and_reports(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], cli: Callable[..., int]
+) -> None:
+    dest_file, subs_file, out = tmp_path / "d.json", tmp_path / "s.json", tmp_path / "imported.yaml"
     dest_file.write_text(json.dumps(destination(advertiser_ids=[ADVERTISER])))
     subs_file.write_text(json.dumps({"data": {"subscriptions": SUBSCRIPTIONS}}))
-    assert main(["config", "import-segment", str(dest_file), str(subs_file), "-o", str(out), "--id", "tt"]) == 0
+    assert cli("config", "import-segment", str(dest_file), str(subs_file), "-o", str(out), "--id", "tt") == 0
     assert parse_destinations(yaml.safe_load(out.read_text())).destinations[0].id == "tt"
     err = capsys.readouterr().err
     assert "imported 2 mapping(s) and 1 disabled subscription(s)" in err
     assert "not carried over:" in err and "updateAudience" in err
-    assert main(["config", "import-segment", str(dest_file), "-o", str(out)]) == 1  # never overwrites
+    assert cli("config", "import-segment", str(dest_file), "-o", str(out)) == 1  # never overwrites
     assert "exists" in capsys.readouterr().err

@@ -195,3 +195,15 @@ def test_the_command_writes_the_file_and_reports(
     assert "not carried over:" in err and "updateAudience" in err
     assert cli("config", "import-segment", str(dest_file), "-o", str(out)) == 1  # never overwrites
     assert "exists" in capsys.readouterr().err
+
+
+def test_config_check_shows_the_hashing_of_an_imported_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], cli: Callable[..., int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "imported.yaml"
+    out.write_text(imported().text)
+    monkeypatch.setenv("TIKTOK_ACCESS_TOKEN", "t")
+    assert cli("config", "check", str(out)) == 0
+    printed = capsys.readouterr().out
+    assert "hashing: segment (identifiers hashed exactly as Segment's destination hashes them)" in printed
+    assert "mapping 2 (addUser): when event = \"Audience Entered\" and contains(" in printed

@@ -22,7 +22,7 @@ A string without a zone is taken as UTC.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 MESSAGE_ID_MAX = 100  # characters of a messageId kept as the tie-breaker
@@ -58,12 +58,13 @@ def parse_ms(text: str, field: str) -> int:
         raise EventTimeError(field) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    try:
-        return round(moment.timestamp() * 1000)
-    except (OverflowError, OSError, ValueError):
-        raise EventTimeError(field) from None
+    # Exact integer arithmetic, and sub-millisecond digits dropped as Segment's libraries drop them (a float
+    # of epoch seconds would turn .250 into 249.99999 ms).
+    return (moment - _EPOCH) // _MILLISECOND
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
 _SECONDS: dict[str, int] = {}  # "2026-12-07T03:30:00" -> epoch seconds
 _MILLIS = {f"{n:03d}": n for n in range(1000)}  # "250" -> 250: one look-up checks and converts
 _SECONDS_KEPT = 4096

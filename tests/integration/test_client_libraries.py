@@ -12,7 +12,7 @@ import random
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -143,6 +143,33 @@ def syncing_stack(stack: Stack) -> Iterator[Stack]:
     stack.start_worker()
     stack.start_intake()
     yield stack
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_each_operation_carries_the_time_and_message_id_the_library_sent(library: str, stack: Stack) -> None:
+    from worker import keys
+    from worker.operations import decode_entry
+    from worker.queue import ENTRY_FIELD
+
+    stack.start_intake()  # no worker: the operations stay in their stream to be read
+    audiences = Audiences(stack, 1)
+    [audience] = audiences.ids
+    errors = ErrorsSeen()
+    client = make_client(library, stack, errors)
+    # Python datetimes as callers pass them, with microseconds and an offset; Segment's library writes
+    # milliseconds, RudderStack's microseconds: both are read to the millisecond, sub-milliseconds dropped.
+    sent = [Call(audience, 1, T0 + timedelta(microseconds=250_999), True, "m-enter"),
+            Call(audience, 1, (T0 + timedelta(seconds=5)).astimezone(timezone(timedelta(hours=2))), False, "m-exit")]
+    for call in sent:
+        call.send(client, audiences)
+    close(client)
+
+    assert errors.errors == []
+    target = f"tiktok-main|{ADVERTISER}|{audience}"
+    stored = [op for _, fields in stack.redis.xrange(keys.stream(target))
+              for op in decode_entry(fields[ENTRY_FIELD.encode()])]
+    assert [(op.event_ms, op.message_id) for op in stored] == [
+        (int(T0.timestamp() * 1000) + 250, "m-enter"), (int(T0.timestamp() * 1000) + 5000, "m-exit")]
 
 
 @pytest.mark.parametrize("library", LIBRARIES)

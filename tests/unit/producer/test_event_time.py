@@ -37,6 +37,8 @@ def test_timestamp_is_the_event_time() -> None:
     ("2026-12-07T13:00:00+02:00", RECEIVED - 3_600_000),
     ("2026-12-07T11:00:00", RECEIVED - 3_600_000),  # no zone: UTC
     ("2026-12-07", ms("2026-12-07T00:00:00+00:00")),
+    ("2026-12-07T11:00:00.250999+00:00", RECEIVED - 3_599_750),  # sub-milliseconds dropped, as Segment's do
+    ("1969-12-31T23:59:59.999Z", -1),
 ])
 def test_iso_8601_forms_libraries_write(text: str, expected: int) -> None:
     assert event_ms({"timestamp": text}, RECEIVED, DAY_MS) == (expected, False)

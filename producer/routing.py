@@ -16,7 +16,8 @@ that matches turns the event into operations (or, for ``createAudience``, an :cl
 - legacy actions send to the mapping's ``selected_advertiser_id`` / ``audience_id``.
 
 Each matched mapping is judged on its own (Segment runs each mapping as its own action): one mapping's
-rejection never stops another's operation, and the result lists every matched mapping's outcome. The event
+rejection never stops another's operation, and when one refuses, the result lists every matched mapping's
+outcome. The event
 as a whole is rejected only when every matched mapping refused it; the rejection names each mapping
 (``"mapping 2 (addToAudience): <reason>"``) with a short code for counting. Rejection texts never contain
 identifier values. Every operation carries the event's time and message id (:mod:`producer.event_time`).
@@ -254,8 +255,8 @@ class Router:
 
         Returns ``None`` and leaves ``groups`` untouched when the event needs :meth:`route`'s full answer: a
         mapping rejects it, makes an audience create, an identifier is dropped, or its ``integrations`` turn a
-        destination off. ``route`` is pure (but for
-        its target cache), so the caller routes such an event again with it and gets the same outcome.
+        destination off. ``route`` is pure (but for its target cache), so the caller routes such an event again
+        with it and gets the same outcome.
         Operations are the ones ``route`` makes, in its order, with its de-duplication."""
         # Memos of the last slot read (mappings sharing a slot read identically; recomputing is only slower).
         ids_slot = target_slot = -1

@@ -2,8 +2,10 @@
 
 Per request, each event is validated and routed into operations; then everything the request produces goes to
 Redis in *one* pipelined MULTI/EXEC round trip: the operations (queue contract of :mod:`worker.queue`),
-audience-create requests, and the rejection counters and log. Either all of it is stored or the caller gets
-:class:`StoreUnavailable` and answers the sender with a failure, so a success answer always means "stored".
+audience-create requests, the rejection counters and log, and the intake's counters in ``keys.METRICS``
+(``unmatched``, ``opted_out``, ``clamped``). Each event's time is read first (:mod:`producer.event_time`).
+Either all of it is stored or the caller gets :class:`StoreUnavailable` and answers the sender with a failure,
+so a success answer always means "stored".
 (The converse is not guaranteed: a reply lost after EXEC turns a stored request into a failure answer, and the
 sender's resend duplicates it, which at-least-once delivery tolerates.)
 

@@ -1,8 +1,15 @@
-"""What the service has delivered to each audience: per user, the last action and where it came from.
+"""What the service has delivered to each audience: per user, the last applied action and its event's order.
 
-It serves two needs: the audience's net size as delivered (operators watch for TikTok's 1,000-user minimum),
-and replay's supersede check (a dead batch must not undo a newer delivered operation on the same user).
-Users are stored under a short digest of their row key, never a raw identifier.
+It serves three needs: deciding whether an operation is still news (an operation older than what was already
+applied to that user and audience changes nothing, and a resend of an applied event is a no-op; see
+:mod:`worker.event_order`), the audience's net size as delivered (operators watch for TikTok's 1,000-user
+minimum), and replay's supersede check (a dead batch must not undo a newer delivered operation on the same
+user). Users are stored under a short digest of their row key, never a raw identifier.
+
+Per user the record holds one hash field: a 20-character digest of the user's identifiers, and a 22-character
+value, the order key of the last applied event (13-digit event ms and 8-hex message id tie-break) followed by
+``a`` (added) or ``d`` (removed). It lives as long as the audience's record does (no expiry: the net size needs
+every added user, and a removed user's entry is what refuses an older add that arrives late).
 """
 
 from __future__ import annotations
@@ -14,16 +21,17 @@ from typing import Any
 import redis
 
 from worker import keys
+from worker.event_order import MAX_EVENT_MS, METRIC_SUPERSEDED, AcceptedMs, event_times, tie_break
 from worker.operations import PackedOperation
 
 _SCRIPT = Path(__file__).with_name("membership.lua").read_text()
-_CHUNK = 5000  # rows per script call, so one call never blocks Redis for long
+_CHUNK = 5000  # operations per script call, so one call never blocks Redis for long
+_ACTION_CODE = {"add": "a", "delete": "d"}
 
 
-def position_tag(entry_id: str) -> str:
-    """A stream entry id as a string that sorts in stream order."""
-    ms, _, seq = entry_id.partition("-")
-    return f"{int(ms):015d}{int(seq or 0):08d}"
+def position_ms(entry_id: str) -> int:
+    """The acceptance time (epoch ms) of a stream entry id."""
+    return int(entry_id.partition("-")[0])
 
 
 def member_key(op: PackedOperation) -> str:
@@ -38,34 +46,103 @@ def member_keys(operations: list[PackedOperation]) -> list[str]:
             for _, email, phone, adid, adid_type, *_ in operations]
 
 
+def _values(operations: list[PackedOperation], accepted_ms: AcceptedMs, action: str | None) -> list[str]:
+    """The record's value for each operation: its order key, then its action's code (``action`` if given)."""
+    times = event_times(operations, accepted_ms)
+    ties: dict[str, str] = {}  # message id -> tie-break (a resent batch repeats ids; most share "")
+    out = []
+    for op, ms in zip(operations, times, strict=True):
+        message_id = op[6]
+        tie = ties.get(message_id)
+        if tie is None:
+            tie = ties[message_id] = tie_break(message_id)
+        code = _ACTION_CODE[action or op[0]]
+        out.append(f"{min(max(ms, 0), MAX_EVENT_MS):013d}{tie}{code}")
+    return out
+
+
+def _arguments(fields: list[str], values: list[str], start: int) -> list[str]:
+    chunk: list[str] = []
+    for field, value in zip(fields[start : start + _CHUNK], values[start : start + _CHUNK], strict=True):
+        chunk.append(field)
+        chunk.append(value)
+    return chunk
+
+
 class Membership:
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
-        self._script = client.register_script(_SCRIPT)
 
-    def record(self, target: str, action: str, position: str, operations: list[PackedOperation]) -> int:
-        """Record a delivered request; returns the audience's net size afterwards."""
-        pipe = self._redis.pipeline(transaction=False)
-        self.stage_record(pipe, target, action, position, operations)
-        results = pipe.execute()
-        return int(results[-1]) if results else 0
+    # -- deciding what is news -------------------------------------------------------------------------
 
-    def stage_record(self, pipe: Any, target: str, action: str, position: str,
-                     operations: list[PackedOperation]) -> None:
-        """Queue :meth:`record` on ``pipe`` (one script call per chunk of rows, sent as EVAL: a registered
-        script in a pipeline costs a SCRIPT EXISTS round trip of its own)."""
-        tag = position_tag(position)
-        code = "a" if action == "add" else "d"
-        row_keys = member_keys(operations)
-        for start in range(0, len(row_keys), _CHUNK):
-            chunk = row_keys[start : start + _CHUNK]
-            pipe.eval(_SCRIPT, 2, keys.membership(target), keys.membership_size(target), code, tag, *chunk)
+    def fresh(self, target: str, operations: list[PackedOperation],
+              accepted_ms: AcceptedMs = 0) -> tuple[list[PackedOperation], int]:
+        """The operations newer than what was already delivered to ``target`` for their user, and how many
+        were not (superseded, or a resend of an applied event). Each operation is judged against the record
+        alone: collapse several operations on one user first (:func:`worker.event_order.latest_per_user`).
+
+        ``accepted_ms`` stands in for an unknown (0) event time: one acceptance time for all, or one each.
+        Reads only; the caller counts the superseded with :meth:`stage_count_superseded` where it commits."""
+        flags = self._check(target, operations, accepted_ms)
+        kept = [op for op, news in zip(operations, flags, strict=True) if news]
+        return kept, len(operations) - len(kept)
 
     def superseded(self, target: str, position: str, operations: list[PackedOperation]) -> list[bool]:
-        """For each operation, whether a later delivered operation on the same user exists."""
-        tag = position_tag(position)
-        values = self._redis.hmget(keys.membership(target), member_keys(operations))
-        return [bool(v) and v[: len(tag)].decode() > tag for v in values]  # type: ignore[index,union-attr]
+        """For each operation of a batch cut at stream ``position``, whether an event at least as new on the
+        same user was already delivered (replay drops those). An operation without its own event time is
+        ordered by the batch's position."""
+        return [not news for news in self._check(target, operations, position_ms(position))]
+
+    def _check(self, target: str, operations: list[PackedOperation], accepted_ms: AcceptedMs) -> list[bool]:
+        if not operations:
+            return []
+        fields = member_keys(operations)
+        values = _values(operations, accepted_ms, None)
+        pipe = self._redis.pipeline(transaction=False)
+        for start in range(0, len(fields), _CHUNK):
+            pipe.eval(_SCRIPT, 2, keys.membership(target), keys.membership_size(target), "check",
+                      *_arguments(fields, values, start))
+        answers = "".join(a.decode() if isinstance(a, bytes) else a for a in pipe.execute())
+        return [flag == "1" for flag in answers]
+
+    # -- recording what was delivered ------------------------------------------------------------------
+
+    def record(self, target: str, action: str | None, position: str, operations: list[PackedOperation],
+               accepted_ms: AcceptedMs | None = None) -> int:
+        """Record a delivered request; returns the audience's net size afterwards."""
+        pipe = self._redis.pipeline(transaction=False)
+        self.stage_record(pipe, target, action, position, operations, accepted_ms)
+        results = pipe.execute()
+        return int(results[-1]) if results else self.size(target)
+
+    def stage_record(self, pipe: Any, target: str, action: str | None, position: str,
+                     operations: list[PackedOperation], accepted_ms: AcceptedMs | None = None) -> None:
+        """Queue :meth:`record` on ``pipe``, inside the caller's delivery transaction.
+
+        ``action`` is the request's action, or None for each operation's own. Each user's entry takes the
+        operation's event time and message id, unless the entry already holds a newer event (a replay of an
+        old batch changes nothing); the size moves only when a user's state changes. An operation without an
+        event time is ordered by ``accepted_ms`` if given, else by the batch's stream ``position``.
+        One script call per chunk of rows, sent as EVAL: a registered script in a pipeline costs a SCRIPT
+        EXISTS round trip of its own."""
+        fields = member_keys(operations)
+        values = _values(operations, position_ms(position) if accepted_ms is None else accepted_ms, action)
+        for start in range(0, len(fields), _CHUNK):
+            pipe.eval(_SCRIPT, 2, keys.membership(target), keys.membership_size(target), "record",
+                      *_arguments(fields, values, start))
+
+    # -- counters ----------------------------------------------------------------------------------------
+
+    @staticmethod
+    def stage_count_superseded(pipe: Any, count: int) -> None:
+        """Count ``count`` superseded operations fleet-wide, in the caller's transaction (so a crash before it
+        commits counts nothing, and a retry counts once)."""
+        if count:
+            pipe.hincrby(keys.METRICS, METRIC_SUPERSEDED, count)
+
+    def superseded_total(self) -> int:
+        """Operations superseded fleet-wide since the counter began."""
+        return int(self._redis.hget(keys.METRICS, METRIC_SUPERSEDED) or 0)
 
     def size(self, target: str) -> int:
         return int(self._redis.get(keys.membership_size(target)) or 0)

@@ -6,22 +6,23 @@ applied to that user and audience changes nothing, and a resend of an applied ev
 minimum), and replay's supersede check (a dead batch must not undo a newer delivered operation on the same
 user). Users are stored under a short digest of their row key, never a raw identifier.
 
-Per user the record holds one hash field: a 20-character digest of the user's identifiers, and a 22-character
-value, the order key of the last applied event (13-digit event ms and 8-hex message id tie-break) followed by
-``a`` (added) or ``d`` (removed). It lives as long as the audience's record does (no expiry: the net size needs
-every added user, and a removed user's entry is what refuses an older add that arrives late).
+Per user the record holds one hash field: a 20-character digest of the user's identifiers, and a 26-character
+value, the order key of the last applied event (:func:`worker.event_order.order_key`: its event ms and its
+message id's tie-break) followed by ``a`` (added) or ``d`` (removed). It has no expiry: the net size needs every
+added user, and a removed user's entry is what refuses an older add that arrives late.
 """
 
 from __future__ import annotations
 
 import hashlib
+import zlib
 from pathlib import Path
 from typing import Any
 
 import redis
 
 from worker import keys
-from worker.event_order import MAX_EVENT_MS, METRIC_SUPERSEDED, AcceptedMs, event_times, tie_break
+from worker.event_order import EVENT_MS_OFFSET, METRIC_SUPERSEDED, TIE_OFFSET, AcceptedMs, event_times
 from worker.operations import PackedOperation
 
 _SCRIPT = Path(__file__).with_name("membership.lua").read_text()
@@ -46,27 +47,16 @@ def member_keys(operations: list[PackedOperation]) -> list[str]:
             for _, email, phone, adid, adid_type, *_ in operations]
 
 
-def _values(operations: list[PackedOperation], accepted_ms: AcceptedMs, action: str | None) -> list[str]:
-    """The record's value for each operation: its order key, then its action's code (``action`` if given)."""
-    times = event_times(operations, accepted_ms)
-    ties: dict[str, str] = {}  # message id -> tie-break (a resent batch repeats ids; most share "")
-    out = []
-    for op, ms in zip(operations, times, strict=True):
-        message_id = op[6]
-        tie = ties.get(message_id)
-        if tie is None:
-            tie = ties[message_id] = tie_break(message_id)
-        code = _ACTION_CODE[action or op[0]]
-        out.append(f"{min(max(ms, 0), MAX_EVENT_MS):013d}{tie}{code}")
-    return out
-
-
-def _arguments(fields: list[str], values: list[str], start: int) -> list[str]:
-    chunk: list[str] = []
-    for field, value in zip(fields[start : start + _CHUNK], values[start : start + _CHUNK], strict=True):
-        chunk.append(field)
-        chunk.append(value)
-    return chunk
+def _arguments(operations: list[PackedOperation], accepted_ms: AcceptedMs, action: str | None) -> list[str]:
+    """The script's argument for each operation: its user's field, then the record's value (its order key and
+    its action's code, ``action``'s if given), as one string: an argument costs redis-py more than its bytes."""
+    blake2b, crc32, codes = hashlib.blake2b, zlib.crc32, _ACTION_CODE
+    times, ms_offset, tie_offset = event_times(operations, accepted_ms), EVENT_MS_OFFSET, TIE_OFFSET
+    # The same text as member_key and event_order.order_key, spelled out so it is built in the comprehension.
+    return [f"{blake2b(f'{email}|{phone}|{adid_type}:{adid}'.encode(), digest_size=10).hexdigest()}"
+            f"{ms + ms_offset}{crc32(message_id.encode()) + tie_offset}{codes[action or op_action]}"
+            for (op_action, email, phone, adid, adid_type, _, message_id), ms
+            in zip(operations, times, strict=True)]
 
 
 class Membership:
@@ -96,12 +86,11 @@ class Membership:
     def _check(self, target: str, operations: list[PackedOperation], accepted_ms: AcceptedMs) -> list[bool]:
         if not operations:
             return []
-        fields = member_keys(operations)
-        values = _values(operations, accepted_ms, None)
+        arguments = _arguments(operations, accepted_ms, None)
         pipe = self._redis.pipeline(transaction=False)
-        for start in range(0, len(fields), _CHUNK):
+        for start in range(0, len(arguments), _CHUNK):
             pipe.eval(_SCRIPT, 2, keys.membership(target), keys.membership_size(target), "check",
-                      *_arguments(fields, values, start))
+                      *arguments[start : start + _CHUNK])
         answers = "".join(a.decode() if isinstance(a, bytes) else a for a in pipe.execute())
         return [flag == "1" for flag in answers]
 
@@ -125,11 +114,11 @@ class Membership:
         event time is ordered by ``accepted_ms`` if given, else by the batch's stream ``position``.
         One script call per chunk of rows, sent as EVAL: a registered script in a pipeline costs a SCRIPT
         EXISTS round trip of its own."""
-        fields = member_keys(operations)
-        values = _values(operations, position_ms(position) if accepted_ms is None else accepted_ms, action)
-        for start in range(0, len(fields), _CHUNK):
+        arguments = _arguments(operations, position_ms(position) if accepted_ms is None else accepted_ms,
+                               action)
+        for start in range(0, len(arguments), _CHUNK):
             pipe.eval(_SCRIPT, 2, keys.membership(target), keys.membership_size(target), "record",
-                      *_arguments(fields, values, start))
+                      *arguments[start : start + _CHUNK])
 
     # -- counters ----------------------------------------------------------------------------------------
 

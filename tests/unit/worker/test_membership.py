@@ -235,17 +235,28 @@ events = st.lists(
 ).map(lambda drawn: [(u, a, ms, f"msg-{i}") for i, (u, a, ms) in enumerate(drawn)])  # message ids are unique
 
 
+def connect(server: str) -> redis.Redis:
+    if server == "fakeredis":
+        return fakeredis.FakeRedis()
+    url = os.environ.get("TTA_TEST_REDIS_URL")
+    if not url:
+        pytest.skip("set TTA_TEST_REDIS_URL to run against a real Redis")
+    return redis.Redis.from_url(url)
+
+
+@pytest.mark.parametrize("server", ["fakeredis", "real-redis"])
 @settings(max_examples=150, deadline=None)
 @given(events=events, data=st.data())
 def test_batches_in_any_order_end_with_the_membership_the_latest_events_describe(
-        events: list[Event], data: st.DataObject) -> None:
+        server: str, events: list[Event], data: st.DataObject) -> None:
     # Arrival: a shuffle of the events, some of them resent, cut into batches of any size.
     resent = data.draw(st.lists(st.sampled_from(events), max_size=10))
     arrivals = data.draw(st.permutations(events + resent))
     cuts = sorted(data.draw(st.lists(st.integers(0, len(arrivals)), max_size=6)))
     batches = [arrivals[a:b] for a, b in zip([0, *cuts], [*cuts, len(arrivals)], strict=True)]
 
-    membership, target = Membership(fakeredis.FakeRedis()), "dest|7000000000000000001|property"
+    client = connect(server)
+    membership, target = Membership(client), f"dest|7000000000000000001|test-{uuid.uuid4().hex}"
     sent: dict[str, str] = {}  # what TikTok was told last, per user
     delivered = 0
     for number, batch in enumerate(batches):
@@ -266,3 +277,5 @@ def test_batches_in_any_order_end_with_the_membership_the_latest_events_describe
     assert {key for key, action in sent.items() if action == "add"} == expected
     assert membership.size(target) == len(expected)
     assert delivered <= len(events)  # a resend of a delivered event is never sent again
+    client.delete(keys.membership(target), keys.membership_size(target))
+    client.close()

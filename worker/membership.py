@@ -15,9 +15,11 @@ added user, and a removed user's entry is what refuses an older add that arrives
 from __future__ import annotations
 
 import hashlib
+import re
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import redis
 
@@ -25,8 +27,16 @@ from worker import keys
 from worker.event_order import EVENT_MS_OFFSET, METRIC_SUPERSEDED, TIE_OFFSET, AcceptedMs, event_times
 from worker.operations import PackedOperation
 
-_SCRIPT = Path(__file__).with_name("membership.lua").read_text()
+# Sent as EVAL with every call (a registered script in a pipeline costs a SCRIPT EXISTS round trip of its own,
+# and EVALSHA inside a delivery transaction could fail alone after a Redis restart): without its comments.
+_SCRIPT = "\n".join(line for line in Path(__file__).with_name("membership.lua").read_text().splitlines()
+                    if not line.lstrip().startswith("--"))
 _CHUNK = 5000  # operations per script call, so one call never blocks Redis for long
+
+# One audience's share of the work: (target, operations, acceptance ms standing in for unknown event times)
+# to check, and (target, action or None for each operation's own, stream position, operations) to record.
+FreshWork: TypeAlias = tuple[str, list[PackedOperation], AcceptedMs]
+RecordWork: TypeAlias = tuple[str, str | None, str, list[PackedOperation]]
 _ACTION_CODE = {"add": "a", "delete": "d"}
 
 
@@ -59,6 +69,51 @@ def _arguments(operations: list[PackedOperation], accepted_ms: AcceptedMs, actio
             in zip(operations, times, strict=True)]
 
 
+_HASH_TAG = re.compile(r"\{([^}]+)\}")
+
+
+def _slot_group(target: str) -> tuple[str, str]:
+    """The hash tags of an audience's two keys: a Redis Cluster runs a script only on keys of one slot, so only
+    audiences whose keys share their tags share a script call."""
+    tags = []
+    for key in (keys.membership(target), keys.membership_size(target)):
+        found = _HASH_TAG.search(key)
+        tags.append(found.group(1) if found else key)
+    return tags[0], tags[1]
+
+
+def _script_calls(work: list[tuple[str, list[str]]]) -> list[tuple[list[str], list[int], list[str], list[int]]]:
+    """Pack each audience's script arguments into calls of at most :data:`_CHUNK` operations, many small
+    audiences to a call. Each call: its keys, its operation count per audience, its arguments, and which
+    entry of ``work`` each of its audiences is."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for index, (target, arguments) in enumerate(work):
+        if arguments:
+            groups.setdefault(_slot_group(target), []).append(index)
+    calls = []
+    for indexes in groups.values():
+        call_keys: list[str] = []
+        counts: list[int] = []
+        arguments_out: list[str] = []
+        owners: list[int] = []
+        for index in indexes:
+            target, arguments = work[index]
+            start = 0
+            while start < len(arguments):
+                piece = arguments[start : start + _CHUNK - len(arguments_out)]
+                start += len(piece)
+                call_keys += [keys.membership(target), keys.membership_size(target)]
+                counts.append(len(piece))
+                arguments_out += piece
+                owners.append(index)
+                if len(arguments_out) >= _CHUNK:
+                    calls.append((call_keys, counts, arguments_out, owners))
+                    call_keys, counts, arguments_out, owners = [], [], [], []
+        if arguments_out:
+            calls.append((call_keys, counts, arguments_out, owners))
+    return calls
+
+
 class Membership:
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
@@ -73,26 +128,42 @@ class Membership:
 
         ``accepted_ms`` stands in for an unknown (0) event time: one acceptance time for all, or one each.
         Reads only; the caller counts the superseded with :meth:`stage_count_superseded` where it commits."""
-        flags = self._check(target, operations, accepted_ms)
-        kept = [op for op, news in zip(operations, flags, strict=True) if news]
-        return kept, len(operations) - len(kept)
+        return self.fresh_many([(target, operations, accepted_ms)])[0]
+
+    def fresh_many(self, work: Sequence[FreshWork]) -> list[tuple[list[PackedOperation], int]]:
+        """:meth:`fresh` for several audiences in one round trip (and, where their keys share a hash tag, in
+        shared script calls): one answer per entry of ``work``, in its order."""
+        flags = self._check([(target, operations, accepted) for target, operations, accepted in work])
+        answers = []
+        for (_, operations, _), news in zip(work, flags, strict=True):
+            kept = [op for op, new in zip(operations, news, strict=True) if new]
+            answers.append((kept, len(operations) - len(kept)))
+        return answers
 
     def superseded(self, target: str, position: str, operations: list[PackedOperation]) -> list[bool]:
         """For each operation of a batch cut at stream ``position``, whether an event at least as new on the
         same user was already delivered (replay drops those). An operation without its own event time is
         ordered by the batch's position."""
-        return [not news for news in self._check(target, operations, position_ms(position))]
+        (news,) = self._check([(target, operations, position_ms(position))])
+        return [not new for new in news]
 
-    def _check(self, target: str, operations: list[PackedOperation], accepted_ms: AcceptedMs) -> list[bool]:
-        if not operations:
-            return []
-        arguments = _arguments(operations, accepted_ms, None)
+    def _check(self, work: Sequence[FreshWork]) -> list[list[bool]]:
+        """For each entry of ``work``, for each operation, whether it is news."""
+        arguments = [(target, _arguments(operations, accepted, None)) for target, operations, accepted in work]
+        calls = _script_calls(arguments)
+        if not calls:
+            return [[] for _ in work]
         pipe = self._redis.pipeline(transaction=False)
-        for start in range(0, len(arguments), _CHUNK):
-            pipe.eval(_SCRIPT, 2, keys.membership(target), keys.membership_size(target), "check",
-                      *arguments[start : start + _CHUNK])
-        answers = "".join(a.decode() if isinstance(a, bytes) else a for a in pipe.execute())
-        return [flag == "1" for flag in answers]
+        for call_keys, counts, call_arguments, _ in calls:
+            pipe.eval(_SCRIPT, len(call_keys), *call_keys, "check", *counts, *call_arguments)
+        flags: list[list[bool]] = [[] for _ in work]
+        for (_, counts, _, owners), answer in zip(calls, pipe.execute(), strict=True):
+            text = answer.decode() if isinstance(answer, bytes) else answer
+            start = 0
+            for owner, count in zip(owners, counts, strict=True):
+                flags[owner] += [flag == "1" for flag in text[start : start + count]]
+                start += count
+        return flags
 
     # -- recording what was delivered ------------------------------------------------------------------
 
@@ -102,7 +173,7 @@ class Membership:
         pipe = self._redis.pipeline(transaction=False)
         self.stage_record(pipe, target, action, position, operations, accepted_ms)
         results = pipe.execute()
-        return int(results[-1]) if results else self.size(target)
+        return int(results[-1][-1]) if results else self.size(target)
 
     def stage_record(self, pipe: Any, target: str, action: str | None, position: str,
                      operations: list[PackedOperation], accepted_ms: AcceptedMs | None = None) -> None:
@@ -111,14 +182,20 @@ class Membership:
         ``action`` is the request's action, or None for each operation's own. Each user's entry takes the
         operation's event time and message id, unless the entry already holds a newer event (a replay of an
         old batch changes nothing); the size moves only when a user's state changes. An operation without an
-        event time is ordered by ``accepted_ms`` if given, else by the batch's stream ``position``.
-        One script call per chunk of rows, sent as EVAL: a registered script in a pipeline costs a SCRIPT
-        EXISTS round trip of its own."""
-        arguments = _arguments(operations, position_ms(position) if accepted_ms is None else accepted_ms,
-                               action)
-        for start in range(0, len(arguments), _CHUNK):
-            pipe.eval(_SCRIPT, 2, keys.membership(target), keys.membership_size(target), "record",
-                      *arguments[start : start + _CHUNK])
+        event time is ordered by ``accepted_ms`` if given, else by the batch's stream ``position``."""
+        self._stage(pipe, [(target, _arguments(
+            operations, position_ms(position) if accepted_ms is None else accepted_ms, action))])
+
+    def stage_record_many(self, pipe: Any, work: Sequence[RecordWork]) -> None:
+        """:meth:`stage_record` for several audiences (a request that carries rows of many): where their keys
+        share a hash tag, in shared script calls. Each queued call answers the sizes of its audiences."""
+        self._stage(pipe, [(target, _arguments(operations, position_ms(position), action))
+                           for target, action, position, operations in work])
+
+    @staticmethod
+    def _stage(pipe: Any, work: list[tuple[str, list[str]]]) -> None:
+        for call_keys, counts, call_arguments, _ in _script_calls(work):
+            pipe.eval(_SCRIPT, len(call_keys), *call_keys, "record", *counts, *call_arguments)
 
     # -- counters ----------------------------------------------------------------------------------------
 

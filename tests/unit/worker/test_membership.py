@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from worker import keys
 from worker.event_order import latest_per_user, order_key, tie_break
-from worker.membership import Membership, member_key, member_keys
+from worker.membership import Membership, _script_calls, member_key, member_keys
 from worker.operations import PackedOperation
 
 ACCEPTED = 1_765_000_000_000  # epoch ms
@@ -194,6 +194,69 @@ def test_nothing_to_check_or_record(membership: Membership, target: str) -> None
     assert membership.fresh(target, []) == ([], 0)
     assert membership.superseded(target, POSITION, []) == []
     assert membership.record(target, "add", POSITION, []) == 0
+
+
+# -- many audiences at once (a request carrying rows of many) -------------------------------------------
+
+
+def test_many_audiences_are_checked_at_once_each_against_its_own_record(
+        membership: Membership, target: str, client: redis.Redis) -> None:
+    other = target + "-other"
+    membership.record(target, None, POSITION, [user(1, "delete", 2_000)])
+    membership.record(other, None, POSITION, [user(1, "add", 500)])
+    ops = [user(1, "add", 1_000)]
+
+    assert membership.fresh_many([(target, ops, 0), (other, ops, 0), (target + "-empty", [], 0)]) == [
+        ([], 1), (ops, 0), ([], 0)]
+    client.delete(keys.membership(other), keys.membership_size(other))
+
+
+def test_many_audiences_are_recorded_each_with_its_own_size(membership: Membership, target: str,
+                                                           client: redis.Redis) -> None:
+    other = target + "-other"
+    pipe = client.pipeline(transaction=True)
+    membership.stage_record_many(pipe, [
+        (target, "add", POSITION, [user(1), user(2)]),
+        (other, None, POSITION, [user(1, "delete"), user(3)]),
+        (target, "delete", POSITION, [user(2, "delete", ACCEPTED + 1)]),
+    ])
+    pipe.execute()
+
+    assert (membership.size(target), membership.size(other)) == (1, 1)
+    assert members(client, target) == {member_key(user(1))}
+    client.delete(keys.membership(other), keys.membership_size(other))
+
+
+def test_audiences_share_script_calls_only_when_their_keys_share_a_hash_tag(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    work = [(f"dest|1|{audience}", ["x" * 46] * 2_000) for audience in range(6)]  # 12,000 operations
+    # Today each audience's keys carry their own tag: a Redis Cluster could not run one script over two.
+    assert [len(owners) for *_, owners in _script_calls(work)] == [1] * 6
+    # Keys tagged by something the audiences share (the access token's lane, say) pack up to 5,000
+    # operations per call, an audience split across calls where it must.
+    monkeypatch.setattr(keys, "membership", lambda target: f"tta:members:{{lane}}:{target}")
+    monkeypatch.setattr(keys, "membership_size", lambda target: f"tta:size:{{lane}}:{target}")
+    calls = _script_calls(work)
+    assert [(counts, owners) for _, counts, _, owners in calls] == [
+        ([2_000, 2_000, 1_000], [0, 1, 2]), ([1_000, 2_000, 2_000], [2, 3, 4]), ([2_000], [5])]
+
+
+def test_many_audiences_sharing_a_tag_are_checked_and_recorded_together(
+        monkeypatch: pytest.MonkeyPatch, client: redis.Redis) -> None:
+    monkeypatch.setattr(keys, "membership", lambda target: f"tta:members:{{lane-test}}:{target}")
+    monkeypatch.setattr(keys, "membership_size", lambda target: f"tta:size:{{lane-test}}:{target}")
+    membership = Membership(client)
+    audiences = [f"dest|1|test-{uuid.uuid4().hex}" for _ in range(300)]
+    pipe = client.pipeline(transaction=True)
+    membership.stage_record_many(pipe, [(a, None, POSITION, [user(i, "add", 1_000) for i in range(20)])
+                                        for a in audiences])
+    pipe.execute()
+    later = [user(i, "delete", 2_000) if i % 2 else user(i, "add", 900) for i in range(20)]
+
+    answers = membership.fresh_many([(a, later, 0) for a in audiences])
+    assert {(len(kept), superseded) for kept, superseded in answers} == {(10, 10)}
+    assert {membership.size(a) for a in audiences} == {20}
+    client.delete(*[keys.membership(a) for a in audiences], *[keys.membership_size(a) for a in audiences])
 
 
 # -- counters and storage --------------------------------------------------------------------------------

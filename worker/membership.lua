@@ -1,5 +1,6 @@
 -- The delivered-membership record of audiences: per user, the last applied action and its event's order.
--- KEYS: per audience, its membership hash and its size counter (2 keys each). ARGV[1]: 'check' or 'record';
+-- KEYS: per audience, its membership hash, its size counter and its newest order key (3 keys each).
+-- ARGV[1]: 'check' or 'record';
 -- ARGV[2 .. audiences + 1]: how many operations each audience has here; then the operations, audience by
 -- audience, each its user's field (20 chars) .. its value: order key (25 chars: event ms + 10^13, 14 digits,
 -- then the message id's tie-break + 10^10, 11 digits) .. 'a' (added) or 'd' (removed).
@@ -11,12 +12,15 @@
 -- check: returns a string with '1' per operation that would apply, '0' per one superseded (read only).
 -- record: writes the values that apply and returns each audience's net size afterwards; only a change of state
 -- (absent or removed -> added, added -> removed) moves the size, so recording a batch twice changes nothing.
+-- It also keeps the newest order key the record holds, which lets a check skip operations newer than it; a
+-- record that predates that key (it has entries but no newest key) never gets one, as its entries' greatest
+-- key is unknown: it is always checked in full.
 -- One HMGET and a few HSETs of many fields per audience, not calls per row: redis.call per row was most of
 -- the cost.
 local FIELDLEN, KEYLEN = 20, 25
 local ADDED = string.byte('a')
 local mode = ARGV[1]
-local audiences = #KEYS / 2
+local audiences = #KEYS / 3
 
 local function applies(new, old)
   if not old then return true end
@@ -30,10 +34,12 @@ local function applies(new, old)
   return string.sub(new, 1, KEYLEN) == string.sub(old, 1, KEYLEN)  -- same key, another action
 end
 
-local function record(hash, size, fields, values, olds)
+local function record(hash, size, newest, fields, values, olds)
+  local newest_known = redis.call('EXISTS', hash) == 0 or redis.call('EXISTS', newest) == 1
   local written = {}  -- field -> value set by this call (a repeated field sees its own earlier write)
   local pairs_out = {}
   local delta = 0
+  local greatest = ''
   for i = 1, #fields do
     local field, value = fields[i], values[i]
     local old = written[field] or olds[i]
@@ -41,6 +47,7 @@ local function record(hash, size, fields, values, olds)
       written[field] = value
       pairs_out[#pairs_out + 1] = field
       pairs_out[#pairs_out + 1] = value
+      if value > greatest then greatest = value end
       local was_member = old and string.byte(old, -1) == ADDED
       local is_member = string.byte(value, -1) == ADDED
       if is_member and not was_member then delta = delta + 1 end
@@ -51,6 +58,11 @@ local function record(hash, size, fields, values, olds)
   local slice = 4000
   for first = 1, #pairs_out, slice do
     redis.call('HSET', hash, unpack(pairs_out, first, math.min(first + slice - 1, #pairs_out)))
+  end
+  if newest_known and greatest ~= '' then
+    greatest = string.sub(greatest, 1, KEYLEN)
+    local before = redis.call('GET', newest)
+    if not before or greatest > before then redis.call('SET', newest, greatest) end
   end
   return redis.call('INCRBY', size, delta)
 end
@@ -66,12 +78,12 @@ for a = 1, audiences do
     values[i] = string.sub(argument, FIELDLEN + 1)
   end
   next_argument = next_argument + count
-  local hash, size = KEYS[2 * a - 1], KEYS[2 * a]
+  local hash, size, newest = KEYS[3 * a - 2], KEYS[3 * a - 1], KEYS[3 * a]
   local olds = count > 0 and redis.call('HMGET', hash, unpack(fields)) or {}
   if mode == 'check' then
     for i = 1, count do flags[#flags + 1] = applies(values[i], olds[i]) and '1' or '0' end
   else
-    sizes[a] = record(hash, size, fields, values, olds)
+    sizes[a] = record(hash, size, newest, fields, values, olds)
   end
 end
 if mode == 'check' then return table.concat(flags) end

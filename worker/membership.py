@@ -10,6 +10,11 @@ Per user the record holds one hash field: a 20-character digest of the user's id
 value, the order key of the last applied event (:func:`worker.event_order.order_key`: its event ms and its
 message id's tie-break) followed by ``a`` (added) or ``d`` (removed). It has no expiry: the net size needs every
 added user, and a removed user's entry is what refuses an older add that arrives late.
+
+Beside it, the audience keeps the greatest order key it ever recorded (:func:`newest_key`): an operation newer
+than that is news without looking its user up, which is nearly every operation when events arrive roughly in
+order (and every one for an audience not recorded yet), so checking costs a lookup only where arrival order and
+event order disagree. Records written before event times existed have no such key and are checked in full.
 """
 
 from __future__ import annotations
@@ -57,11 +62,17 @@ def member_keys(operations: list[PackedOperation]) -> list[str]:
             for _, email, phone, adid, adid_type, *_ in operations]
 
 
-def _arguments(operations: list[PackedOperation], accepted_ms: AcceptedMs, action: str | None) -> list[str]:
-    """The script's argument for each operation: its user's field, then the record's value (its order key and
-    its action's code, ``action``'s if given), as one string: an argument costs redis-py more than its bytes."""
+def newest_key(target: str) -> str:
+    """The key of the greatest order key ``target``'s record holds (in its record's hash slot)."""
+    return f"{keys.membership(target)}:newest"
+
+
+def _arguments(operations: Sequence[PackedOperation], times: Sequence[int], action: str | None) -> list[str]:
+    """The script's argument for each operation: its user's field, then the record's value (its order key from
+    ``times``, and its action's code, ``action``'s if given), as one string: an argument costs redis-py more
+    than its bytes."""
     blake2b, crc32, codes = hashlib.blake2b, zlib.crc32, _ACTION_CODE
-    times, ms_offset, tie_offset = event_times(operations, accepted_ms), EVENT_MS_OFFSET, TIE_OFFSET
+    ms_offset, tie_offset = EVENT_MS_OFFSET, TIE_OFFSET
     # The same text as member_key and event_order.order_key, spelled out so it is built in the comprehension.
     return [f"{blake2b(f'{email}|{phone}|{adid_type}:{adid}'.encode(), digest_size=10).hexdigest()}"
             f"{ms + ms_offset}{crc32(message_id.encode()) + tie_offset}{codes[action or op_action]}"
@@ -76,7 +87,7 @@ def _slot_group(target: str) -> tuple[str, str]:
     """The hash tags of an audience's two keys: a Redis Cluster runs a script only on keys of one slot, so only
     audiences whose keys share their tags share a script call."""
     tags = []
-    for key in (keys.membership(target), keys.membership_size(target)):
+    for key in (keys.membership(target), keys.membership_size(target)):  # newest_key shares the first
         found = _HASH_TAG.search(key)
         tags.append(found.group(1) if found else key)
     return tags[0], tags[1]
@@ -102,7 +113,7 @@ def _script_calls(work: list[tuple[str, list[str]]]) -> list[tuple[list[str], li
             while start < len(arguments):
                 piece = arguments[start : start + _CHUNK - len(arguments_out)]
                 start += len(piece)
-                call_keys += [keys.membership(target), keys.membership_size(target)]
+                call_keys += [keys.membership(target), keys.membership_size(target), newest_key(target)]
                 counts.append(len(piece))
                 arguments_out += piece
                 owners.append(index)
@@ -148,20 +159,49 @@ class Membership:
         return [not new for new in news]
 
     def _check(self, work: Sequence[FreshWork]) -> list[list[bool]]:
-        """For each entry of ``work``, for each operation, whether it is news."""
-        arguments = [(target, _arguments(operations, accepted, None)) for target, operations, accepted in work]
+        """For each entry of ``work``, for each operation, whether it is news: at once where the audience has
+        no record or its newest recorded event is older, else as the record says (one script call per chunk)."""
+        if not any(operations for _, operations, _ in work):
+            return [[] for _ in work]
+        pipe = self._redis.pipeline(transaction=False)
+        for target, _, _ in work:
+            pipe.get(newest_key(target))
+            pipe.exists(keys.membership(target))
+        looked = pipe.execute()
+        flags: list[list[bool]] = []
+        unsure: list[tuple[int, list[int]]] = []  # (entry of work, its operations only the record can settle)
+        arguments: list[tuple[str, list[str]]] = []
+        for index, (target, operations, accepted) in enumerate(work):
+            newest, recorded = looked[2 * index], looked[2 * index + 1]
+            flags.append([True] * len(operations))
+            if not recorded:
+                continue
+            times = event_times(operations, accepted)
+            if newest:  # its first 14 digits are its event ms (offset): a later ms is surely news
+                after = int(newest[:14]) - EVENT_MS_OFFSET
+                settle = [i for i, ms in enumerate(times) if ms <= after]
+            else:
+                settle = list(range(len(operations)))
+            if settle:
+                unsure.append((index, settle))
+                arguments.append((target, _arguments([operations[i] for i in settle], [times[i] for i in settle],
+                                                     None)))
         calls = _script_calls(arguments)
         if not calls:
-            return [[] for _ in work]
+            return flags
         pipe = self._redis.pipeline(transaction=False)
         for call_keys, counts, call_arguments, _ in calls:
             pipe.eval(_SCRIPT, len(call_keys), *call_keys, "check", *counts, *call_arguments)
-        flags: list[list[bool]] = [[] for _ in work]
+        answered = [0] * len(unsure)  # operations of each unsure entry answered so far (calls split entries)
         for (_, counts, _, owners), answer in zip(calls, pipe.execute(), strict=True):
             text = answer.decode() if isinstance(answer, bytes) else answer
             start = 0
             for owner, count in zip(owners, counts, strict=True):
-                flags[owner] += [flag == "1" for flag in text[start : start + count]]
+                index, settle = unsure[owner]
+                done = answered[owner]
+                for i, flag in zip(settle[done : done + count], text[start : start + count], strict=True):
+                    flags[index][i] = flag == "1"
+                answered[owner] += count
                 start += count
         return flags
 
@@ -183,13 +223,13 @@ class Membership:
         operation's event time and message id, unless the entry already holds a newer event (a replay of an
         old batch changes nothing); the size moves only when a user's state changes. An operation without an
         event time is ordered by ``accepted_ms`` if given, else by the batch's stream ``position``."""
-        self._stage(pipe, [(target, _arguments(
-            operations, position_ms(position) if accepted_ms is None else accepted_ms, action))])
+        times = event_times(operations, position_ms(position) if accepted_ms is None else accepted_ms)
+        self._stage(pipe, [(target, _arguments(operations, times, action))])
 
     def stage_record_many(self, pipe: Any, work: Sequence[RecordWork]) -> None:
         """:meth:`stage_record` for several audiences (a request that carries rows of many): where their keys
         share a hash tag, in shared script calls. Each queued call answers the sizes of its audiences."""
-        self._stage(pipe, [(target, _arguments(operations, position_ms(position), action))
+        self._stage(pipe, [(target, _arguments(operations, event_times(operations, position_ms(position)), action))
                            for target, action, position, operations in work])
 
     @staticmethod

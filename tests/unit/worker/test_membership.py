@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import fakeredis
 import pytest
@@ -19,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from worker import keys
+from worker import membership as membership_module
 from worker.event_order import latest_per_user, order_key, tie_break
 from worker.membership import Membership, _script_calls, member_key, member_keys
 from worker.operations import PackedOperation
@@ -194,6 +196,38 @@ def test_nothing_to_check_or_record(membership: Membership, target: str) -> None
     assert membership.fresh(target, []) == ([], 0)
     assert membership.superseded(target, POSITION, []) == []
     assert membership.record(target, "add", POSITION, []) == 0
+
+
+def test_state_written_before_event_times_is_always_looked_up(membership: Membership, target: str,
+                                                             client: redis.Redis) -> None:
+    client.hset(keys.membership(target), member_key(user(2)), f"{ACCEPTED:015d}{7:08d}a")
+    membership.record(target, None, POSITION, [user(1, "add", ACCEPTED - 100)])
+
+    # The record now holds a newer entry than the one just written: an operation between them is no news.
+    assert membership.fresh(target, [user(2, "delete", ACCEPTED - 50)]) == ([], 1)
+
+
+def test_operations_newer_than_everything_recorded_need_no_lookup(
+        membership: Membership, target: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    looked_up: list[int] = []
+    real_calls = membership_module._script_calls
+
+    def counting(work: list[tuple[str, list[str]]]) -> Any:
+        looked_up.append(sum(len(arguments) for _, arguments in work))
+        return real_calls(work)
+
+    monkeypatch.setattr(membership_module, "_script_calls", counting)
+    first = [user(i, "add", 1_000) for i in range(10)]
+    assert membership.fresh(target, first) == (first, 0)  # nothing recorded yet
+    membership.record(target, None, POSITION, first)
+    later = [user(i, "delete", 1_001) for i in range(10)]
+    assert membership.fresh(target, later) == (later, 0)  # all newer than the newest recorded
+    mixed = [user(1, "delete", 999), user(2, "add", 1_000), user(3, "delete", 2_000)]  # older, resent, newer
+    assert membership.fresh(target, mixed) == ([user(3, "delete", 2_000)], 2)
+
+    # Checks looked up nothing, then nothing, then only the two no newer than the newest recorded (the 10 are
+    # the record's own writes).
+    assert looked_up == [0, 10, 0, 2]
 
 
 # -- many audiences at once (a request carrying rows of many) -------------------------------------------

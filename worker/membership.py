@@ -29,7 +29,15 @@ from typing import Any, TypeAlias
 import redis
 
 from worker import keys
-from worker.event_order import EVENT_MS_OFFSET, METRIC_SUPERSEDED, TIE_OFFSET, AcceptedMs, event_times
+from worker.event_order import (
+    EVENT_MS_OFFSET,
+    METRIC_SUPERSEDED,
+    TIE_OFFSET,
+    AcceptedMs,
+    event_times,
+    latest_per_user,
+    stamp,
+)
 from worker.operations import PackedOperation
 
 # Sent as EVAL with every call (a registered script in a pipeline costs a SCRIPT EXISTS round trip of its own,
@@ -150,6 +158,21 @@ class Membership:
             kept = [op for op, new in zip(operations, news, strict=True) if new]
             answers.append((kept, len(operations) - len(kept)))
         return answers
+
+    def news(self, target: str, operations: list[PackedOperation],
+             accepted_ms: AcceptedMs) -> tuple[list[PackedOperation], int]:
+        """What a drain sends of the operations it cut from ``target``'s stream: each stamped with its event
+        time (:func:`worker.event_order.stamp`), only the latest per user, and only if newer than what was
+        delivered; and how many of ``operations`` that drops (superseded within the batch or by the record:
+        the count :meth:`stage_count_superseded` takes)."""
+        return self.news_many([(target, operations, accepted_ms)])[0]
+
+    def news_many(self, work: Sequence[FreshWork]) -> list[tuple[list[PackedOperation], int]]:
+        """:meth:`news` for several audiences, in one round trip (two when some must be looked up)."""
+        latest = [(target, latest_per_user(stamp(operations, accepted), 0), 0)
+                  for target, operations, accepted in work]
+        return [(kept, len(operations) - len(kept))
+                for (kept, _), (_, operations, _) in zip(self.fresh_many(latest), work, strict=True)]
 
     def superseded(self, target: str, position: str, operations: list[PackedOperation]) -> list[bool]:
         """For each operation of a batch cut at stream ``position``, whether an event at least as new on the

@@ -230,6 +230,19 @@ def test_operations_newer_than_everything_recorded_need_no_lookup(
     assert looked_up == [0, 10, 0, 2]
 
 
+def test_news_is_what_a_drain_sends_of_what_it_cut(membership: Membership, target: str) -> None:
+    membership.record(target, None, POSITION, [user(1, "add", ACCEPTED + 10)])
+    cut = [
+        user(1, "delete", ACCEPTED + 5),  # older than what was delivered
+        user(2, "add", ACCEPTED + 30), user(2, "delete", ACCEPTED + 20),  # the add is the latest
+        user(3, "delete", 0, "untimed"),  # accepted at ACCEPTED + 40: its acceptance is its time
+    ]
+    kept, dropped = membership.news(target, cut, [ACCEPTED] * 3 + [ACCEPTED + 40])
+
+    assert kept == [user(2, "add", ACCEPTED + 30), user(3, "delete", ACCEPTED + 40, "untimed")]
+    assert dropped == 2
+
+
 # -- many audiences at once (a request carrying rows of many) -------------------------------------------
 
 

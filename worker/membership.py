@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,11 +47,15 @@ _SCRIPT = "\n".join(line for line in Path(__file__).with_name("membership.lua").
                     if not line.lstrip().startswith("--"))
 _CHUNK = 5000  # operations per script call, so one call never blocks Redis for long
 
-# One audience's share of the work: (target, operations, acceptance ms standing in for unknown event times)
-# to check, and (target, action or None for each operation's own, stream position, operations) to record.
-FreshWork: TypeAlias = tuple[str, list[PackedOperation], AcceptedMs]
+# One audience's share of the work: (target, operations, acceptance ms standing in for unknown event times;
+# None: now) to check, and (target, action or None for each operation's own, stream position, operations) to record.
+FreshWork: TypeAlias = tuple[str, list[PackedOperation], AcceptedMs | None]
 RecordWork: TypeAlias = tuple[str, str | None, str, list[PackedOperation]]
 _ACTION_CODE = {"add": "a", "delete": "d"}
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 def position_ms(entry_id: str) -> int:
@@ -140,12 +145,14 @@ class Membership:
     # -- deciding what is news -------------------------------------------------------------------------
 
     def fresh(self, target: str, operations: list[PackedOperation],
-              accepted_ms: AcceptedMs = 0) -> tuple[list[PackedOperation], int]:
+              accepted_ms: AcceptedMs | None = None) -> tuple[list[PackedOperation], int]:
         """The operations newer than what was already delivered to ``target`` for their user, and how many
         were not (superseded, or a resend of an applied event). Each operation is judged against the record
         alone: collapse several operations on one user first (:func:`worker.event_order.latest_per_user`).
 
-        ``accepted_ms`` stands in for an unknown (0) event time: one acceptance time for all, or one each.
+        ``accepted_ms`` stands in for an unknown (0) event time: one acceptance time for all, or one each;
+        None stands in the time of this call (an operation is accepted no later than it is checked, so an
+        operation without a time is never older than what was delivered before it, as before event times).
         Reads only; the caller counts the superseded with :meth:`stage_count_superseded` where it commits."""
         return self.fresh_many([(target, operations, accepted_ms)])[0]
 
@@ -160,7 +167,7 @@ class Membership:
         return answers
 
     def news(self, target: str, operations: list[PackedOperation],
-             accepted_ms: AcceptedMs) -> tuple[list[PackedOperation], int]:
+             accepted_ms: AcceptedMs | None = None) -> tuple[list[PackedOperation], int]:
         """What a drain sends of the operations it cut from ``target``'s stream: each stamped with its event
         time (:func:`worker.event_order.stamp`), only the latest per user, and only if newer than what was
         delivered; and how many of ``operations`` that drops (superseded within the batch or by the record:
@@ -169,7 +176,8 @@ class Membership:
 
     def news_many(self, work: Sequence[FreshWork]) -> list[tuple[list[PackedOperation], int]]:
         """:meth:`news` for several audiences, in one round trip (two when some must be looked up)."""
-        latest = [(target, latest_per_user(stamp(operations, accepted), 0), 0)
+        now = _now_ms()
+        latest = [(target, latest_per_user(stamp(operations, now if accepted is None else accepted), 0), 0)
                   for target, operations, accepted in work]
         return [(kept, len(operations) - len(kept))
                 for (kept, _), (_, operations, _) in zip(self.fresh_many(latest), work, strict=True)]
@@ -191,6 +199,7 @@ class Membership:
             pipe.get(newest_key(target))
             pipe.exists(keys.membership(target))
         looked = pipe.execute()
+        now = _now_ms()
         flags: list[list[bool]] = []
         unsure: list[tuple[int, list[int]]] = []  # (entry of work, its operations only the record can settle)
         arguments: list[tuple[str, list[str]]] = []
@@ -199,7 +208,7 @@ class Membership:
             flags.append([True] * len(operations))
             if not recorded:
                 continue
-            times = event_times(operations, accepted)
+            times = event_times(operations, now if accepted is None else accepted)
             if newest:  # its first 14 digits are its event ms (offset): a later ms is surely news
                 after = int(newest[:14]) - EVENT_MS_OFFSET
                 settle = [i for i, ms in enumerate(times) if ms <= after]

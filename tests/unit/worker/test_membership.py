@@ -137,6 +137,17 @@ def test_a_missing_event_time_is_the_acceptance_time(membership: Membership, tar
     assert membership.fresh(target, [user(1, "add", ACCEPTED + 8)]) == ([], 1)
 
 
+def test_without_acceptance_times_an_operation_without_event_time_is_news(membership: Membership,
+                                                                         target: str) -> None:
+    # It was accepted no later than it is checked, so after everything delivered before it (as it was before
+    # operations carried event times).
+    membership.record(target, None, POSITION, [user(1, "add", 0, "")])
+    untimed = user(1, "delete", 0, "")
+
+    assert membership.fresh(target, [untimed]) == ([untimed], 0)
+    assert membership.news(target, [untimed])[1] == 0
+
+
 def test_recording_twice_changes_nothing(membership: Membership, target: str, client: redis.Redis) -> None:
     batch = [user(1, "add", 10), user(2, "add", 10), user(3, "delete", 10)]
     assert membership.record(target, None, POSITION, batch) == 2

@@ -288,7 +288,9 @@ def test_many_audiences_are_recorded_each_with_its_own_size(membership: Membersh
 def test_audiences_share_script_calls_only_when_their_keys_share_a_hash_tag(
         monkeypatch: pytest.MonkeyPatch) -> None:
     work = [(f"dest|1|{audience}", ["x" * 46] * 2_000) for audience in range(6)]  # 12,000 operations
-    # Today each audience's keys carry their own tag: a Redis Cluster could not run one script over two.
+    # Keys tagged by their own audience: a Redis Cluster could not run one script over two audiences.
+    monkeypatch.setattr(keys, "membership", lambda target: f"tta:members:{{{target}}}")
+    monkeypatch.setattr(keys, "membership_size", lambda target: f"tta:size:{{{target}}}")
     assert [len(owners) for *_, owners in _script_calls(work)] == [1] * 6
     # Keys tagged by something the audiences share (the access token's lane, say) pack up to 5,000
     # operations per call, an audience split across calls where it must.

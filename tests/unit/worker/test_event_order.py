@@ -95,3 +95,22 @@ def test_without_event_times_it_is_the_old_last_arrival_collapse(pairs: list[tup
     accepted = [ACCEPTED + index // 3 for index in range(len(ops))]  # several operations per millisecond
 
     assert latest_per_user(ops, accepted) == collapse(ops)
+
+
+timed_ops = st.lists(st.tuples(st.sampled_from(["add", "delete"]), st.integers(0, 4), st.integers(0, 3),
+                               st.sampled_from(["", "a", "b", "c"])), max_size=40)
+
+
+@given(timed_ops, st.integers(0, 5))
+def test_each_user_keeps_its_latest_operation_by_time_then_message_id_then_arrival(
+        drawn: list[tuple[str, int, int, str]], accepted: int) -> None:
+    ops = [op(action, user, ms, message_id) for action, user, ms, message_id in drawn]  # ms 0: accepted
+
+    def rank(index: int) -> tuple[int, str, int]:
+        return (ops[index].event_ms or accepted, tie_break(ops[index].message_id), index)
+
+    latest = {}
+    for index, one in enumerate(ops):
+        if one.email not in latest or rank(index) > rank(latest[one.email]):
+            latest[one.email] = index
+    assert latest_per_user(ops, accepted) == [ops[index] for index in sorted(latest.values())]

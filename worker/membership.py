@@ -20,7 +20,6 @@ event order disagree. Records written before event times existed have no such ke
 from __future__ import annotations
 
 import hashlib
-import re
 import time
 import zlib
 from collections.abc import Sequence
@@ -76,7 +75,8 @@ def member_keys(operations: list[PackedOperation]) -> list[str]:
 
 
 def newest_key(target: str) -> str:
-    """The key of the greatest order key ``target``'s record holds (in its record's hash slot)."""
+    """The key of the greatest order key ``target``'s record holds (in its record's hash slot, as the record's key
+    carries a hash tag)."""
     return f"{keys.membership(target)}:newest"
 
 
@@ -93,17 +93,21 @@ def _arguments(operations: Sequence[PackedOperation], times: Sequence[int], acti
             in zip(operations, times, strict=True)]
 
 
-_HASH_TAG = re.compile(r"\{([^}]+)\}")
+def _hash_tag(key: str) -> str:
+    """What Redis Cluster hashes of a key: the text between its first ``{`` and the next ``}`` if not empty,
+    else the whole key."""
+    start = key.find("{")
+    if start >= 0:
+        end = key.find("}", start + 1)
+        if end > start + 1:
+            return key[start + 1 : end]
+    return key
 
 
 def _slot_group(target: str) -> tuple[str, str]:
-    """The hash tags of an audience's two keys: a Redis Cluster runs a script only on keys of one slot, so only
-    audiences whose keys share their tags share a script call."""
-    tags = []
-    for key in (keys.membership(target), keys.membership_size(target)):  # newest_key shares the first
-        found = _HASH_TAG.search(key)
-        tags.append(found.group(1) if found else key)
-    return tags[0], tags[1]
+    """The hash tags of an audience's keys: a Redis Cluster runs a script only on keys of one slot, so only
+    audiences whose keys share their tags share a script call (:func:`newest_key` shares its record's)."""
+    return _hash_tag(keys.membership(target)), _hash_tag(keys.membership_size(target))
 
 
 def _script_calls(work: list[tuple[str, list[str]]]) -> list[tuple[list[str], list[int], list[str], list[int]]]:

@@ -33,6 +33,7 @@ from redis.exceptions import RedisError
 from producer.event_time import MESSAGE_ID_MAX, EventTimeError, event_ms
 from producer.write_group import WriteGroup
 from worker import keys
+from worker.event_order import METRIC_CLAMPED
 from worker.queue import queue_commands
 from worker.settings import Settings
 
@@ -139,7 +140,7 @@ class _Routed:
     def counters(self) -> dict[str, int]:
         """The intake counters (``keys.METRICS`` fields) this request adds to; only non-zero ones."""
         return {name: n for name, n in (("unmatched", self.unmatched), ("opted_out", self.opted_out),
-                                        ("clamped", self.clamped)) if n}
+                                        (METRIC_CLAMPED, self.clamped)) if n}
 
 
 def _message_id(obj: object) -> str | None:

@@ -4,6 +4,10 @@ Routes: ``POST /v1/track``, ``/v1/identify``, ``/v1/batch``, ``/v1/webhook``; ``
 ``/metrics``. Answers follow Segment's (``{"success": true}``); a 200 always means the events are stored in
 Redis, and while they cannot be stored the answer is 503, so senders retry instead of losing events.
 
+Every error answer is ``{"success": false, "code": "<snake_case>", "message": "..."}``: Segment's and
+RudderStack's Python libraries read ``code`` and ``message`` from it (RudderStack's turns any other shape into
+a KeyError that it retries and then drops).
+
 The request path stays thin (one orjson parse, one intake call, a few counter increments) because the
 per-event cost of routing is the budget; there is no access log and at most one debug line per request.
 """
@@ -37,7 +41,6 @@ if TYPE_CHECKING:
     from producer.routing import Router
 
 SINGLE_EVENT_LIMIT = 32 * 1024
-BATCH_LIMIT = 500 * 1024
 WEBHOOK_LIMIT = 16 * 1024 * 1024
 
 log = structlog.get_logger("producer.http")
@@ -50,15 +53,22 @@ class StartupError(Exception):
 
 
 class _HttpError(Exception):
-    """An answer other than success, raised from deep in a handler and turned into a response at the top."""
+    """An answer other than success, raised from deep in a handler and turned into a response at the top.
+    ``code`` is a stable snake_case name for the problem; the message says it in a sentence."""
 
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.code = code
         self.headers = headers
 
     def response(self) -> web.Response:
-        return _json(self.status, {"success": False, "error": str(self)}, self.headers)
+        return error_response(self.status, self.code, str(self), self.headers)
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    """The one shape of every error answer."""
+    return _json(status, {"success": False, "code": code, "message": message}, headers)
 
 
 def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> web.Response:
@@ -107,6 +117,13 @@ class IntakeMetrics:
                                 ["route", "status"], registry=self.registry)
         self.operations = Counter("tta_intake_operations_enqueued", "Operations written to the queue",
                                   registry=self.registry)
+        self.unmatched = Counter("tta_intake_events_unmatched", "Accepted events no mapping subscribed to",
+                                 registry=self.registry)
+        self.opted_out = Counter("tta_intake_events_opted_out",
+                                 "Accepted events whose integrations turned a destination off", registry=self.registry)
+        self.clamped = Counter("tta_intake_event_times_clamped",
+                               "Event times too far in the future, clamped to the time received",
+                               registry=self.registry)
         # Set from Redis just before each scrape, by whichever process answers it: the latest value is the truth.
         self.backlog = Gauge("tta_backlog_operations", "Operations accepted and not yet settled (fleet-wide)",
                              registry=self.registry, multiprocess_mode="mostrecent")
@@ -126,6 +143,12 @@ class IntakeMetrics:
             self.events_rejected.labels(code).inc(n)
         if result.operations:
             self.operations.inc(result.operations)
+        if result.unmatched:
+            self.unmatched.inc(result.unmatched)
+        if result.opted_out:
+            self.opted_out.inc(result.opted_out)
+        if result.clamped:
+            self.clamped.inc(result.clamped)
 
     def render(self) -> bytes:
         if not self._shared:
@@ -133,6 +156,20 @@ class IntakeMetrics:
         everyone = CollectorRegistry()
         MultiProcessCollector(everyone)
         return generate_latest(everyone)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp's own refusals (unknown path 404, wrong method 405, its body-size 413...) in the one error
+    shape, so a client reading ``code``/``message`` never meets a plain-text body."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = exc.reason.lower().replace(" ", "_").replace("-", "_")
+        headers = {k: v for k, v in exc.headers.items() if k not in (hdrs.CONTENT_TYPE, hdrs.CONTENT_LENGTH)}
+        return error_response(exc.status, code, exc.text or exc.reason, headers)
 
 
 METRICS_KEY = web.AppKey("metrics", IntakeMetrics)
@@ -144,13 +181,14 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     reading, and while reading (chunked bodies, and gzip bodies that aiohttp inflates as they arrive)."""
     length = request.content_length
     if length is not None and length > limit:
-        raise _HttpError(413, f"body of {length} bytes is over the limit of {limit} bytes for this route")
+        raise _HttpError(413, "body_too_large",
+                         f"body of {length} bytes is over this route's limit of {limit} bytes")
     chunks: list[bytes] = []
     size = 0
     while chunk := await request.content.readany():
         size += len(chunk)
         if size > limit:
-            raise _HttpError(413, f"body is over the limit of {limit} bytes for this route")
+            raise _HttpError(413, "body_too_large", f"body is over this route's limit of {limit} bytes")
         chunks.append(chunk)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
@@ -159,7 +197,7 @@ def _parse_json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise _HttpError(400, f"invalid JSON: {exc}") from None
+        raise _HttpError(400, "invalid_json", f"invalid JSON: {exc}") from None
 
 
 # Objects a /v1/batch body may carry beside "batch", applying to every event in it (Segment's HTTP API).
@@ -173,7 +211,7 @@ def _batch_level(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
         if value is None:
             continue
         if not isinstance(value, dict):
-            raise _HttpError(400, f'the batch-level "{key}" must be an object')
+            raise _HttpError(400, "invalid_field", f'the batch-level "{key}" must be an object')
         if value:
             shared[key] = value
     return shared
@@ -204,8 +242,10 @@ def _merge(defaults: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
 
 
 class _Routes:
-    def __init__(self, intake: Intake, auth: Authenticator, metrics: IntakeMetrics, *, debug: bool) -> None:
+    def __init__(self, intake: Intake, auth: Authenticator, metrics: IntakeMetrics, *, debug: bool,
+                 batch_limit: int) -> None:
         self._intake = intake
+        self._batch_limit = batch_limit
         self._auth = auth
         self._metrics = metrics
         self._debug = debug
@@ -224,7 +264,7 @@ class _Routes:
                 # Frames only, no locals or message: either could hold an identifier from the body.
                 log.error("request failed", route=route, error=type(exc).__name__,
                           where="".join(traceback.format_tb(exc.__traceback__)[-3:]))
-                response = _json(500, {"success": False, "error": "internal error"})
+                response = error_response(500, "internal_error", "internal error")
             metrics.request(route, response.status)
             if self._debug:
                 log.debug("request", route=route, status=response.status)
@@ -242,14 +282,16 @@ class _Routes:
 
     async def batch(self, request: web.Request) -> web.StreamResponse:
         self._require_key(request)
-        doc = _parse_json(await _read_body(request, BATCH_LIMIT))
+        doc = _parse_json(await _read_body(request, self._batch_limit))
         events = doc.get("batch") if isinstance(doc, dict) else None
         if not isinstance(events, list):
-            raise _HttpError(400, 'expected a JSON object with a "batch" array of events')
+            raise _HttpError(400, "invalid_batch", 'expected a JSON object with a "batch" array of events')
         shared = _batch_level(doc)
         if shared:
             events = [with_batch_level(event, shared) for event in events]
-        return await self._many(events)
+        # Libraries stamp sentAt on the batch, not on each event: it corrects their originalTimestamps.
+        sent_at = doc.get("sentAt")
+        return await self._many(events, sent_at if isinstance(sent_at, str) else None)
 
     async def webhook(self, request: web.Request) -> web.StreamResponse:
         key_ok = self._auth.check_key(request.headers.get(hdrs.AUTHORIZATION))
@@ -265,7 +307,7 @@ class _Routes:
         elif isinstance(doc, list):
             events = doc
         else:
-            raise _HttpError(400, "expected an event object or a JSON array of events")
+            raise _HttpError(400, "invalid_batch", "expected an event object or a JSON array of events")
         return await self._many(events)
 
     async def _single(self, request: web.Request, event_type: str) -> web.StreamResponse:
@@ -277,28 +319,40 @@ class _Routes:
                 event["type"] = event_type
             elif given != event_type:
                 raise _HttpError(
-                    400, f'/v1/{event_type} takes "{event_type}" events, not type {repr(given)[:40]}'
+                    400, "invalid_type", f'/v1/{event_type} takes "{event_type}" events, not type {repr(given)[:40]}'
                 )
         result = await self._accept([event])
         if result.rejected:
-            raise _HttpError(400, result.results[0]["reason"])
-        return _json(200, {"success": True})
+            first = result.results[0]
+            return error_response(400, first["code"], first["reason"])
+        payload: dict[str, Any] = {"success": True}
+        if result.results:  # accepted, but some mapping refused it: say which
+            payload["results"] = result.results
+        elif result.unmatched:
+            payload["unmatched"] = True
+        elif result.opted_out:
+            payload["opted_out"] = True
+        return _json(200, payload)
 
-    async def _many(self, events: list[Any]) -> web.StreamResponse:
-        result = await self._accept(events)
+    async def _many(self, events: list[Any], sent_at: str | None = None) -> web.StreamResponse:
+        result = await self._accept(events, sent_at)
         payload: dict[str, Any] = {"success": True, "accepted": result.accepted, "rejected": result.rejected}
-        if result.rejected:
+        if result.unmatched:
+            payload["unmatched"] = result.unmatched
+        if result.opted_out:
+            payload["opted_out"] = result.opted_out
+        if result.results:
             payload["results"] = result.results
         return _json(200, payload)
 
-    async def _accept(self, events: list[Any]) -> IntakeResult:
+    async def _accept(self, events: list[Any], sent_at: str | None = None) -> IntakeResult:
         try:
-            result = await self._intake.accept_async(events)
+            result = await self._intake.accept_async(events, sent_at=sent_at)
         except BacklogFull as exc:
-            raise _HttpError(503, str(exc), {"Retry-After": str(exc.retry_after)}) from None
+            raise _HttpError(503, "backlog_full", str(exc), {"Retry-After": str(exc.retry_after)}) from None
         except StoreUnavailable as exc:
             self._warn_store(exc)
-            raise _HttpError(503, "the event store (Redis) is unavailable; nothing was accepted",
+            raise _HttpError(503, "store_unavailable", "the event store (Redis) is unavailable; nothing was accepted",
                              {"Retry-After": str(exc.retry_after)}) from None
         self._metrics.record(result)
         return result
@@ -316,7 +370,7 @@ class _Routes:
 
     @staticmethod
     def _unauthorized() -> _HttpError:
-        return _HttpError(401, "a valid write key is required",
+        return _HttpError(401, "unauthorized", "a valid write key is required",
                           {"WWW-Authenticate": 'Basic realm="tiktok-audiences"'})
 
     # -- operations routes -----------------------------------------------------------------------------------
@@ -327,7 +381,8 @@ class _Routes:
     async def readyz(self, request: web.Request) -> web.StreamResponse:
         if await self._intake.ready_async():
             return _json(200, {"ready": True})
-        return _json(503, {"ready": False, "error": "Redis does not answer"})
+        return _json(503, {"ready": False, "success": False, "code": "store_unavailable",
+                           "message": "Redis does not answer"})
 
     async def metrics(self, request: web.Request) -> web.StreamResponse:
         # On failure keep the last known value; /readyz reports the outage.
@@ -341,9 +396,10 @@ def build_app(intake: Intake, settings: Settings, *, no_auth: bool = False,
     """The intake application around ``intake`` (whose client must be a ``redis.asyncio`` one)."""
     metrics = metrics or IntakeMetrics()
     routes = _Routes(intake, Authenticator.from_settings(settings, no_auth=no_auth), metrics,
-                     debug=settings.log_level.lower() == "debug")
+                     debug=settings.log_level.lower() == "debug", batch_limit=settings.max_batch_bytes)
     # Bodies are read by _read_body with per-route limits; this only bounds aiohttp's own readers.
-    app = web.Application(client_max_size=WEBHOOK_LIMIT)
+    app = web.Application(client_max_size=max(WEBHOOK_LIMIT, settings.max_batch_bytes),
+                          middlewares=[json_errors])
     app[METRICS_KEY] = metrics
     app[INTAKE_KEY] = intake
     for path, handler in (("/v1/track", routes.track), ("/v1/identify", routes.identify),

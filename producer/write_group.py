@@ -19,6 +19,7 @@ import asyncio
 
 import redis.asyncio as aioredis
 
+from worker import keys
 from worker.queue import queue_commands
 
 Grouped = dict[str, list[list[str]]]  # target -> packed operations
@@ -34,14 +35,15 @@ class WriteGroup:
         self._client = client
         self._batch_size = batch_size
         self._quiet = quiet
-        self._waiting: list[tuple[Grouped, float, asyncio.Future[int]]] = []
+        self._waiting: list[tuple[Grouped, float, asyncio.Future[int], dict[str, int] | None]] = []
         self._writer: asyncio.Task[None] | None = None
 
-    async def append(self, grouped: Grouped, due_at: float) -> int:
-        """Store ``grouped`` (due at ``due_at`` at the latest); returns the backlog after the write that
-        stored it. Raises what the write raised."""
+    async def append(self, grouped: Grouped, due_at: float, counters: dict[str, int] | None = None) -> int:
+        """Store ``grouped`` (due at ``due_at`` at the latest) and add ``counters`` to the intake's counters
+        (``keys.METRICS``); returns the backlog after the write that stored it. Raises what the write
+        raised."""
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._waiting.append((grouped, due_at, future))
+        self._waiting.append((grouped, due_at, future, counters))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.ensure_future(self._write_all())
         return await future
@@ -50,23 +52,29 @@ class WriteGroup:
         while self._waiting:
             group, self._waiting = self._waiting[:MAX_GROUP], self._waiting[MAX_GROUP:]
             merged: Grouped = {}
-            for grouped, _, _ in group:
+            counted: dict[str, int] = {}
+            for grouped, _, _, counters in group:
                 for target, packed in grouped.items():
                     merged.setdefault(target, []).extend(packed)
-            due_at = min(due for _, due, _ in group)
+                if counters:
+                    for name, n in counters.items():
+                        counted[name] = counted.get(name, 0) + n
+            due_at = min(due for _, due, _, _ in group)
             try:
                 # A one-command pipeline rather than a bare EVAL: the same round trip, and every intake write
                 # goes through pipeline(), one seam for tests to make Redis fail.
-                pipe = self._client.pipeline(transaction=False)
+                pipe = self._client.pipeline(transaction=bool(counted))
                 queue_commands(pipe, merged, due_at, self._batch_size, self._quiet)
-                (backlog,) = await pipe.execute()
+                for name, n in counted.items():
+                    pipe.hincrby(keys.METRICS, name, n)
+                backlog = (await pipe.execute())[0]
             except BaseException as exc:  # every waiting request must hear of it, cancellation included
-                for _, _, future in group:
+                for _, _, future, _ in group:
                     if not future.done():
                         future.set_exception(exc)
                 if not isinstance(exc, Exception):
                     raise
                 continue
-            for _, _, future in group:
+            for _, _, future, _ in group:
                 if not future.done():
                     future.set_result(int(backlog))

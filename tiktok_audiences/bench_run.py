@@ -1,7 +1,7 @@
 """One benchmark run: a fresh stack (redis-server, sandbox, intake, workers, each a process), the workload
 posted through the real HTTP intake, and everything measured until the last batch is delivered.
 
-The stack is started and warmed up (one event delivered end to end, so Celery's pool and both intake
+The stack is started and warmed up (one event delivered end to end, so Celery's pool and the intake
 processes are up) before the clock starts; from then on the run is what a user's pipeline would see.
 """
 
@@ -46,7 +46,7 @@ SETTLE_TIMEOUT = 240.0  # a run that has not delivered everything by then is rep
 @dataclass(slots=True)
 class StackOptions:
     workers: int = 2  # Celery pool processes of the one `worker` command
-    intake_processes: int = 2  # `serve --workers N`
+    intake_processes: int | None = None  # `serve --workers N`; None: plain `serve`, as a user starts it
     flush_interval: float = 1.0
     rate_limit_qps: float = 10_000.0  # TikTok calls per second, every worker together
     start_worker: bool = True  # False: intake only, for the "intake alone" figure (nothing is delivered)
@@ -169,8 +169,9 @@ class BenchStack:
         self.services.start("sandbox", "sandbox", "--port", str(sandbox_port))
         self.admin = SandboxAdmin(self.sandbox_url)
         wait_for(lambda: self.admin.state() is not None, 20, "the sandbox")
+        processes = self.options.intake_processes
         self.pipeline.start("intake", "serve", "--port", str(intake_port),
-                            "--workers", str(self.options.intake_processes))
+                            *(["--workers", str(processes)] if processes is not None else []))
         if self.options.start_worker:
             self.pipeline.start("worker", "worker", "--concurrency", str(self.options.workers))
         wait_for(lambda: _healthy(self.intake_url), 20, "intake")
@@ -218,7 +219,7 @@ def warm_up(stack: BenchStack) -> None:
              "context": {"traits": {"email": "warmup@example.com"},
                          "personas": {"computation_key": WARMUP_AUDIENCE}}}
     body = orjson.dumps({"batch": [event]})
-    # Two intake processes share the port: a few requests reach both of them.
+    # Intake processes share the port: a few requests reach each of them.
     asyncio.run(post_all(stack.intake_url, [body] * 8, connections=8))
     ledger = stack.ledger()
     wait_for(lambda: ledger.counts_by_status()["delivered"] > 0 and _settled(stack.redis, ledger), 60,
@@ -305,7 +306,7 @@ def measure_intake_alone(workload: Workload, options: StackOptions) -> tuple[flo
                                         "properties": {WARMUP_AUDIENCE: True},
                                         "context": {"traits": {"email": "warmup@example.com"},
                                                     "personas": {"computation_key": WARMUP_AUDIENCE}}}]})
-        asyncio.run(post_all(stack.intake_url, [warm] * 8, connections=8))  # both intake processes warm
+        asyncio.run(post_all(stack.intake_url, [warm] * 8, connections=8))  # every intake process warm
         root = stack.roots()["intake"]
         before = sample_tree(root)
         started = time.time()

@@ -25,6 +25,7 @@ import aiohttp
 import orjson
 
 from producer.identifiers import hash_email
+from sandbox.admin import SandboxAdmin
 from tiktok_audiences.bench_grid import GridCell, GridResult, calls_needed, time_limit
 from tiktok_audiences.bench_measure import sample_tree, usage
 from tiktok_audiences.bench_run import BenchStack, StackOptions, post_all, warm_up
@@ -108,11 +109,11 @@ def _dead_batches(stack: BenchStack) -> int:
         return 0
 
 
-def check_grid_membership(stack: BenchStack, workload: GridWorkload,
+def check_grid_membership(admin: SandboxAdmin, workload: GridWorkload,
                           audience_ids: dict[str, str] | None) -> tuple[bool, str]:
     """Whether each audience holds exactly its members. Auto-created audiences are found by name (the
     Engage audience key), so a duplicate create shows up here too."""
-    audiences = stack.admin.memberships(SANDBOX_ADVERTISER)
+    audiences = admin.memberships(SANDBOX_ADVERTISER)
     by_name: dict[str, list[str]] = {}
     for audience_id, audience in audiences.items():
         by_name.setdefault(str(audience["name"]), []).append(audience_id)
@@ -191,7 +192,7 @@ def run_cell(cell: GridCell, options: StackOptions, timeout: float | None = None
         ok = [c for c in calls if c["code"] == 0 and c["http_status"] == 200]
         result.mapping_ok, result.rows_ok = len(ok), sum(int(c["rows"]) for c in ok)
         result.throttled = sum(1 for c in calls if c["code"] in THROTTLE_CODES or c["http_status"] == 429)
-        result.exact, result.detail = check_grid_membership(stack, workload, audience_ids)
+        result.exact, result.detail = check_grid_membership(stack.admin, workload, audience_ids)
         if result.exact and ok:
             result.seconds = max(float(c["time"]) for c in ok) - started
     return result

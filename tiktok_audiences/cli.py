@@ -30,12 +30,15 @@ def _with_redis(fn: Callable[[argparse.Namespace, Settings, redis.Redis], int]) 
     return run
 
 
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # "QUOTA PERIOD" (microseconds) or "max PERIOD"
+
+
 def usable_cpus() -> int:
     """The cores this process may run on: its CPU affinity, lowered to a cgroup v2 CPU quota if one is set
     (a container granted 2 CPUs on a 64-core host should start 2 intake processes, not 64)."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        quota, period = CGROUP_CPU_MAX.read_text().split()[:2]
         if quota != "max":
             cpus = min(cpus, math.ceil(int(quota) / int(period)))
     except (OSError, ValueError):

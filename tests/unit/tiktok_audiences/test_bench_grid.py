@@ -146,6 +146,14 @@ def test_targets_hold_each_time_against_its_bound_and_print_the_floor() -> None:
     assert "10.0 against 5.0 us = 2.0x met" in lines[3]
 
 
+def test_cpu_per_event_of_a_cell_that_did_not_deliver_does_not_meet_the_target() -> None:
+    stalled = result(10_000, EXISTING, None, worker_cpu=0.05, redis_cpu=0.0)
+
+    line = grid_target_lines([stalled], reference_cpu_per_event=5e-6, reference="the 10-audience run")[3]
+
+    assert line.endswith("1.0 against 5.0 us = 0.2x NOT met (the cell did not deliver)")
+
+
 def test_a_target_whose_cell_did_not_run_or_stalled_is_not_met() -> None:
     lines = grid_target_lines([result(1_000, EXISTING, None)], None, "")
 

@@ -10,8 +10,8 @@ batch goes dead, or at the cell's time limit.
 
 What is measured is read off the sandbox (calls by endpoint, rows, the time of the last successful mapping
 call) and off ``/proc`` (worker and Redis CPU), never off the service's own bookkeeping, so the grid measures
-any delivery engine the same way. The bench's own work (seeding, polling every 0.2 s) is kept out of the CPU
-figures.
+any delivery engine the same way. The bench's own work (seeding, polling the sandbox every 0.2 s) is kept out
+of the CPU figures; it looks for dead batches in Redis once a second.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from tiktok_audiences.processes import say
 from tiktok_audiences.stack import SANDBOX_ADVERTISER
 
 GRID_PREFIX = "grid_"
-POLL_INTERVAL = 0.2
+POLL_INTERVAL = 0.2  # the sandbox's totals: the time itself comes from its call log, not from this poll
+LEDGER_INTERVAL = 1.0
 SEED_CONNECTIONS = 16
 THROTTLE_CODES = {40100}
 
@@ -170,14 +171,17 @@ def run_cell(cell: GridCell, options: StackOptions, timeout: float | None = None
         started = time.time()
         asyncio.run(post_all(stack.intake_url, workload.bodies))
         deadline = started + result.limit
+        next_ledger_look = started
         while True:
             stack.pipeline.check()
             if int(stack.admin.totals()["identifiers"]) >= target:
                 break
-            dead = _dead_batches(stack)
-            if dead:
-                result.error = f"{dead:,} batches dead"
-                break
+            if time.time() >= next_ledger_look:  # the ledger lives in the Redis being measured: look rarely
+                next_ledger_look = time.time() + LEDGER_INTERVAL
+                dead = _dead_batches(stack)
+                if dead:
+                    result.error = f"{dead:,} batches dead"
+                    break
             if time.time() > deadline:
                 result.error = f"not delivered within {result.limit:.0f} s"
                 break

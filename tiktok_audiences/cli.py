@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid-users", type=int, default=5, help="users per audience in the grid")
     p.add_argument("--grid-rate", type=float, default=10.0, help="TikTok calls per second in the grid")
     p.add_argument("--grid-timeout", type=float, default=None,
-                   help="seconds a cell may take (default: max(60, 2 x its floor))")
+                   help="seconds a cell may take (default: max(60, 1.5 x its floor))")
     p.add_argument("--grid-long", action="store_true",
                    help="also run cells whose floor is over 300 s (10,000 auto-created audiences: 1,000 s)")
     p.set_defaults(handler=_bench)

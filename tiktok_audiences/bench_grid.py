@@ -132,7 +132,9 @@ class GridResult:
     limit: float
     seconds: float | None = None
     calls_by_endpoint: dict[str, int] = field(default_factory=dict)
-    throttled: int = 0  # calls TikTok (the sandbox) refused as over the rate limit
+    throttled: int = 0  # calls TikTok (the sandbox) refused as over the rate limit, whatever the endpoint
+    # Throttled before an endpoint's handler saw them, so not in calls_by_endpoint (but in throttled).
+    throttled_unrouted: int = 0
     mapping_ok: int = 0
     rows_ok: int = 0
     worker_cpu: float = 0.0
@@ -155,7 +157,7 @@ class GridResult:
 
     @property
     def calls_made(self) -> int:
-        return sum(self.calls_by_endpoint.values())
+        return sum(self.calls_by_endpoint.values()) + self.throttled_unrouted
 
     @property
     def rows_per_mapping_call(self) -> float:
@@ -171,8 +173,8 @@ def _calls_text(r: GridResult) -> str:
     by = r.calls_by_endpoint
     parts = [f"{by.get('/segment/mapping/', 0):,} map", f"{by.get('/segment/audience/', 0):,} create",
              f"{by.get('/dmp/custom_audience/get/', 0):,} get"]
-    others = r.calls_made - sum(by.get(e, 0) for e in ("/segment/mapping/", "/segment/audience/",
-                                                         "/dmp/custom_audience/get/"))
+    others = r.calls_made - r.throttled_unrouted - sum(
+        by.get(e, 0) for e in ("/segment/mapping/", "/segment/audience/", "/dmp/custom_audience/get/"))
     if others:
         parts.append(f"{others:,} other")
     if r.throttled:
@@ -277,6 +279,7 @@ def grid_to_json(r: GridResult) -> dict[str, object]:
         "seconds": None if r.seconds is None else round(r.seconds, 3),
         "ratio_to_floor": None if r.ratio is None else round(r.ratio, 2),
         "calls_by_endpoint": r.calls_by_endpoint, "calls_made": r.calls_made, "throttled": r.throttled,
+        "throttled_before_an_endpoint": r.throttled_unrouted,
         "rows_per_mapping_call": round(r.rows_per_mapping_call, 1),
         "worker_cpu_seconds": round(r.worker_cpu, 3), "redis_cpu_seconds": round(r.redis_cpu, 3),
         "worker_redis_cpu_us_per_event": round(r.cpu_per_event * 1e6, 1),

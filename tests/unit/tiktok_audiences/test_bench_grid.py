@@ -123,6 +123,16 @@ def test_a_stalled_cell_says_so_and_names_what_went_wrong() -> None:
     assert "NOT exact: 989 audiences never created" in row
 
 
+def test_calls_throttled_before_an_endpoint_count_as_calls_made_and_as_throttled() -> None:
+    r = result(10, AUTO, 2.0, calls_by_endpoint={"/segment/mapping/": 2, "/segment/audience/": 10},
+               throttled_unrouted=3, throttled=4)
+
+    row = grid_lines([r])[2]
+
+    assert r.calls_made == 15
+    assert "15 (2 map, 10 create, 0 get, 4 throttled)" in row
+
+
 def test_skipped_cells_are_listed_with_their_reason() -> None:
     _, skipped = plan_grid()
 

@@ -328,8 +328,10 @@ def main(args: argparse.Namespace) -> int:
                     "scaling": [{"label": label, **to_json(r)} for label, r in scaling],
                     "grid": [grid_to_json(r) for r in grid]}
         Path(args.json).write_text(json.dumps(document, indent=2) + "\n")
+    # A benchmark reports speed rather than failing on it: a grid cell that is merely late does not fail it;
+    # one whose batches went dead or whose audiences hold what the events do not describe does.
     run_ok = run is None or (run.membership_exact and not run.error)
-    return 0 if run_ok and all(r.exact for r in grid) else 1
+    return 0 if run_ok and not any(r.wrong for r in grid) else 1
 
 
 def _throughput(args: argparse.Namespace) -> tuple[RunResult, BaselineResult | None, dict[str, Any],

@@ -140,6 +140,8 @@ class GridResult:
     worker_cpu: float = 0.0
     redis_cpu: float = 0.0
     exact: bool = False
+    # Not merely late: batches went dead, or TikTok holds what the events do not describe.
+    wrong: bool = False
     detail: str = ""
     error: str = ""
 
@@ -283,5 +285,5 @@ def grid_to_json(r: GridResult) -> dict[str, object]:
         "rows_per_mapping_call": round(r.rows_per_mapping_call, 1),
         "worker_cpu_seconds": round(r.worker_cpu, 3), "redis_cpu_seconds": round(r.redis_cpu, 3),
         "worker_redis_cpu_us_per_event": round(r.cpu_per_event * 1e6, 1),
-        "membership_exact": r.exact, "membership": r.detail, "error": r.error,
+        "membership_exact": r.exact, "wrong": r.wrong, "membership": r.detail, "error": r.error,
     }

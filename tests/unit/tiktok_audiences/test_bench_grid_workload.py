@@ -9,7 +9,13 @@ from producer.identifiers import hash_email
 from sandbox.admin import SandboxAdmin
 from tests.unit.sandbox.sandbox_testkit import Api
 from tiktok_audiences.bench_grid import AUTO, EXISTING, GridCell
-from tiktok_audiences.bench_grid_run import build_grid_workload, check_grid_membership, grid_email, grid_key
+from tiktok_audiences.bench_grid_run import (
+    MembershipCheck,
+    build_grid_workload,
+    check_grid_membership,
+    grid_email,
+    grid_key,
+)
 from tiktok_audiences.stack import SANDBOX_ADVERTISER
 
 
@@ -53,10 +59,13 @@ def test_existing_audiences_holding_exactly_their_users_are_exact(sandbox: Sandb
     deliver(api, ids["grid_0"], [0, 2])
     deliver(api, ids["grid_1"], [1])
 
-    assert check_grid_membership(sandbox, workload, ids) == (False, "1 audiences differ; 1 identifiers missing, "
-                                                                    "0 extra")
+    assert check_grid_membership(sandbox, workload, ids) == MembershipCheck(
+        False, "1 audiences differ; 1 identifiers missing, 0 extra", contradicted=False)  # late, not wrong
     deliver(api, ids["grid_1"], [3])
-    assert check_grid_membership(sandbox, workload, ids) == (True, "2 audiences, 4 identifiers")
+    assert check_grid_membership(sandbox, workload, ids) == MembershipCheck(True, "2 audiences, 4 identifiers")
+    deliver(api, ids["grid_1"], [0])  # a member of grid_0 in grid_1 as well
+    assert check_grid_membership(sandbox, workload, ids) == MembershipCheck(
+        False, "1 audiences differ; 0 identifiers missing, 1 extra", contradicted=True)
 
 
 def test_auto_created_audiences_are_found_by_name_and_duplicates_are_reported(sandbox: SandboxAdmin) -> None:
@@ -65,12 +74,13 @@ def test_auto_created_audiences_are_found_by_name_and_duplicates_are_reported(sa
     first = sandbox.seed_audience(SANDBOX_ADVERTISER, "grid_0")
     deliver(api, first, [0])
 
-    exact, detail = check_grid_membership(sandbox, workload, None)
-    assert not exact and detail.startswith("1 audiences never created; 1 identifiers missing")
+    check = check_grid_membership(sandbox, workload, None)
+    assert not check.exact and not check.contradicted
+    assert check.detail.startswith("1 audiences never created; 1 identifiers missing")
 
     deliver(api, sandbox.seed_audience(SANDBOX_ADVERTISER, "grid_1"), [1])
-    assert check_grid_membership(sandbox, workload, None) == (True, "2 audiences, 2 identifiers")
+    assert check_grid_membership(sandbox, workload, None) == MembershipCheck(True, "2 audiences, 2 identifiers")
 
     sandbox.seed_audience(SANDBOX_ADVERTISER, "grid_1")  # a second create of the same Engage audience
-    exact, detail = check_grid_membership(sandbox, workload, None)
-    assert not exact and detail == "1 audiences created more than once"
+    assert check_grid_membership(sandbox, workload, None) == MembershipCheck(
+        False, "1 audiences created more than once", contradicted=True)

@@ -171,12 +171,17 @@ class GridResult:
         return (self.worker_cpu + self.redis_cpu) / self.cell.events if self.cell.events else 0.0
 
 
+# Endpoints a row names; "list" (looking an audience up by name, to adopt one a crashed create made) only
+# when it was called.
+_SHOWN_ENDPOINTS = {"/segment/mapping/": "map", "/segment/audience/": "create",
+                    "/dmp/custom_audience/get/": "get", "/dmp/custom_audience/list/": "list"}
+
+
 def _calls_text(r: GridResult) -> str:
     by = r.calls_by_endpoint
-    parts = [f"{by.get('/segment/mapping/', 0):,} map", f"{by.get('/segment/audience/', 0):,} create",
-             f"{by.get('/dmp/custom_audience/get/', 0):,} get"]
-    others = r.calls_made - r.throttled_unrouted - sum(
-        by.get(e, 0) for e in ("/segment/mapping/", "/segment/audience/", "/dmp/custom_audience/get/"))
+    parts = [f"{by.get(endpoint, 0):,} {name}" for endpoint, name in _SHOWN_ENDPOINTS.items()
+             if by.get(endpoint, 0) or name in ("map", "create", "get")]
+    others = r.calls_made - r.throttled_unrouted - sum(by.get(e, 0) for e in _SHOWN_ENDPOINTS)
     if others:
         parts.append(f"{others:,} other")
     if r.throttled:
@@ -197,7 +202,7 @@ def grid_lines(results: Iterable[GridResult], skipped: Iterable[SkippedCell] = (
     lines = [f"rate-limited grid ({rate:g} TikTok calls/s; floor = calls needed / rate; time = first POST to the "
              "last successful mapping call, membership exact):",
              f"  {'cell':<26}{'floor':>9}{'calls needed':>14}  {'time to exact (x floor)':<28}"
-             f"{'calls made':<44}{'rows/map':>9}{'us/event':>10}  membership"]
+             f"{'calls made':<52}{'rows/map':>9}{'us/event':>10}  membership"]
     for r in results:
         membership = "exact" if r.exact else "NOT exact"
         if r.detail and not r.exact:
@@ -205,7 +210,7 @@ def grid_lines(results: Iterable[GridResult], skipped: Iterable[SkippedCell] = (
         if r.error:
             membership += f"; {r.error}"
         lines.append(f"  {r.cell.label:<26}{r.floor:>8.1f}s{r.needed.total:>14,}  {_time_text(r):<28}"
-                     f"{_calls_text(r):<44}{r.rows_per_mapping_call:>9,.0f}{r.cpu_per_event * 1e6:>10,.0f}"
+                     f"{_calls_text(r):<52}{r.rows_per_mapping_call:>9,.0f}{r.cpu_per_event * 1e6:>10,.0f}"
                      f"  {membership}")
     for s in skipped:
         lines.append(f"  {s.cell.label:<26} skipped: {s.reason}")
@@ -261,8 +266,9 @@ def grid_target_lines(results: Sequence[GridResult], reference_cpu_per_event: fl
                          f"{_met(auto.seconds <= bound and auto.exact)}")
     many = _find(results, 10_000, EXISTING)
     if many is None or not reference_cpu_per_event:
-        lines.append("  worker + Redis CPU per event at 10,000 audiences within "
-                     f"{TARGET_CPU_RATIO:g}x the 10-audience run: not run")
+        lines.append(f"  worker + Redis CPU per event at 10,000 existing audiences within {TARGET_CPU_RATIO:g}x "
+                     f"{reference or 'the 10-audience run'}: not compared"
+                     f"{'' if many else ' (the 10,000-audience cell did not run)'}")
     else:
         ratio = many.cpu_per_event / reference_cpu_per_event
         # A cell that did not deliver spent its CPU on part of the work: its figure is not the per-event cost.

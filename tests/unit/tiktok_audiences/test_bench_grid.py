@@ -133,6 +133,13 @@ def test_calls_throttled_before_an_endpoint_count_as_calls_made_and_as_throttled
     assert "15 (2 map, 10 create, 0 get, 4 throttled)" in row
 
 
+def test_look_ups_by_name_and_other_calls_are_shown_when_made() -> None:
+    r = result(1_000, AUTO, None, calls_by_endpoint={"/segment/mapping/": 22, "/segment/audience/": 933,
+                                                     "/dmp/custom_audience/list/": 154, "/user/info/": 1})
+
+    assert "1,110 (22 map, 933 create, 0 get, 154 list, 1 other)" in grid_lines([r])[2]
+
+
 def test_skipped_cells_are_listed_with_their_reason() -> None:
     _, skipped = plan_grid()
 
@@ -170,7 +177,13 @@ def test_a_target_whose_cell_did_not_run_or_stalled_is_not_met() -> None:
     assert "not delivered within 60 s NOT met" in lines[0]
     assert lines[1].endswith("not run")
     assert lines[2].endswith("not run")
-    assert lines[3].endswith("not run")
+    assert lines[3].endswith("not compared (the 10,000-audience cell did not run)")
+
+
+def test_cpu_per_event_is_not_compared_without_the_10_audience_run() -> None:
+    line = grid_target_lines([result(10_000, EXISTING, 11.0)], None, "the 10-audience throughput run (not run)")[3]
+
+    assert line.endswith("within 3x the 10-audience throughput run (not run): not compared")
 
 
 def test_the_json_form_carries_floor_time_and_calls() -> None:

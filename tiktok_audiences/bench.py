@@ -29,7 +29,7 @@ from tiktok_audiences.bench_grid import (
     grid_to_json,
     plan_grid,
 )
-from tiktok_audiences.bench_grid_run import run_grid
+from tiktok_audiences.bench_grid_run import grid_options, run_grid
 from tiktok_audiences.bench_measure import StageUsage, sample_tree, usage
 from tiktok_audiences.bench_run import (
     BenchStack,
@@ -288,8 +288,7 @@ def _grid(args: argparse.Namespace) -> tuple[list[GridResult], list[str]]:
     cells, skipped = plan_grid(counts, modes, args.grid_users, args.grid_rate, include_long=args.grid_long)
     for s in skipped:
         say(f"grid: {s.cell.label} skipped: {s.reason}")
-    options = StackOptions(workers=args.workers, intake_processes=args.intake_processes,
-                           flush_interval=args.flush_interval, rate_limit_qps=args.grid_rate)
+    options = grid_options(args.workers, args.intake_processes, args.flush_interval, args.grid_rate)
     results = run_grid(cells, options, args.grid_timeout)
     return results, grid_lines(results, skipped)
 

@@ -200,7 +200,7 @@ def grid_lines(results: Iterable[GridResult], skipped: Iterable[SkippedCell] = (
     results = list(results)
     rate = results[0].rate if results else GRID_RATE
     lines = [f"rate-limited grid ({rate:g} TikTok calls/s; floor = calls needed / rate; time = first POST to the "
-             "last successful mapping call, membership exact):",
+             "last successful mapping call, membership exact; intake's cap on new audiences per minute off):",
              f"  {'cell':<26}{'floor':>9}{'calls needed':>14}  {'time to exact (x floor)':<28}"
              f"{'calls made':<52}{'rows/map':>9}{'us/event':>10}  membership"]
     for r in results:

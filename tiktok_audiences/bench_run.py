@@ -50,6 +50,7 @@ class StackOptions:
     flush_interval: float = 1.0
     rate_limit_qps: float = 10_000.0  # TikTok calls per second, every worker together
     start_worker: bool = True  # False: intake only, for the "intake alone" figure (nothing is delivered)
+    settings: dict[str, str] = field(default_factory=dict)  # environment settings for every process
 
 
 @dataclass(slots=True)
@@ -165,6 +166,7 @@ class BenchStack:
             "TTA_FLUSH_INTERVAL": str(self.options.flush_interval),
             "TTA_RATE_LIMIT_QPS": str(self.options.rate_limit_qps),
             "TTA_LOG_FORMAT": "json",
+            **self.options.settings,
         })
         self.services.start("sandbox", "sandbox", "--port", str(sandbox_port))
         self.admin = SandboxAdmin(self.sandbox_url)

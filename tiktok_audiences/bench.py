@@ -23,7 +23,9 @@ from typing import Any
 
 from tiktok_audiences.bench_grid import (
     MODES,
+    GridCell,
     GridResult,
+    SkippedCell,
     grid_lines,
     grid_target_lines,
     grid_to_json,
@@ -279,13 +281,24 @@ def _one_run(events: int, audiences: int, options: StackOptions) -> RunResult:
         return measure(stack, workload, audiences, settle_timeout=SCALING_SETTLE_TIMEOUT)
 
 
-def _grid(args: argparse.Namespace) -> tuple[list[GridResult], list[str]]:
-    counts = [int(n) for n in args.grid_audiences.split(",")] if args.grid_audiences else None
+def _grid_plan(args: argparse.Namespace) -> tuple[list[GridCell], list[SkippedCell]]:
+    """The grid's cells from the flags, checked before anything runs."""
+    try:
+        counts = [int(n) for n in args.grid_audiences.split(",")] if args.grid_audiences else None
+    except ValueError:
+        raise SystemExit(f"--grid-audiences: expected comma-separated whole numbers, got {args.grid_audiences!r}"
+                         ) from None
+    if counts is not None and min(counts) < 1:
+        raise SystemExit("--grid-audiences: every count must be at least 1")
     modes = [m.strip() for m in args.grid_modes.split(",")] if args.grid_modes else list(MODES)
     unknown = sorted(set(modes) - set(MODES))
     if unknown:
         raise SystemExit(f"--grid-modes: unknown {', '.join(unknown)}; expected some of {', '.join(MODES)}")
-    cells, skipped = plan_grid(counts, modes, args.grid_users, args.grid_rate, include_long=args.grid_long)
+    return plan_grid(counts, modes, args.grid_users, args.grid_rate, include_long=args.grid_long)
+
+
+def _grid(args: argparse.Namespace, cells: list[GridCell], skipped: list[SkippedCell]
+          ) -> tuple[list[GridResult], list[str]]:
     for s in skipped:
         say(f"grid: {s.cell.label} skipped: {s.reason}")
     options = grid_options(args.workers, args.intake_processes, args.flush_interval, args.grid_rate)
@@ -295,6 +308,7 @@ def _grid(args: argparse.Namespace) -> tuple[list[GridResult], list[str]]:
 
 def main(args: argparse.Namespace) -> int:
     stop_like_ctrl_c()  # a benchmark stopped by a signal stops the stacks it started
+    cells, skipped = _grid_plan(args) if not args.no_grid else ([], [])
     run: RunResult | None = None
     base: BaselineResult | None = None
     stages: dict[str, Any] = {}
@@ -304,7 +318,7 @@ def main(args: argparse.Namespace) -> int:
     grid: list[GridResult] = []
     grid_text: list[str] = []
     if not args.no_grid:
-        grid, grid_text = _grid(args)
+        grid, grid_text = _grid(args, cells, skipped)
 
     print(f"machine: {_machine()}")
     if run is not None:

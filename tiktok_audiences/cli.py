@@ -215,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = auth.add_parser("check", help="verify each destination's token")
     p.set_defaults(handler=_auth("check"))
 
-    p = sub.add_parser("bench", help="end-to-end benchmark against a one-task-per-event baseline")
+    p = sub.add_parser("bench", help="end-to-end benchmark against a one-task-per-event baseline, and a grid of "
+                       "many audiences at TikTok's rate limit")
     p.add_argument("--events", type=int, default=200_000)
     p.add_argument("--audiences", type=int, default=10)
     p.add_argument("--workers", type=int, default=2, help="worker (Celery pool) processes")

@@ -171,9 +171,7 @@ class BenchStack:
         self.services.start("sandbox", "sandbox", "--port", str(sandbox_port))
         self.admin = SandboxAdmin(self.sandbox_url)
         wait_for(lambda: self.admin.state() is not None, 20, "the sandbox")
-        processes = self.options.intake_processes
-        self.pipeline.start("intake", "serve", "--port", str(intake_port),
-                            *(["--workers", str(processes)] if processes is not None else []))
+        self.pipeline.start("intake", *intake_command(intake_port, self.options.intake_processes))
         if self.options.start_worker:
             self.pipeline.start("worker", "worker", "--concurrency", str(self.options.workers))
         wait_for(lambda: _healthy(self.intake_url), 20, "intake")
@@ -190,6 +188,12 @@ class BenchStack:
 
     def ledger(self) -> Ledger:
         return Ledger(self.redis, delivered_retention=86400, dead_retention=86400)
+
+
+def intake_command(port: int, processes: int | None) -> list[str]:
+    """The ``serve`` command line: without a process count it is the plain command a user runs, so the bench
+    measures serve's own default."""
+    return ["serve", "--port", str(port), *(["--workers", str(processes)] if processes is not None else [])]
 
 
 def _healthy(url: str) -> bool:

@@ -36,7 +36,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-bench: setup          ## end-to-end throughput against a one-task-per-event baseline
+bench: setup          ## end-to-end throughput against a one-task-per-event baseline, then the rate-limited grid
 	./deploy/ensure-redis.sh
 	$(CLI) bench
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import redis
 
@@ -27,10 +30,33 @@ def _with_redis(fn: Callable[[argparse.Namespace, Settings, redis.Redis], int]) 
     return run
 
 
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # "QUOTA PERIOD" (microseconds) or "max PERIOD"
+
+
+def usable_cpus() -> int:
+    """The cores this process may run on: its CPU affinity, lowered to a cgroup v2 CPU quota if one is set
+    (a container granted 2 CPUs on a 64-core host should start 2 intake processes, not 64)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = CGROUP_CPU_MAX.read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass
+    return max(1, cpus)
+
+
+def default_intake_processes(port: int) -> int:
+    """One intake process per usable core: intake is CPU-bound Python, one process is one core. With port 0
+    each process would bind a port of its own, so that stays one process."""
+    return 1 if port == 0 else usable_cpus()
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from producer.http import serve
 
-    return serve(args.host, args.port, settings, no_auth=args.no_auth, workers=args.workers) or 0
+    workers = args.workers if args.workers is not None else default_intake_processes(args.port)
+    return serve(args.host, args.port, settings, no_auth=args.no_auth, workers=workers) or 0
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
@@ -115,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--no-auth", action="store_true", help="accept events without a write key")
-    p.add_argument("--workers", type=int, default=1, help="intake processes sharing the port")
+    p.add_argument("--workers", type=int, default=None,
+                   help="intake processes sharing the port (default: one per usable CPU core)")
     p.set_defaults(handler=_serve)
 
     p = sub.add_parser("worker", help="a Celery worker plus batch scheduling")
@@ -205,11 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = auth.add_parser("check", help="verify each destination's token")
     p.set_defaults(handler=_auth("check"))
 
-    p = sub.add_parser("bench", help="end-to-end benchmark against a one-task-per-event baseline")
+    p = sub.add_parser("bench", help="end-to-end benchmark against a one-task-per-event baseline, and a grid of "
+                       "many audiences at TikTok's rate limit")
     p.add_argument("--events", type=int, default=200_000)
     p.add_argument("--audiences", type=int, default=10)
     p.add_argument("--workers", type=int, default=2, help="worker (Celery pool) processes")
-    p.add_argument("--intake-processes", type=int, default=2, help="serve --workers N")
+    p.add_argument("--intake-processes", type=int, default=None,
+                   help="serve --workers N (default: plain serve, one process per usable core)")
     p.add_argument("--flush-interval", type=float, default=1.0, help="TTA_FLUSH_INTERVAL for the run")
     p.add_argument("--rate-limit", type=float, default=10_000.0,
                    help="TTA_RATE_LIMIT_QPS for the run: TikTok calls per second (every call takes a slot)")
@@ -218,6 +247,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scaling", action="store_true",
                    help="also measure 1/2/4 workers and 1/100/10000 audiences")
     p.add_argument("--json", help="also write the results to this file")
+    grid = p.add_mutually_exclusive_group()
+    grid.add_argument("--grid", action="store_true",
+                      help="only the rate-limited grid (no throughput run, baseline or stages)")
+    grid.add_argument("--no-grid", action="store_true", help="skip the rate-limited grid")
+    p.add_argument("--grid-audiences", help="comma-separated audience counts for the grid's cells "
+                   "(default: 10,100,1000,10000, plus 200 auto-created)")
+    p.add_argument("--grid-modes", help="existing, auto-created or both (comma-separated; default both)")
+    p.add_argument("--grid-users", type=int, default=5, help="users per audience in the grid")
+    p.add_argument("--grid-rate", type=float, default=10.0, help="TikTok calls per second in the grid")
+    p.add_argument("--grid-timeout", type=float, default=None,
+                   help="seconds a cell may take (default: max(60, 1.5 x its floor))")
+    p.add_argument("--grid-long", action="store_true",
+                   help="also run cells whose floor is over 300 s (10,000 auto-created audiences: 1,000 s)")
     p.set_defaults(handler=_bench)
     return parser
 

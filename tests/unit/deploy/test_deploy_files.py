@@ -296,3 +296,22 @@ def test_the_systemd_units_run_cli_commands_and_outlast_the_drain() -> None:
         parses(args)
         if stop := re.search(r"^TimeoutStopSec=(\d+)$", text, re.M):
             assert int(stop.group(1)) > WORST_STOP
+
+
+# -- README ------------------------------------------------------------------------------------------------
+
+RUNBOOKS = ("dead batches", "paused destination", "throttled token", "backlog growing", "no workers",
+            "intake errors")
+
+
+def test_the_readme_configuration_reference_lists_every_setting() -> None:
+    readme = (ROOT / "README.md").read_text()
+    reference = readme.split("### Configuration reference", 1)[1].split("\n## ", 1)[0]
+    for variable in sorted(settings_env()):
+        assert f"`{variable}`" in reference, f"{variable} is missing from the README's configuration reference"
+
+
+def test_the_readme_has_the_runbooks_alerts_link_to() -> None:
+    headings = set(re.findall(r"^### (.+)$", (ROOT / "README.md").read_text(), re.M))
+    for runbook in RUNBOOKS:
+        assert f"Runbook: {runbook}" in headings

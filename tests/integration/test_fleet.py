@@ -199,3 +199,33 @@ def test_workers_without_a_scheduler_and_a_scheduler_role(stack: Stack) -> None:
     assert scheduler_pids(worker) == []
     scheduler.stop()
     assert scheduler.process is not None and scheduler.process.returncode == 0
+
+
+def test_flower_sees_each_worker_by_its_own_name(stack: Stack) -> None:
+    pytest.importorskip("flower")
+    import json
+    import os
+    import sys
+
+    first = stack.start_worker(TTA_TASK_EVENTS="true")
+    second = stack.start_worker(TTA_TASK_EVENTS="true")
+    port = free_port()
+    flower = subprocess.Popen(
+        [sys.executable, "-m", "celery", "--broker", stack.env["REDIS_URL"], "flower", f"--port={port}",
+         "--address=127.0.0.1"], env={**stack.env, "FLOWER_UNAUTHENTICATED_API": "true"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        def online() -> set[str]:
+            """Workers the dashboard shows online: from their events and heartbeats, not a broadcast."""
+            status, body = get(f"http://127.0.0.1:{port}/workers?json=1")
+            if status != 200:
+                return set()
+            return {w["hostname"] for w in json.loads(body)["data"] if w.get("status")}
+
+        names = wait_until(lambda: len(online()) >= 2 and online(), 60, interval=1, message="Flower to see workers")
+        assert len(names) == 2 and all(name.startswith("tta-") for name in names)
+        assert {int(name.split("@")[0].removeprefix("tta-")) for name in names} == {
+            p.process.pid for p in (first, second) if p.process is not None}
+    finally:
+        os.killpg(flower.pid, signal.SIGTERM)
+        flower.wait(10)

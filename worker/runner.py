@@ -40,9 +40,9 @@ def run_scheduler(settings: Settings, processes: int | None = None,
                   stop: threading.Event | None = None) -> None:
     """Schedule under the fleet's lease until ``stop`` (or SIGTERM/SIGINT when no event is given)."""
     from worker import metrics
-    from worker.celery_app import CREATE_TASK, DRAIN_TASK, make_celery
+    from worker.celery_app import CREATE_TASK, DRAIN_QUEUE, DRAIN_TASK, make_celery
     from worker.redis_client import redis_from_url
-    from worker.scheduler import Scheduler
+    from worker.scheduler_guard import GuardedScheduler, QueueGuard
     from worker.scheduler_lease import SchedulerLease, run_under_lease
 
     if stop is None:
@@ -60,8 +60,11 @@ def run_scheduler(settings: Settings, processes: int | None = None,
     def dispatch_many(targets: list[str]) -> None:
         app.send_task(DRAIN_TASK, args=[targets])
 
-    scheduler = Scheduler(client, settings, dispatch, dispatch_creates=lambda: app.send_task(CREATE_TASK),
-                          dispatch_many=dispatch_many, spread=processes or os.cpu_count() or 2)
+    broker = client if settings.broker_url == settings.redis_url else redis_from_url(
+        settings.broker_url, socket_timeout=15, socket_connect_timeout=5)
+    guard = QueueGuard(lambda: int(broker.llen(DRAIN_QUEUE)))
+    scheduler = GuardedScheduler(client, settings, dispatch, dispatch_creates=lambda: app.send_task(CREATE_TASK),
+                                 dispatch_many=dispatch_many, spread=processes or os.cpu_count() or 2, guard=guard)
     run_under_lease(SchedulerLease(client, settings.scheduler_lease_ttl), scheduler.run, stop,
                     on_change=lambda active: metrics.SCHEDULER_ACTIVE.set(1 if active else 0))
 

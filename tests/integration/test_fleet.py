@@ -229,3 +229,27 @@ def test_flower_sees_each_worker_by_its_own_name(stack: Stack) -> None:
     finally:
         os.killpg(flower.pid, signal.SIGTERM)
         flower.wait(10)
+
+
+def test_pointed_at_a_replica_intake_and_worker_say_they_are_not_ready(stack: Stack) -> None:
+    """A Redis that answers PING but refuses writes (here a replica of the session's Redis) fails readiness:
+    a load balancer stops sending events there instead of every one of them failing."""
+    port = free_port()
+    replica = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--replicaof", "127.0.0.1", str(stack.redis_server.port), "--dir", str(stack.workdir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        stack.env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+        stack.start_intake()
+        status, body = get(stack.intake_url + "/readyz")
+        assert status == 503 and "read only replica" in body
+        metrics_port = free_port()
+        stack.start_worker(TTA_WORKER_METRICS_PORT=str(metrics_port))
+        url = f"http://127.0.0.1:{metrics_port}/readyz"
+        answer = wait_until(lambda: get(url), 40, message="the worker's probes")
+        assert answer[0] == 503 and "read only replica" in answer[1]
+    finally:
+        stack.stop()
+        replica.terminate()
+        replica.wait(10)

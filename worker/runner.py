@@ -166,26 +166,18 @@ def lower_priority(increment: int) -> None:
 
 
 def share_metrics_between_processes() -> Callable[[], None]:
-    """Count metrics in prometheus_client's multiprocess files (``PROMETHEUS_MULTIPROC_DIR``, a fresh
-    temporary folder unless set; a given one is emptied: files of an earlier run would be summed in), so
-    ``/metrics`` sums the pool. Must run before any metric is made. Returns the cleanup for the end."""
+    """Count metrics in prometheus_client's multiprocess files, so ``/metrics`` sums the pool. The files go
+    to a fresh folder (inside ``PROMETHEUS_MULTIPROC_DIR`` when that is set: never the folder itself, which an
+    intake on the same host may be using), removed at exit. Must run before any metric is made. Returns the
+    cleanup for the end."""
     from prometheus_client import values
 
-    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    made: str | None = None
-    if directory:
-        os.makedirs(directory, exist_ok=True)
-        for name in os.listdir(directory):
-            if name.endswith(".db"):
-                os.unlink(os.path.join(directory, name))
-    else:
-        made = directory = tempfile.mkdtemp(prefix="tta-worker-metrics-")
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    directory = tempfile.mkdtemp(prefix="tta-worker-metrics-", dir=os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
     values.ValueClass = values.MultiProcessValue()
 
     def cleanup() -> None:
-        if made is not None:
-            shutil.rmtree(made, ignore_errors=True)
+        shutil.rmtree(directory, ignore_errors=True)
 
     return cleanup
 

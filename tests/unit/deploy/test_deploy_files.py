@@ -104,11 +104,11 @@ def test_the_images_default_command_is_a_command_of_the_cli() -> None:
     assert int(option(command, "--port") or 0) in exposed
 
 
-def locked() -> dict[str, tuple[str, int]]:
-    """Package -> (version, number of hashes) in deploy/requirements.lock."""
+def locked(lock: str = "requirements.lock") -> dict[str, tuple[str, int]]:
+    """Package -> (version, number of hashes) in a lock file of deploy/."""
     found: dict[str, tuple[str, int]] = {}
     name = ""
-    for line in (DEPLOY / "requirements.lock").read_text().splitlines():
+    for line in (DEPLOY / lock).read_text().splitlines():
         if match := re.match(r"^([A-Za-z0-9_.\-]+)==([^ \\]+)", line):
             name = match.group(1).lower().replace("_", "-")
             found[name] = (match.group(2), 0)
@@ -126,6 +126,14 @@ def test_the_lock_pins_every_dependency_with_hashes_at_versions_the_project_acce
         name = requirement.name.lower().replace("_", "-")
         assert name in pins, f"{name} is not in deploy/requirements.lock (uv pip compile again)"
         assert requirement.specifier.contains(pins[name][0]), (name, pins[name][0], str(requirement.specifier))
+    assert all(hashes for _, hashes in pins.values())
+
+
+def test_the_build_lock_pins_what_building_the_project_needs() -> None:
+    pins = locked("build-requirements.lock")
+    for spec in tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]:
+        requirement = Requirement(spec)
+        assert requirement.specifier.contains(pins[requirement.name.lower()][0]), spec
     assert all(hashes for _, hashes in pins.values())
 
 

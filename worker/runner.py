@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -255,6 +256,13 @@ def run_worker(settings: Settings, *, concurrency: int | None = None, loglevel: 
     from worker import shutdown  # maps the stop flag before the pool forks
 
     supervisor = SchedulerSupervisor(settings, concurrency) if with_scheduler else None
+    health = WorkerHealth(settings, supervisor)
+    try:
+        probes = start_probes(settings, port, health.alive, health.ready) if port else None
+    except OSError as exc:
+        cleanup()
+        print(f"error: cannot serve probes and metrics on port {port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     if supervisor is not None:
         supervisor.start()
     os.environ.setdefault("REDIS_URL", settings.redis_url)
@@ -262,7 +270,6 @@ def run_worker(settings: Settings, *, concurrency: int | None = None, loglevel: 
 
     from worker.celery_app import app
 
-    health = WorkerHealth(settings, supervisor)
     stop_watching = threading.Event()
 
     def on_init(sender: Any = None, **_: Any) -> None:
@@ -278,7 +285,6 @@ def run_worker(settings: Settings, *, concurrency: int | None = None, loglevel: 
     if supervisor is not None:
         threading.Thread(target=_watch, args=(supervisor, stop_watching, failed), name="tta-scheduler-watch",
                          daemon=True).start()
-    probes = start_probes(settings, port, health.alive, health.ready) if port else None
 
     argv = ["worker", f"--loglevel={loglevel}", "--without-gossip", "--without-mingle", "-O", "fair",
             f"--hostname={node_name(settings)}"]
@@ -316,15 +322,19 @@ def run_scheduler_role(settings: Settings, *, metrics_port: int | None = None) -
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    health = WorkerHealth(settings, None)
     worker = threading.Thread(target=run_scheduler, args=(settings, None, stop), name="tta-scheduler",
                               daemon=True)
-    worker.start()
 
     def alive() -> str | None:
         return None if worker.is_alive() else "the scheduler has stopped"
 
-    health = WorkerHealth(settings, None)
-    probes = start_probes(settings, port, alive, health.ready) if port else None
+    try:
+        probes = start_probes(settings, port, alive, health.ready) if port else None
+    except OSError as exc:
+        print(f"error: cannot serve probes and metrics on port {port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    worker.start()
     while worker.is_alive() and not stop.wait(WATCH_EVERY):
         pass
     died = not stop.is_set()  # the loop ended on its own: exit 1 so the supervisor starts another

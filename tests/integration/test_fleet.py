@@ -253,3 +253,19 @@ def test_pointed_at_a_replica_intake_and_worker_say_they_are_not_ready(stack: St
         stack.stop()
         replica.terminate()
         replica.wait(10)
+
+
+@pytest.mark.parametrize("role", ["worker", "scheduler"])
+def test_a_metrics_port_already_taken_is_a_clear_error(stack: Stack, role: str) -> None:
+    import socket
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "tiktok_audiences", role, "--metrics-port", str(port)],
+                              env={**stack.env, "TTA_WORKER_METRICS_HOST": "127.0.0.1"}, capture_output=True,
+                              text=True, timeout=60)
+    assert done.returncode == 2
+    assert f"cannot serve probes and metrics on port {port}" in done.stderr

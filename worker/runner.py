@@ -319,6 +319,11 @@ def run_scheduler_role(settings: Settings, *, metrics_port: int | None = None) -
     """``tiktok-audiences scheduler``: the scheduler alone (workers then run with TTA_WORKER_SCHEDULER=false and
     may scale to zero). Run two for a quick hand-over; one schedules at a time."""
     port = settings.worker_metrics_port if metrics_port is None else metrics_port
+    # One process: its metrics live in memory, whatever folder an environment shared with intake names.
+    if os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None):
+        from prometheus_client import values
+
+        values.ValueClass = values.MutexValue
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

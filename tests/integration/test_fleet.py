@@ -186,13 +186,18 @@ def test_workers_without_a_scheduler_and_a_scheduler_role(stack: Stack) -> None:
     events = Events(stack, audiences=2)
     stack.start_intake()
     port = free_port()
-    scheduler = ServiceProcess("scheduler", ["scheduler", "--metrics-port", str(port)], stack.env,
-                               stack.workdir).start()
+    shared = stack.workdir / "metrics-of-an-intake"  # a folder named in an environment shared with intake
+    shared.mkdir()
+    scheduler = ServiceProcess("scheduler", ["scheduler", "--metrics-port", str(port)],
+                               {**stack.env, "PROMETHEUS_MULTIPROC_DIR": str(shared)}, stack.workdir).start()
     stack.processes.append(scheduler)
     wait_until(lambda: get(f"http://127.0.0.1:{port}/healthz")[0] == 200, 30, message="the scheduler role")
     events.post(events.everyone_enters(range(20)))
     time.sleep(1.0)
-    assert get(f"http://127.0.0.1:{port}/metrics")[1].count("tta_due_targets 2.0") == 1  # no worker yet
+    text = get(f"http://127.0.0.1:{port}/metrics")[1]
+    assert text.count("tta_due_targets 2.0") == 1  # no worker yet: the signal that starts one
+    assert "tta_scheduler_active 1.0" in text
+    assert list(shared.iterdir()) == []  # the scheduler keeps its own metrics in memory
     worker = stack.start_worker(TTA_WORKER_SCHEDULER="false")
     settle(stack)
     events.assert_delivered_exactly()

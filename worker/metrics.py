@@ -11,7 +11,7 @@ the truth and none drifts.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,10 +120,12 @@ class FleetCollector(Collector):
     logs once per scrape) rather than failing the whole scrape: process and counter metrics still matter
     then."""
 
-    def __init__(self, client: redis.Redis, token_ids: Any, *, lease: float) -> None:
+    def __init__(self, client: redis.Redis, token_ids: Any, *, lease: float,
+                 queued_tasks: Callable[[], int] | None = None) -> None:
         self._redis = client
         self._token_ids = token_ids  # a callable returning {destination id: token id} (the file may change)
         self._lease = lease
+        self._queued_tasks = queued_tasks  # drain tasks waiting in the broker (it may be another Redis)
 
     def describe(self) -> Iterable[Metric]:
         return []
@@ -145,6 +147,14 @@ class FleetCollector(Collector):
                                 "token", value=work.paused_destinations)
         yield GaugeMetricFamily("tta_throttled_tokens", "Access tokens cooling down after TikTok throttled them",
                                 value=work.throttled_tokens)
+        if self._queued_tasks is not None:
+            try:
+                queued = self._queued_tasks()
+            except redis.RedisError as exc:
+                log.warning("metrics_broker_unavailable", error=f"{type(exc).__name__}: {exc}")
+                return
+            yield GaugeMetricFamily("tta_drain_queue_tasks", "Drain tasks waiting in the broker for a worker",
+                                    value=queued)
 
 
 def scrape_registry(*collectors: Collector) -> CollectorRegistry:

@@ -236,7 +236,12 @@ def start_probes(settings: Settings, port: int, alive: Callable[[], str | None],
                 found[destination.id] = ""
         return found
 
-    collector = FleetCollector(client, token_ids, lease=settings.scheduler_lease)
+    from worker.celery_app import DRAIN_QUEUE
+
+    broker = client if settings.broker_url == settings.redis_url else redis_from_url(
+        settings.broker_url, socket_timeout=5, socket_connect_timeout=2)
+    collector = FleetCollector(client, token_ids, lease=settings.scheduler_lease,
+                               queued_tasks=lambda: int(broker.llen(DRAIN_QUEUE)))
     registry = scrape_registry(collector)
     server = ProbeServer(settings.worker_metrics_host, port, alive=alive, ready=ready,
                          registry=lambda: registry).start()

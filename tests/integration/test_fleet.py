@@ -78,6 +78,7 @@ def test_a_worker_serves_metrics_liveness_and_readiness(stack: Stack) -> None:
     assert 'tta_tiktok_request_duration_seconds_bucket{endpoint="segment/mapping",le="0.5"}' in text
     for gauge in ("tta_backlog_operations 0.0", "tta_due_targets 0.0", "tta_oldest_due_age_seconds",
                   "tta_paused_destinations 0.0", "tta_throttled_tokens 0.0", "tta_scheduler_active 1.0",
+                  "tta_drain_queue_tasks",
                   "process_resident_memory_bytes"):
         assert gauge in text, gauge
     promtool_check(text)

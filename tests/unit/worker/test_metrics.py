@@ -71,12 +71,15 @@ def test_no_work_is_zero_everywhere() -> None:
 def test_the_collector_exports_fleet_gauges_read_at_scrape_time() -> None:
     client = seeded()
     client.set(keys.BACKLOG, 1234)
+    client.rpush("tta.drain", "task-1", "task-2")
     registry = CollectorRegistry()
-    registry.register(FleetCollector(client, lambda: TOKENS, lease=1e9))
+    registry.register(FleetCollector(client, lambda: TOKENS, lease=1e9,
+                                     queued_tasks=lambda: int(client.llen("tta.drain"))))
     text = generate_latest(registry).decode()
     assert "tta_backlog_operations 1234.0" in text
     assert "tta_due_targets 4.0" in text  # with a huge lease the far backoff counts too
     assert "tta_paused_destinations 1.0" in text
+    assert "tta_drain_queue_tasks 2.0" in text
 
 
 class DownRedis(fakeredis.FakeRedis):

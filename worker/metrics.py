@@ -10,6 +10,7 @@ the truth and none drifts.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -17,8 +18,9 @@ from typing import Any
 
 import redis
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from worker import keys
@@ -160,11 +162,6 @@ class FleetCollector(Collector):
 def scrape_registry(*collectors: Collector) -> CollectorRegistry:
     """A registry for one ``/metrics`` answer: this module's metrics (summed over processes when they are
     shared), the process's own, and ``collectors``."""
-    import os
-
-    from prometheus_client import REGISTRY, ProcessCollector
-    from prometheus_client.multiprocess import MultiProcessCollector
-
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = REGISTRY  # in-memory metrics, process metrics included
         for collector in collectors:

@@ -46,10 +46,8 @@ def test_work_past_the_grace_is_cancelled_and_its_targets_are_due_at_once() -> N
         return "done"
 
     shutdown.request()
-    started = time.monotonic()
     outcome = asyncio.run(shutdown.within_grace(slow(), client, ["t|1|2"], 0.3))
     assert outcome == shutdown.HANDED_BACK and cancelled == [True]
-    assert time.monotonic() - started < 5
     score = client.zscore(keys.READY, "t|1|2")
     assert score is not None and score <= time.time()
 

@@ -26,6 +26,7 @@ REJECTED = f"{PREFIX}:rejected"  # hash: reason -> count
 REJECTED_LOG = f"{PREFIX}:rejected:log"  # capped list of recent rejections (JSON)
 BATCHES = f"{PREFIX}:batches"  # sorted set: batch id -> created time
 AUDIENCES = f"{PREFIX}:audiences"  # hash: "dest|advertiser|audience id" -> JSON description
+METRICS = f"{PREFIX}:metrics"  # hash of fleet-wide counters
 CREATES = f"{PREFIX}:creates"  # stream of legacy createAudience requests made by events
 CREATE_FAILURES = f"{PREFIX}:create-failures"  # hash: "dest|advertiser|name" -> JSON of a failed create
 CREATE_ATTEMPTS = f"{PREFIX}:creates:attempts"  # hash: creates stream entry id -> attempts so far

@@ -118,3 +118,13 @@ def test_the_probe_server_answers_liveness_readiness_and_metrics() -> None:
         assert status("/healthz") == 503
     finally:
         server.stop()
+
+
+def test_a_ready_index_of_whole_destinations_is_read_the_same_way() -> None:
+    # Members named by destination alone (one entry per destination's work) are held back by that destination's
+    # pause or throttle exactly as its targets are.
+    client = fakeredis.FakeRedis()
+    client.zadd(keys.READY, {"main": NOW - 1, "paused": NOW - 1, "slow": NOW - 1})
+    client.set(keys.paused("paused"), "{}")
+    client.set(keys.cooldown("tok-slow"), "1", px=5000)
+    assert read_due_work(client, TOKENS, lease=LEASE, now=NOW).due_targets == 1

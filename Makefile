@@ -23,6 +23,7 @@ demo: setup           ## the same, exiting with a summary once everything fed is
 
 test: setup           ## unit tests, then integration tests against a real redis-server and Celery workers
 	./deploy/ensure-redis.sh
+	./deploy/ensure-promtool.sh
 	$(PY) -m pytest
 
 unit: setup
@@ -30,6 +31,7 @@ unit: setup
 
 integration: setup
 	./deploy/ensure-redis.sh
+	./deploy/ensure-promtool.sh
 	$(PY) -m pytest tests/integration
 
 lint: setup

@@ -14,6 +14,7 @@ per-event cost of routing is the budget; there is no access log and at most one 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -29,15 +30,27 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import structlog
 from aiohttp import hdrs, web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest, values
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+    values,
+)
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from producer.auth import SIGNATURE_HEADER, Authenticator
 from producer.intake import BacklogFull, Intake, IntakeResult, StoreUnavailable
 from worker.heap import settle_heap
+from worker.readiness import check_write_path_async
 from worker.settings import Settings
 
 if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
     from producer.routing import Router
 
 SINGLE_EVENT_LIMIT = 32 * 1024
@@ -113,8 +126,13 @@ class IntakeMetrics:
                                        registry=self.registry)
         self.events_rejected = Counter("tta_intake_events_rejected", "Events rejected by intake, by reason",
                                        ["reason"], registry=self.registry)
-        self.requests = Counter("tta_intake_requests", "Intake HTTP requests, by route and status",
-                                ["route", "status"], registry=self.registry)
+        self.requests = Counter("tta_intake_requests", "Intake HTTP requests, by route and status (probes and "
+                                "scrapes are not counted)", ["route", "status"], registry=self.registry)
+        self.duration = Histogram("tta_intake_request_duration_seconds", "Time to answer an intake request, "
+                                  "by route", ["route"], registry=self.registry,
+                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+        if not self._shared:
+            ProcessCollector(registry=self.registry)  # with shared files, render() adds the answering one's
         self.operations = Counter("tta_intake_operations_enqueued", "Operations written to the queue",
                                   registry=self.registry)
         self.unmatched = Counter("tta_intake_events_unmatched", "Accepted events no mapping subscribed to",
@@ -129,12 +147,17 @@ class IntakeMetrics:
                              registry=self.registry, multiprocess_mode="mostrecent")
         # labels() takes a lock and builds a key on every call; the set of (route, status) pairs is small.
         self._request_children: dict[tuple[str, int], Any] = {}
+        self._duration_children: dict[str, Any] = {}
 
-    def request(self, route: str, status: int) -> None:
+    def request(self, route: str, status: int, seconds: float) -> None:
         child = self._request_children.get((route, status))
         if child is None:
             child = self._request_children[(route, status)] = self.requests.labels(route, str(status))
         child.inc()
+        timer = self._duration_children.get(route)
+        if timer is None:
+            timer = self._duration_children[route] = self.duration.labels(route)
+        timer.observe(seconds)
 
     def record(self, result: IntakeResult) -> None:
         if result.accepted:
@@ -155,6 +178,7 @@ class IntakeMetrics:
             return generate_latest(self.registry)
         everyone = CollectorRegistry()
         MultiProcessCollector(everyone)
+        ProcessCollector(registry=everyone)
         return generate_latest(everyone)
 
 
@@ -243,19 +267,22 @@ def _merge(defaults: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
 
 class _Routes:
     def __init__(self, intake: Intake, auth: Authenticator, metrics: IntakeMetrics, *, debug: bool,
-                 batch_limit: int) -> None:
+                 batch_limit: int, store: aioredis.Redis | None = None) -> None:
         self._intake = intake
         self._batch_limit = batch_limit
+        self._store = store
         self._auth = auth
         self._metrics = metrics
         self._debug = debug
         self._last_store_warning = 0.0
 
-    def counted(self, route: str, handler: Handler) -> Handler:
-        """Wrap a handler: errors become JSON answers, and every answer is counted by route and status."""
+    def counted(self, route: str, handler: Handler, *, count: bool = True) -> Handler:
+        """Wrap a handler: errors become JSON answers, and (with ``count``: not probes or scrapes, which are
+        not traffic) every answer is counted and timed by route and status."""
         metrics = self._metrics
 
         async def handle(request: web.Request) -> web.StreamResponse:
+            started = time.perf_counter()
             try:
                 response = await handler(request)
             except _HttpError as exc:
@@ -265,7 +292,8 @@ class _Routes:
                 log.error("request failed", route=route, error=type(exc).__name__,
                           where="".join(traceback.format_tb(exc.__traceback__)[-3:]))
                 response = error_response(500, "internal_error", "internal error")
-            metrics.request(route, response.status)
+            if count:
+                metrics.request(route, response.status, time.perf_counter() - started)
             if self._debug:
                 log.debug("request", route=route, status=response.status)
             return response
@@ -379,10 +407,20 @@ class _Routes:
         return _json(200, {"ok": True})
 
     async def readyz(self, request: web.Request) -> web.StreamResponse:
-        if await self._intake.ready_async():
-            return _json(200, {"ready": True})
-        return _json(503, {"ready": False, "success": False, "code": "store_unavailable",
-                           "message": "Redis does not answer"})
+        if not await self._intake.ready_async():
+            return _json(503, {"ready": False, "success": False, "code": "store_unavailable",
+                               "message": "Redis does not answer"})
+        # Answering is not enough: a replica, a Cluster node or a Redis out of memory answers PING and refuses
+        # every write (worker.readiness).
+        store = self._store if self._store is not None else self._intake._async_client()
+        try:
+            problem = await asyncio.wait_for(check_write_path_async(store), 2.0)
+        except (TimeoutError, OSError) as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+        if problem is not None:
+            return _json(503, {"ready": False, "success": False, "code": "store_refuses_writes",
+                               "message": f"Redis refuses writes: {problem}"})
+        return _json(200, {"ready": True})
 
     async def metrics(self, request: web.Request) -> web.StreamResponse:
         # On failure keep the last known value; /readyz reports the outage.
@@ -392,11 +430,13 @@ class _Routes:
 
 
 def build_app(intake: Intake, settings: Settings, *, no_auth: bool = False,
-              metrics: IntakeMetrics | None = None) -> web.Application:
-    """The intake application around ``intake`` (whose client must be a ``redis.asyncio`` one)."""
+              metrics: IntakeMetrics | None = None, store: aioredis.Redis | None = None) -> web.Application:
+    """The intake application around ``intake`` (whose client must be a ``redis.asyncio`` one; ``store``, the
+    same client, for the readiness probe)."""
     metrics = metrics or IntakeMetrics()
     routes = _Routes(intake, Authenticator.from_settings(settings, no_auth=no_auth), metrics,
-                     debug=settings.log_level.lower() == "debug", batch_limit=settings.max_batch_bytes)
+                     debug=settings.log_level.lower() == "debug", batch_limit=settings.max_batch_bytes,
+                     store=store)
     # Bodies are read by _read_body with per-route limits; this only bounds aiohttp's own readers.
     app = web.Application(client_max_size=max(WEBHOOK_LIMIT, settings.max_batch_bytes),
                           middlewares=[json_errors])
@@ -407,7 +447,7 @@ def build_app(intake: Intake, settings: Settings, *, no_auth: bool = False,
         app.router.add_post(path, routes.counted(path, handler))
     for path, handler in (("/healthz", routes.healthz), ("/readyz", routes.readyz),
                           ("/metrics", routes.metrics)):
-        app.router.add_get(path, routes.counted(path, handler))
+        app.router.add_get(path, routes.counted(path, handler, count=False))
     return app
 
 
@@ -481,10 +521,10 @@ def serve(host: str, port: int, settings: Settings, *, no_auth: bool = False, wo
 
 async def _make_app(router: Router, settings: Settings, no_auth: bool) -> web.Application:
     # Built inside the server's event loop, after any fork: a Redis connection pool must not cross either.
-    import redis.asyncio as aioredis
+    from worker.redis_client import async_redis_from_url
 
-    client = aioredis.Redis.from_url(settings.redis_url)
-    app = build_app(Intake(router, client, settings), settings, no_auth=no_auth)
+    client = async_redis_from_url(settings.redis_url)
+    app = build_app(Intake(router, client, settings), settings, no_auth=no_auth, store=client)
 
     async def close_client(_: web.Application) -> None:
         await client.aclose()

@@ -13,6 +13,7 @@ import redis
 
 from tiktok_audiences.logging import configure_logging
 from tiktok_audiences.output import fail
+from worker.redis_client import display, redis_from_url
 from worker.settings import Settings, get_settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -20,11 +21,11 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 
 def _with_redis(fn: Callable[[argparse.Namespace, Settings, redis.Redis], int]) -> Handler:
     def run(args: argparse.Namespace, settings: Settings) -> int:
-        client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+        client = redis_from_url(settings.redis_url, socket_connect_timeout=5)
         try:
             client.ping()
         except redis.RedisError as exc:
-            return fail(f"cannot reach Redis at {settings.redis_url.split('@')[-1]}: {exc}")
+            return fail(f"cannot reach Redis at {display(settings.redis_url)}: {exc}")
         return fn(args, settings, client)
 
     return run
@@ -62,8 +63,14 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     from worker.runner import run_worker
 
-    run_worker(settings, concurrency=args.concurrency, loglevel=args.loglevel)
-    return 0
+    return run_worker(settings, concurrency=args.concurrency, loglevel=args.loglevel,
+                      metrics_port=args.metrics_port, scheduler=False if args.no_scheduler else None)
+
+
+def _scheduler(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.runner import run_scheduler_role
+
+    return run_scheduler_role(settings, metrics_port=args.metrics_port)
 
 
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
@@ -148,7 +155,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="a Celery worker plus batch scheduling")
     p.add_argument("--concurrency", type=int, default=None)
     p.add_argument("--loglevel", default="WARNING")
+    p.add_argument("--metrics-port", type=int, default=None,
+                   help="serve /metrics, /healthz and /readyz on this port (default TTA_WORKER_METRICS_PORT)")
+    p.add_argument("--no-scheduler", action="store_true",
+                   help="consume only; a `scheduler` process schedules (default TTA_WORKER_SCHEDULER)")
     p.set_defaults(handler=_worker)
+
+    p = sub.add_parser("scheduler", help="the batch scheduler alone (workers may then scale to zero)")
+    p.add_argument("--metrics-port", type=int, default=None,
+                   help="serve /metrics, /healthz and /readyz on this port (default TTA_WORKER_METRICS_PORT)")
+    p.set_defaults(handler=_scheduler)
 
     p = sub.add_parser("ingest", help="enqueue newline-delimited JSON events from FILE (- for stdin)")
     p.add_argument("file")

@@ -23,7 +23,7 @@ from importlib import resources
 
 from redis import Redis
 
-from worker import keys
+from worker import keys, metrics
 
 _SCRIPT = resources.files(__package__ or "worker").joinpath("limiter.lua").read_text(encoding="utf-8")
 _MICROS = 1_000_000
@@ -71,6 +71,7 @@ class RateLimiter:
 
     def throttle(self, token_id: str, seconds: float) -> None:
         """Stop every worker calling with this token for ``seconds``; an existing longer cooldown is kept."""
+        metrics.throttled()
         millis = math.ceil(seconds * 1000)
         if millis <= 0:
             return

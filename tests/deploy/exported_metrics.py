@@ -1,12 +1,12 @@
 """The Prometheus series the code exports, read from its source (so it holds wherever a metric is defined).
 
-Every ``Counter``/``Gauge``/``Histogram``/``Summary``/``Info``/``Enum`` call with a literal name (or a name held
-in a module-level string constant) in the project's packages counts, with the series names prometheus_client
-derives from it: a counter ``x`` (or ``x_total``) is scraped as ``x_total`` and ``x_created``, a histogram as
-``x_bucket``/``x_count``/``x_sum``, a summary as ``x_count``/``x_sum``, an info as ``x_info``. ``namespace``
-and ``subsystem`` arguments are prefixed as prometheus_client does. The standard process, platform and GC
-collectors add their series when the code uses them, and Prometheus adds ``up`` and its scrape series to every
-target.
+Every ``Counter``/``Gauge``/``Histogram``/``Summary``/``Info``/``Enum`` call, and every ``*MetricFamily`` a custom
+collector yields, with a literal name (or a name held in a module-level string constant) in the project's
+packages counts, with the series names prometheus_client derives from it: a counter ``x`` (or ``x_total``) is
+scraped as ``x_total`` and ``x_created``, a histogram as ``x_bucket``/``x_count``/``x_sum``, a summary as
+``x_count``/``x_sum``, an info as ``x_info``. ``namespace`` and ``subsystem`` arguments are prefixed as
+prometheus_client does. The standard process, platform and GC collectors add their series when the code uses
+them, and Prometheus adds ``up`` and its scrape series to every target.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ _STANDARD_COLLECTORS: dict[str, dict[str, frozenset[str]]] = {
 }
 
 _TYPES = frozenset({"Counter", "Gauge", "Histogram", "Summary", "Info", "Enum"})
+# What custom collectors yield (prometheus_client.core): the same series shapes, labels given as ``labels``.
+_FAMILIES = {f"{kind}MetricFamily": kind for kind in ("Counter", "Gauge", "Histogram", "Summary", "Info")}
 
 
 @dataclass(frozen=True)
@@ -111,13 +113,18 @@ def definitions_in(source: str, where: str) -> tuple[list[Definition], set[str]]
         called = _called_name(node)
         if called in _STANDARD_COLLECTORS:
             collectors.add(called)
-        if called not in _TYPES:
+        if called not in _TYPES and called not in _FAMILIES:
             continue
         keywords = {k.arg: k.value for k in node.keywords if k.arg}
         name = _string(node.args[0] if node.args else keywords.get("name"), constants)
         if name is None:
             continue  # Counter from collections, or a name only known at run time
-        labels = _strings(node.args[2] if len(node.args) > 2 else keywords.get("labelnames"), constants) or []
+        if called in _FAMILIES:
+            # (name, documentation, value=None, labels=None, ...): labels are the fourth argument.
+            labels = _strings(node.args[3] if len(node.args) > 3 else keywords.get("labels"), constants) or []
+            called = _FAMILIES[called]
+        else:
+            labels = _strings(node.args[2] if len(node.args) > 2 else keywords.get("labelnames"), constants) or []
         prefix = [p for p in (_string(keywords.get("namespace"), constants),
                               _string(keywords.get("subsystem"), constants)) if p]
         full = "_".join([*prefix, name])

@@ -52,6 +52,8 @@ def dashboard_queries(path: Path) -> list[Query]:
     dashboard = json.loads(path.read_text(encoding="utf-8"))
     found = [Query(f"{path.name}: panel {panel.get('title')!r} {target.get('refId', '')}", target["expr"])
              for panel in panels(dashboard) for target in panel.get("targets", []) if target.get("expr")]
+    found += [Query(f"{path.name}: annotation {annotation.get('name')!r}", annotation["expr"])
+              for annotation in dashboard.get("annotations", {}).get("list", []) if annotation.get("expr")]
     for variable in dashboard.get("templating", {}).get("list", []):
         if variable.get("type") != "query":
             continue

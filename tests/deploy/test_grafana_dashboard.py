@@ -105,3 +105,10 @@ def test_the_dashboard_provider_loads_the_folder_compose_mounts_the_dashboard_in
     provider = yaml.safe_load(PROVIDERS.read_text(encoding="utf-8"))["providers"][0]
     assert provider["type"] == "file"
     assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+def test_the_readme_describes_every_panel() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### The dashboard"):readme.index("### The alerts")]
+    described = {line.split("|")[1].strip() for line in section.splitlines() if line.startswith("| ")}
+    assert {panel["title"] for panel in _drawing_panels()} <= described

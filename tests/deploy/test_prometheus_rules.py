@@ -110,3 +110,13 @@ def test_the_renderer_notices_a_stale_manifest(tmp_path: Path) -> None:
     changed = tmp_path / "alerts.yaml"
     changed.write_text(RULES.read_text(encoding="utf-8").replace("> 900", "> 1800"), encoding="utf-8")
     assert renderer.render(changed) != MANIFEST.read_text(encoding="utf-8")
+
+
+def test_the_readme_says_what_to_do_for_every_alert() -> None:
+    readme = README.read_text(encoding="utf-8")
+    section = readme[readme.index("### The alerts"):]
+    for rule in _rules():
+        row = next((line for line in section.splitlines() if line.startswith(f"| `{rule['alert']}`")), None)
+        assert row is not None, f"{rule['alert']} is not described in the README"
+        assert f"({rule['labels']['severity']})" in row, rule["alert"]
+        assert rule["annotations"]["runbook_url"].removeprefix("README.md") in row, rule["alert"]

@@ -99,10 +99,11 @@ def test_the_prometheusrule_manifest_is_generated_from_the_rules() -> None:
     renderer = _renderer()
     assert MANIFEST.read_text(encoding="utf-8") == renderer.render(RULES), (
         "deploy/kubernetes/prometheusrule.yaml is stale: run python deploy/prometheus/render_prometheusrule.py")
-    manifest = yaml.safe_load(MANIFEST.read_text(encoding="utf-8"))
-    assert manifest["apiVersion"] == "monitoring.coreos.com/v1"
-    assert manifest["kind"] == "PrometheusRule"
-    assert manifest["spec"]["groups"] == yaml.safe_load(RULES.read_text(encoding="utf-8"))["groups"]
+    documents = {doc["kind"]: doc for doc in yaml.safe_load_all(MANIFEST.read_text(encoding="utf-8"))}
+    assert set(documents) == {"ServiceMonitor", "PrometheusRule"}
+    rule = documents["PrometheusRule"]
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["spec"]["groups"] == yaml.safe_load(RULES.read_text(encoding="utf-8"))["groups"]
 
 
 def test_the_renderer_notices_a_stale_manifest(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import promql_parser
 import yaml
 
 from tests.deploy.promql_queries import as_promql, dashboard_queries, panels
+from tests.deploy.promtool import promtool
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "deploy" / "grafana"
@@ -59,6 +60,19 @@ def test_every_panel_says_what_it_shows() -> None:
 def test_every_query_is_valid_promql() -> None:
     for query in dashboard_queries(DASHBOARD_FILE):
         promql_parser.parse(as_promql(query.expr))
+
+
+def test_prometheus_itself_accepts_every_query(tmp_path: Path) -> None:
+    # promtool parses with Prometheus's own parser: each query becomes a recording rule it must accept.
+    queries = dashboard_queries(DASHBOARD_FILE)
+    rules = {"groups": [{"name": "dashboard", "rules": [
+        {"record": f"dashboard:query_{index}", "expr": as_promql(query.expr)} for index, query in enumerate(queries)
+    ]}]}
+    path = tmp_path / "dashboard-queries.yaml"
+    path.write_text(yaml.safe_dump(rules), encoding="utf-8")
+    result = promtool("check", "rules", path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{len(queries)} rules found" in result.stdout
 
 
 def test_panels_use_the_chosen_prometheus() -> None:

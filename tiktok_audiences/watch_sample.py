@@ -70,7 +70,8 @@ class Sampler:
     destinations_by_token: dict[str, tuple[str, ...]] = field(default_factory=dict)
     clock: Callable[[], float] = time.monotonic
     wall_clock: Callable[[], float] = time.time
-    _previous: dict[str, tuple[float, int]] = field(default_factory=dict)
+    # Per token: when it was last sampled (``clock``) and its count of granted slots then.
+    _previous: dict[str, tuple[float, int]] = field(default_factory=dict, init=False)
 
     def sample(self) -> Snapshot:
         try:
@@ -79,7 +80,7 @@ class Sampler:
             dead = [record.to_json() for record in self.ledger.list(status="dead", limit=RECENT_DEAD)]
         except redis.RedisError as exc:
             return Snapshot({}, [], [], self.rate_limit_qps, self.wall_clock(),
-                            error=f"Redis does not answer: {type(exc).__name__}: {exc}")
+                            error=f"cannot read from Redis: {type(exc).__name__}: {exc}")
         return Snapshot(stats, tokens, dead, self.rate_limit_qps, self.wall_clock())
 
     def _tokens(self) -> list[TokenCalls]:

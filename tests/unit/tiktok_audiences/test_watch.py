@@ -229,7 +229,7 @@ def test_redis_going_away_is_shown_and_the_watch_goes_on(clock: FakeClock) -> No
     sampler = Sampler(client, Ledger(client, delivered_retention=60, dead_retention=60), 10.0, clock=clock)
     server.connected = False
     screen = _screen(sampler)
-    assert "Redis does not answer" in screen
+    assert "cannot read from Redis: ConnectionError" in screen
     server.connected = True
     assert "Backlog per audience" in _screen(sampler)
 

@@ -1,10 +1,10 @@
-"""The source scan that tells which series the code exports (tests/deploy/exported_metrics.py)."""
+"""The source scan that tells which series the code exports (tests/unit/deploy/exported_metrics.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from tests.deploy.exported_metrics import definitions_in, exported, series_of
+from tests.unit.deploy.exported_metrics import definitions_in, exported, series_of
 
 SOURCE = '''
 from collections import Counter as Tally

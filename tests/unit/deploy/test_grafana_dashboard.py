@@ -9,10 +9,10 @@ from typing import Any
 import promql_parser
 import yaml
 
-from tests.deploy.promql_queries import as_promql, dashboard_queries, panels
-from tests.deploy.promtool import promtool
+from tests.unit.deploy.promql_queries import as_promql, dashboard_queries, panels
+from tests.unit.deploy.promtool import promtool
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 GRAFANA = ROOT / "deploy" / "grafana"
 DASHBOARD_FILE = GRAFANA / "tiktok-audiences.json"
 DATASOURCES = GRAFANA / "provisioning" / "datasources" / "prometheus.yaml"

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.exported_metrics import TARGET_LABELS, Exported, exported
-from tests.deploy.promql_queries import Query, dashboard_queries, reads, rule_queries
+from tests.unit.deploy.exported_metrics import TARGET_LABELS, Exported, exported
+from tests.unit.deploy.promql_queries import Query, dashboard_queries, reads, rule_queries
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 QUERIES = [*rule_queries(ROOT / "deploy" / "prometheus" / "alerts.yaml"),
            *dashboard_queries(ROOT / "deploy" / "grafana" / "tiktok-audiences.json")]
 

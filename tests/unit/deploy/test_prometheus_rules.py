@@ -10,9 +10,9 @@ from types import ModuleType
 
 import yaml
 
-from tests.deploy.promtool import promtool
+from tests.unit.deploy.promtool import promtool
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PROMETHEUS = ROOT / "deploy" / "prometheus"
 RULES = PROMETHEUS / "alerts.yaml"
 RULE_TESTS = PROMETHEUS / "alerts_test.yaml"

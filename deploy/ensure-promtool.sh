@@ -2,9 +2,9 @@
 # Make sure `promtool` is on PATH, so the test suite checks and unit-tests the alert rules (and the metrics
 # pages); the tests skip where it is missing, so this never fails the build.
 #
-# Debian's `prometheus` package ships promtool, but installing that package also installs and starts a
-# Prometheus server (an init script and a systemd unit on port 9090). Only the promtool binary is wanted:
-# the package is downloaded, unpacked aside, and promtool alone is copied to /usr/local/bin.
+# Debian's `prometheus` package ships promtool, but installing that package also installs a Prometheus server
+# (a user, an init script and a systemd unit on port 9090, started wherever systemd runs). Only the promtool
+# binary is wanted: the package is downloaded, unpacked aside, and promtool alone is copied to /usr/local/bin.
 set -euo pipefail
 if command -v promtool >/dev/null 2>&1; then
   exit 0

@@ -140,6 +140,16 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
     return bench_main(args)
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text} must be above 0 and at most 3600 seconds")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tiktok-audiences", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -205,6 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("stats", help="backlog, batches, rejections and audiences")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--watch", action="store_true",
+                   help="a live view: backlog per audience, calls/s against the rate limit, cooldowns, pauses, "
+                        "dead batches (Ctrl-C to stop)")
+    p.add_argument("--interval", type=_positive_seconds, default=2.0, metavar="SECONDS",
+                   help="how often --watch redraws (default 2)")
     p.set_defaults(handler=_operator("stats"))
 
     dest = sub.add_parser("destinations", help="paused destinations").add_subparsers(dest="verb", required=True)

@@ -112,6 +112,12 @@ def replay(args: argparse.Namespace, settings: Settings, client: redis.Redis) ->
 
 
 def stats(args: argparse.Namespace, settings: Settings, client: redis.Redis) -> int:
+    if getattr(args, "watch", False):
+        if args.json:
+            return fail("--json prints one document and --watch keeps redrawing a view: give one of them")
+        from tiktok_audiences.watch import watch_stats
+
+        return watch_stats(settings, client, interval=args.interval)
     doc = collect(client, _ledger(settings, client))
     if args.json:
         print_json(doc)

@@ -64,7 +64,7 @@ class RateLimiter:
         """Like :meth:`acquire` (or :meth:`reserve` with ``ahead``), also telling the server time of the
         decision (for metrics and tests)."""
         wait_us, now_us, granted = self._script(
-            keys=[keys.rate_limit(token_id), keys.cooldown(token_id)],
+            keys=[keys.rate_limit(token_id), keys.cooldown(token_id), keys.rate_calls(token_id)],
             args=[self._interval_us, max(0, int(ahead * _MICROS))],
         )
         return Decision(wait=int(wait_us) / _MICROS, server_time_us=int(now_us), granted=bool(granted))

@@ -194,13 +194,15 @@ class FaultInjector:
             return Fault("qps_limit", 200, RATE_LIMITED, MESSAGES[RATE_LIMITED])
         return None
 
-    def after_validation(self, audience_id: str) -> Fault | None:
-        """Per-audience and random failures, for requests that were otherwise valid."""
+    def after_validation(self, audience_ids: str | list[str]) -> Fault | None:
+        """Per-audience and random failures, for requests that were otherwise valid (a request naming several
+        audiences fails if any of them is set to fail, as a whole)."""
         knobs = self.knobs
-        code = knobs.fail_audiences.get(audience_id)
-        if code is not None:
-            message = MESSAGES.get(code, f"Sandbox-injected error {code} for audience {audience_id}.")
-            return Fault("fail_audience", 200, code, message)
+        for audience_id in [audience_ids] if isinstance(audience_ids, str) else audience_ids:
+            code = knobs.fail_audiences.get(audience_id)
+            if code is not None:
+                message = MESSAGES.get(code, f"Sandbox-injected error {code} for audience {audience_id}.")
+                return Fault("fail_audience", 200, code, message)
         # Draw only when failures are on, so turning them on and off does not shift the random sequence.
         if knobs.fail_rate > 0 and self._rng.random() < knobs.fail_rate:
             return self._fault_for(self._rng.choice(knobs.fail_modes))

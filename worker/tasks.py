@@ -8,11 +8,12 @@ import asyncio
 import structlog
 from celery.signals import worker_process_shutdown
 
+from worker import keys
 from worker.celery_app import CREATE_TASK, DRAIN_TASK, app
 from worker.context import WorkerContext
 from worker.creates import process_creates
-from worker.drain import Drainer, drain_targets
 from worker.heap import settle_heap
+from worker.lane import drain_lanes
 from worker.settings import get_settings
 
 log = structlog.get_logger(__name__)
@@ -38,15 +39,14 @@ def _close_runtime(**_: object) -> None:
 
 
 @app.task(name=DRAIN_TASK, ignore_result=True)
-def drain(target: str | list[str]) -> str | list[str]:
-    """Drain one target (a name), or several (a list of names, drained concurrently: worker.drain)."""
+def drain(lanes: str | list[str]) -> list[str]:
+    """Drain one lane, or several (drained concurrently: worker.lane). A name with ``|`` is a target (a message
+    sent before lanes existed): its lane is drained."""
     loop, ctx = _runtime()
-    if isinstance(target, str):
-        outcome = loop.run_until_complete(Drainer(ctx, target).run())
-        log.debug("drain_finished", target=target, outcome=outcome)
-        return outcome
-    outcomes = loop.run_until_complete(drain_targets(ctx, list(target)))
-    log.debug("drains_finished", targets=len(target), outcomes=outcomes)
+    names = [lanes] if isinstance(lanes, str) else list(lanes)
+    unique = list(dict.fromkeys(keys.lane_of(name) for name in names))
+    outcomes = loop.run_until_complete(drain_lanes(ctx, unique))
+    log.debug("lanes_drained", lanes=len(unique), outcomes=outcomes)
     return outcomes
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from itertools import compress
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import orjson
 
@@ -68,6 +68,57 @@ def mapping_body(
     return orjson.dumps(
         {
             "advertiser_ids": [advertiser_id],
+            "action": action,
+            "id_schema": id_schema,
+            "batch_data": batch_data,
+        }
+    )
+
+
+class AudienceRow(NamedTuple):
+    """One user of a multi-audience mapping request: identifiers by id type, and the audiences it goes to."""
+
+    cells: Mapping[str, str]
+    audience_ids: list[str]
+
+
+def audiences_body(
+    advertiser_ids: Sequence[str],
+    action: Literal["add", "delete"],
+    rows: Sequence[AudienceRow],
+) -> bytes:
+    """The JSON body of ``POST /segment/mapping/`` carrying rows of several audiences (behaviour.md §4): each
+    cell's ``audience_ids`` lists the audiences that row's user is added to (or deleted from). The same rules
+    as :func:`mapping_body` otherwise (schema order, ``{}`` gaps, empty rows left out, 10,000 rows at most)."""
+    if action not in _ACTIONS:
+        raise ValueError(f"action must be 'add' or 'delete', not {action!r}")
+    if not advertiser_ids:
+        raise ValueError("a request needs at least one advertiser id")
+    used: set[str] = set()
+    used.update(*(row.cells for row in rows))
+    unknown = used - _KNOWN_TYPES
+    if unknown:
+        raise ValueError(f"unknown id types {sorted(unknown)}; expected some of {list(ID_TYPES_IN_ORDER)}")
+    columns = {t: [row.cells.get(t) for row in rows] for t in ID_TYPES_IN_ORDER if t in used}
+    id_schema = [t for t, column in columns.items() if any(column)]
+    empty: dict[str, Any] = {}
+    batch_data = []
+    for index, row in enumerate(rows):
+        cells = [columns[t][index] for t in id_schema]
+        if not any(cells):
+            continue
+        if not row.audience_ids:
+            raise ValueError(f"row {index} names no audience")
+        # One audience_ids list per row, shared by its cells (orjson writes it out wherever it is referenced).
+        batch_data.append([{"id": digest, "audience_ids": row.audience_ids} if digest else empty
+                           for digest in cells])
+    if len(batch_data) > MAX_ROWS:
+        raise ValueError(f"{len(batch_data)} rows in one request; TikTok takes at most {MAX_ROWS}")
+    if not batch_data:
+        raise ValueError("no row carries an identifier; there is nothing to send")
+    return orjson.dumps(
+        {
+            "advertiser_ids": list(advertiser_ids),
             "action": action,
             "id_schema": id_schema,
             "batch_data": batch_data,

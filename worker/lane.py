@@ -96,11 +96,14 @@ class LaneDrain:
         create_quota = max(1, int(self.settings.rate_limit_qps) - 1)
         while time.monotonic() < deadline:
             pipe = self.redis.pipeline(transaction=False)
+            self.lock.stage_extend(pipe)  # a drain that lost its lock must not cut (or overwrite) a plan
             pipe.lrange(keys.lane_replay(self.lane), 0, 0)
             pipe.get(keys.lane_plan(self.lane))
             pipe.exists(keys.INTAKE_RECENT)
             pipe.get(keys.paused(destination.id))
-            replay, raw_plan, intake_busy, paused = pipe.execute()
+            extended, replay, raw_plan, intake_busy, paused = pipe.execute()
+            if not extended:
+                raise Stop("lost-lock")
             if paused:
                 raise Stop("paused", time.time() + self.settings.pause_recheck)
             if replay:

@@ -179,8 +179,10 @@ def cut_plan(ctx: WorkerContext, lane: str, chunks: list[Chunk], audience_of: di
                     for target, ops in dead.items() for action in ("add", "delete")]
     for offset, (target, action, ops) in enumerate([d for d in dead_batches if d[2]], start=len(requests)):
         error = refused[target]
+        named = target.rsplit("|", 1)[1]  # the audience id the events named (or "@key": none was created)
         record = new_record(batch_id_for(lane, chunks, offset), lane, action, {target: ops},
-                            audience_of, by_chunk, len(ops))
+                            {target: named} if not named.startswith("@") else {}, by_chunk, len(ops))
+        record.audience_id = record.audience_id or named
         record.status = "dead"
         record.last_code = error.code if error.code is not None else error.http_status
         record.last_message, record.last_request_id = error.message, error.request_id

@@ -9,8 +9,8 @@ from typing import Any
 
 from tests.unit.worker.conftest import ADVERTISER
 from worker import keys
-from worker.lane import LaneDrain, drain_lanes
 from worker.keys import Target
+from worker.lane import LaneDrain
 from worker.operations import EMAIL_SHA256, Operation
 from worker.queue import enqueue
 from worker.tiktok.errors import AuthError, PermanentError, ThrottledError, TransientError

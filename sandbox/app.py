@@ -23,8 +23,10 @@ from sandbox.context import SANDBOX, Sandbox, sandbox_of
 from sandbox.errors import (
     INVALID_APP,
     INVALID_AUTH_CODE,
+    MESSAGES,
     NO_PERMISSION,
     OK,
+    RATE_LIMITED,
     TOKEN_INVALID,
     TOKEN_MISSING,
     ApiError,
@@ -102,6 +104,11 @@ def tiktok_endpoint(
         sandbox = sandbox_of(request)
         await sandbox.faults.delay()
         request_id = sandbox.state.next_request_id()
+        token = request.headers.get("Access-Token", "")
+        if token and sandbox.state.advertisers_of(token) is not None and sandbox.faults.over_qps(token):
+            # TikTok's rate limit counts every call of the token, not only mapping calls.
+            sandbox.state.counters["throttled_calls"] += 1
+            return envelope(RATE_LIMITED, MESSAGES[RATE_LIMITED], request_id)
         try:
             data = await handler(request, sandbox)
         except ApiError as exc:

@@ -173,16 +173,21 @@ class FaultInjector:
         if self.knobs.latency_ms > 0:
             await asyncio.sleep(self.knobs.latency_ms / 1000.0)
 
-    def before_validation(self, token: str) -> Fault | None:
-        """Throttling decisions, taken before the body is read, as a gateway would."""
-        knobs = self.knobs
-        # Every call with a valid token counts toward its second's budget, throttled or not, as TikTok's does.
+    def over_qps(self, token: str) -> bool:
+        """Count a call of ``token`` toward its second's budget (every call counts, throttled or not, as
+        TikTok's does, whatever the endpoint), and tell whether it exceeds ``qps_limit``."""
         second = int(self._clock())
         if second != self._qps_second:
             self._qps_second = second
             self._qps_counts = {}
         calls_this_second = self._qps_counts.get(token, 0) + 1
         self._qps_counts[token] = calls_this_second
+        return bool(self.knobs.qps_limit) and calls_this_second > self.knobs.qps_limit
+
+    def before_validation(self, token: str) -> Fault | None:
+        """Throttling decisions, taken before the body is read, as a gateway would."""
+        knobs = self.knobs
+        over_qps = self.over_qps(token)
 
         if knobs.http429_first > 0:
             knobs.http429_first -= 1
@@ -190,7 +195,7 @@ class FaultInjector:
         if knobs.throttle_first > 0:
             knobs.throttle_first -= 1
             return Fault("throttle_first", 200, RATE_LIMITED, MESSAGES[RATE_LIMITED])
-        if knobs.qps_limit and calls_this_second > knobs.qps_limit:
+        if over_qps:
             return Fault("qps_limit", 200, RATE_LIMITED, MESSAGES[RATE_LIMITED])
         return None
 

@@ -147,7 +147,8 @@ def assert_ledger_matches_sandbox(stack: Stack, events: Events, *, no_collapse: 
     assert len({r["id"] for r in records}) == len(records)
     rows = Counter[str]()
     for record in records:
-        rows[record["audience_id"]] += record["rows"]
+        for audience, count in (record["audiences"] or {record["audience_id"]: record["rows"]}).items():
+            rows[audience] += count
     for audience in events.audiences:
         assert rows[audience] <= events.operations[audience], audience
         assert rows[audience] == events.operations[audience] or not no_collapse, audience

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import ADVERTISER, LEGACY_ADVERTISER, Stack
+from tests.integration.conftest import ADVERTISER, LEGACY_ADVERTISER, LEGACY_AUDIENCE, Stack
 from tests.integration.test_core_pipeline import email_member, engage
 from tests.integration.test_delivery_guarantees import Events, ledger, settle, stats
 
@@ -65,9 +65,8 @@ def test_a_user_in_three_audiences_is_one_row_naming_all_three(stack: Stack) -> 
 
 def test_audiences_of_two_advertisers_of_one_token_share_a_request(stack: Stack) -> None:
     native = "3200000000000000001"
-    legacy = "2000000000000000001"  # the mapping's legacy audience, under the second advertiser
+    legacy = LEGACY_AUDIENCE  # the mapping's legacy audience, under the second advertiser (seeded by the stack)
     stack.sandbox.seed_audience(advertiser_id=ADVERTISER, name="native", audience_id=native)
-    stack.sandbox.seed_audience(advertiser_id=LEGACY_ADVERTISER, name="legacy", audience_id=legacy)
     stack.start_intake()
     stack.start_worker()
     legacy_event = {"type": "track", "event": "Legacy Added", "userId": "u1", "messageId": "legacy-1",

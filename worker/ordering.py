@@ -23,6 +23,8 @@ def latest_per_user(ops: list[PackedOperation], accepted_ms: list[int]) -> list[
     """Per user (email, phone, advertising id type, advertising id), the latest operation by event time."""
     if _latest_per_user is not None:
         return list(_latest_per_user(ops, accepted_ms))
+    if len({(op[1], op[2], op[4], op[3]) for op in ops}) == len(ops):
+        return list(ops)  # no user twice: the usual batch, decided without ranking anything
     best: dict[tuple[str, str, str, str], tuple[tuple[int, str, int], PackedOperation]] = {}
     for index, (op, accepted) in enumerate(zip(ops, accepted_ms, strict=True)):
         key = (op.email, op.phone, op.advertising_id_type, op.advertising_id)

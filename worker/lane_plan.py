@@ -57,6 +57,9 @@ def plan_lane(by_target: dict[str, list[PackedOperation]], batch_size: int) -> l
     requests: list[LaneRequest] = []
     for index in range(depth):
         for action in _ACTIONS:
+            # A user already in one of this group's requests joins its row there (the group's operations
+            # commute, so any of its requests will do); a new user goes to the request with room.
+            placed: dict[Identity, LaneRequest] = {}
             current: LaneRequest | None = None
             for target, target_phases in phases.items():
                 if index >= len(target_phases):
@@ -65,10 +68,13 @@ def plan_lane(by_target: dict[str, list[PackedOperation]], batch_size: int) -> l
                     if op.action != action:
                         continue
                     key = identity(op)
-                    if current is None or (current.rows >= batch_size and key not in current._identities):
-                        current = LaneRequest(action)
-                        requests.append(current)
-                    current.add(target, op, key)
+                    request = placed.get(key)
+                    if request is None:
+                        if current is None or current.rows >= batch_size:
+                            current = LaneRequest(action)
+                            requests.append(current)
+                        request = placed[key] = current
+                    request.add(target, op, key)
     return requests
 
 

@@ -96,7 +96,11 @@ class LaneDrain:
         destination = self._open()
         deadline = time.monotonic() + self.settings.drain_budget
         resolver = Resolver(self.ctx, self.lane, self._token, self._token_id, self._call_slot)
-        create_quota = max(1, int(self.settings.rate_limit_qps) - 1)
+        # TikTok calls a round may spend finding audience ids: while mapping work is ready, all but one slot of
+        # a second (so creates and checks interleave with mapping calls); otherwise what the drain's budget
+        # holds (a task must end well within Celery's time limit).
+        resolve_quota = max(1, int(self.settings.rate_limit_qps) - 1)
+        idle_quota = max(resolve_quota, int(self.settings.rate_limit_qps * self.settings.drain_budget))
         while time.monotonic() < deadline:
             pipe = self.redis.pipeline(transaction=False)
             self.lock.stage_extend(pipe)  # a drain that lost its lock must not cut (or overwrite) a plan
@@ -122,7 +126,7 @@ class LaneDrain:
             targets = due_targets(self.redis, self.lane, horizon, DUE_AT_ONCE)
             if not targets:
                 break
-            found = await resolver.resolve(targets, create_quota)
+            found = await resolver.resolve(targets, resolve_quota, idle_quota)
             ready = [t for t in targets if t in found.audience_of or t in found.refused]
             chunks = read_chunks(self.redis, ready, self.settings.batch_size) if ready else []
             if not chunks:

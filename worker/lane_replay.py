@@ -34,7 +34,7 @@ async def replay_one(drain: LaneDrain, resolver: Resolver, batch_id: str) -> Non
         ctx.redis.lrem(queue, 1, batch_id)
         return
     work = decode_payload(payload, record.target)
-    found = await resolver.resolve(list(work), create_quota=len(work))
+    found = await resolver.resolve(list(work), quota=len(work))
     refused = [t for t in work if t in found.refused]
     if refused:
         error = found.refused[refused[0]]

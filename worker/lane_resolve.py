@@ -18,6 +18,7 @@ window ends, then its operations go dead like a permanent refusal.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import time
 from collections import defaultdict
@@ -59,7 +60,9 @@ class Resolver:
         self.token_id = token_id
         self._slot = slot  # waits for a rate-limit slot of the token and checks the lane still may call
 
-    async def resolve(self, targets: list[str], create_quota: int) -> Resolution:
+    async def resolve(self, targets: list[str], quota: int, idle_quota: int | None = None) -> Resolution:
+        """Audience ids of ``targets``, making at most ``quota`` TikTok calls (``idle_quota`` when none of them
+        is ready to send yet: then no mapping call waits behind the creates and checks)."""
         found = Resolution()
         cache = self.ctx.audience_ids
         unknown = [t for t in targets if t not in cache]
@@ -92,11 +95,13 @@ class Resolver:
                 to_create.append(target)
             else:
                 to_check[spec.advertiser_id].append(target)
-        calls = [self._check(advertiser_id, checks[start : start + GET_IDS_PER_CALL], found)
+        if not found.audience_of and idle_quota is not None:
+            quota = idle_quota
+        calls = [functools.partial(self._check, advertiser_id, checks[start : start + GET_IDS_PER_CALL], found)
                  for advertiser_id, checks in to_check.items()
                  for start in range(0, len(checks), GET_IDS_PER_CALL)]
-        calls += [self._create(target, found) for target in to_create[: max(0, create_quota)]]
-        await _run_all(calls)
+        calls += [functools.partial(self._create, target, found) for target in to_create]
+        await _run_all([call() for call in calls[: max(1, quota)]])
         return found
 
     async def _check(self, advertiser_id: str, targets: list[str], found: Resolution) -> None:

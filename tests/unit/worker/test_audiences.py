@@ -38,6 +38,7 @@ class FakeTikTok:
     creates: list[str] = field(default_factory=list)
     gets: list[str] = field(default_factory=list)
     lists: int = 0
+    mapping_calls: int = 0
     sent: list[tuple[str, str, int]] = field(default_factory=list)  # (action, audience id, rows)
 
     def seed(self, advertiser_id: str, name: str) -> str:
@@ -88,6 +89,7 @@ class FakeTikTok:
 
     async def send_rows(self, token: str, advertiser_ids: Sequence[str], action: str,
                         rows: Sequence[Any]) -> Response:
+        self.mapping_calls += 1
         audiences = list(dict.fromkeys(a for row in rows for a in row.audience_ids))
         for audience_id in audiences:
             self.sent.append((action, audience_id, sum(audience_id in row.audience_ids for row in rows)))
@@ -260,14 +262,28 @@ def test_after_a_failed_create_the_retry_creates_and_delivers(ctx: Any, client: 
     assert client.sent == [("add", audience_id, 1)]
 
 
-def test_creates_of_a_round_are_capped_so_mapping_calls_go_meanwhile(ctx: Any, client: FakeTikTok) -> None:
-    ctx.settings.rate_limit_qps = 4  # three creates a round, then the mapping call for what they created
+def test_creates_of_a_round_are_capped_while_mapping_work_waits(ctx: Any, client: FakeTikTok) -> None:
+    ctx.settings.rate_limit_qps = 4  # three creates a round, then the mapping call for what is ready
+    ready = Target("dest", ADVERTISER, "@ready")
+    ctx.redis.set(keys.created_audience("dest", ADVERTISER, "ready"), "5999")
+    accept(ctx, ready, 100)
     for n in range(7):
         accept(ctx, Target("dest", ADVERTISER, f"@a{n}"), n)
     assert drain(ctx) == "drained"
     assert len(client.creates) == 7
-    assert [rows for _, _, rows in client.sent] == [1] * 7
-    assert len({a for _, a, _ in client.sent}) == 7
+    # 3 creates and a call for the ready audience and those 3; then nothing is ready: the other 4 at once.
+    assert client.mapping_calls == 2
+    assert [rows for _, _, rows in client.sent[:4]] == [1, 1, 1, 1]
+    assert len({a for _, a, _ in client.sent}) == 8
+
+
+def test_with_nothing_ready_to_send_a_round_creates_all_it_may_then_sends_once(ctx: Any,
+                                                                              client: FakeTikTok) -> None:
+    ctx.settings.rate_limit_qps = 4
+    for n in range(7):
+        accept(ctx, Target("dest", ADVERTISER, f"@a{n}"), n)
+    assert drain(ctx) == "drained"
+    assert len(client.creates) == 7 and client.mapping_calls == 1
 
 
 # -- ownership ----------------------------------------------------------------------------------------------

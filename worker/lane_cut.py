@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import orjson
 
@@ -83,7 +83,9 @@ def due_targets(redis: Any, lane: str, horizon: float, limit: int) -> list[str]:
 def read_chunks(redis: Any, targets: list[str], budget: int) -> list[Chunk]:
     """Whole stream entries from the head of each target's stream, in order, until ``budget`` operations are
     taken (the first entry of a round is taken whatever its size). A target with an empty stream comes back
-    with no entries (its due mark is cleared when the plan is acknowledged)."""
+    with no entries (its due mark is cleared when the plan is acknowledged). One round trip per
+    :data:`TARGETS_PER_READ` targets; a target with more entries than one read takes is read on while the
+    budget lasts (a single busy audience still fills whole requests)."""
     chunks: list[Chunk] = []
     total = 0
     for start in range(0, len(targets), TARGETS_PER_READ):
@@ -93,18 +95,31 @@ def read_chunks(redis: Any, targets: list[str], budget: int) -> list[Chunk]:
             pipe.xrange(keys.stream(target), count=ENTRIES_PER_TARGET)
         for target, entries in zip(names, pipe.execute(), strict=True):
             chunk = Chunk(target)
-            for raw_id, fields in cast(list[tuple[bytes, dict[bytes, bytes]]], entries):
-                packed = orjson.loads(fields[_ENTRY_FIELD])
-                if total and total + len(packed) > budget:
+            room = budget - total
+            while True:
+                full = _take(chunk, entries, room, first_of_round=total == 0)
+                if full or len(entries) < ENTRIES_PER_TARGET or chunk.operations >= room:
                     break
-                chunk.entries.append((raw_id.decode(), packed))
-                chunk.operations += len(packed)
-                total += len(packed)
+                entries = redis.xrange(keys.stream(target), min="(" + chunk.last, count=ENTRIES_PER_TARGET)
+            total += chunk.operations
             if chunk.entries or not entries:
                 chunks.append(chunk)
             if total >= budget:
                 return chunks
     return chunks
+
+
+def _take(chunk: Chunk, entries: list[tuple[bytes, dict[bytes, bytes]]], room: int, *,
+          first_of_round: bool) -> bool:
+    """Add whole entries to ``chunk`` while they fit in ``room`` operations (the round's very first entry
+    always does); True once one did not fit."""
+    for raw_id, fields in entries:
+        packed = orjson.loads(fields[_ENTRY_FIELD])
+        if chunk.operations + len(packed) > room and (chunk.operations or not first_of_round):
+            return True
+        chunk.entries.append((raw_id.decode(), packed))
+        chunk.operations += len(packed)
+    return False
 
 
 def batch_id_for(lane: str, chunks: Iterable[Chunk], index: int) -> str:

@@ -252,3 +252,12 @@ def test_retry_after_beyond_the_cap_rests_the_token_for_the_cap(ctx: Any, client
     accept(ctx, ("add", 1))
     assert drain(ctx) == "throttled"
     assert ctx.limiter.throttled == [ctx.settings.throttle_cooldown_max]
+
+
+def test_a_single_busy_audience_of_one_operation_entries_still_fills_whole_requests(ctx: Any, client: Any) -> None:
+    ctx.settings.batch_size = 1000
+    for i in range(300):  # 300 stream entries of one operation each: more than one read takes
+        enqueue(ctx.redis, [Operation(TARGET, "add", email=email(i))], flush_interval=0.0, batch_size=1000,
+                now=time.time() - 1)
+    assert drain(ctx) == "drained"
+    assert [len(c.rows) for c in client.calls] == [300]

@@ -36,6 +36,7 @@ from worker.lane_plan import decode_payload, encode_payload, split_targets, wire
 from worker.lane_resolve import Resolver
 from worker.ledger import BatchRecord
 from worker.operations import Action, PackedOperation
+from worker.ordering import stage_records
 from worker.policy import Stop, decide
 from worker.target_lock import TargetLock
 from worker.tiktok.errors import TikTokError
@@ -262,8 +263,8 @@ class LaneDrain:
         except TikTokError as exc:
             return self._failed(record, work, exc, plan, replay_queue)
         pipe = self.redis.pipeline(transaction=True)
-        for target, ops in work.items():
-            self.ctx.membership.stage_record(pipe, target, record.action, record.position_of(target), ops)
+        stage_records(self.ctx.membership, pipe,
+                      [(target, record.action, record.position_of(target), ops) for target, ops in work.items()])
         self.ctx.ledger.stage_update(pipe, record, status="delivered", last_code=response.code,
                                      last_message=response.message, last_request_id=response.request_id,
                                      finished_at=time.time())

@@ -20,7 +20,7 @@ from worker.context import WorkerContext
 from worker.lane_plan import LaneRequest, encode_payload, plan_lane
 from worker.ledger import BatchRecord
 from worker.operations import PackedOperation, unpack_all
-from worker.ordering import fresh, latest_per_user
+from worker.ordering import latest_per_user, news_many
 from worker.queue import ENTRY_FIELD
 from worker.tiktok.errors import TikTokError
 
@@ -167,28 +167,29 @@ def cut_plan(ctx: WorkerContext, lane: str, chunks: list[Chunk], audience_of: di
     by_chunk = {c.target: c for c in chunks}
     by_target: dict[str, list[PackedOperation]] = {}
     dead: dict[str, list[PackedOperation]] = {}
-    superseded = 0
+    work: list[tuple[str, list[PackedOperation], list[int]]] = []
     for chunk in chunks:
         if not chunk.entries:
             continue
         ops, accepted = chunk.unpack()
-        ops = latest_per_user(ops, accepted)
         if chunk.target in refused:
-            dead[chunk.target] = ops
-            continue
-        ops, dropped = fresh(ctx.membership, chunk.target, ops)
+            dead[chunk.target] = latest_per_user(ops, accepted)
+        else:
+            work.append((chunk.target, ops, accepted))
+    superseded = 0
+    for (target, _, _), (ops, dropped) in zip(work, news_many(ctx.membership, work), strict=True):
         superseded += dropped
         if ops:
-            by_target[chunk.target] = ops
+            by_target[target] = ops
     requests: list[LaneRequest] = plan_lane(by_target, ctx.settings.batch_size)
     pipe = ctx.redis.pipeline(transaction=True)
-    work: list[tuple[BatchRecord, dict[str, list[PackedOperation]]]] = []
+    cut: list[tuple[BatchRecord, dict[str, list[PackedOperation]]]] = []
     batch_ids: list[str] = []
     for index, request in enumerate(requests):
         record = new_record(batch_id_for(lane, chunks, index), lane, request.action, request.by_target,
                             audience_of, by_chunk, request.rows)
         ctx.ledger.stage(pipe, record, encode_payload(request.by_target))
-        work.append((record, request.by_target))
+        cut.append((record, request.by_target))
         batch_ids.append(record.id)
     dead_batches = [(target, action, [op for op in ops if op.action == action])
                     for target, ops in dead.items() for action in ("add", "delete")]
@@ -210,5 +211,5 @@ def cut_plan(ctx: WorkerContext, lane: str, chunks: list[Chunk], audience_of: di
     if superseded:
         pipe.hincrby(keys.METRICS, "superseded", superseded)
     pipe.execute()
-    return Cut(plan, work, superseded)
+    return Cut(plan, cut, superseded)
 

@@ -1,10 +1,10 @@
 """Event time decides (behaviour.md §5): the seam between delivery and the per-user ordering rules.
 
 :func:`latest_per_user` keeps, per user, the operation with the latest event time (``event_ms``, 0 meaning the
-acceptance time stands in; ties broken by message id, then by stream order). :func:`fresh` drops operations
-not newer than what was already delivered to the target for that user. Both come from worker.event_order and
-worker.membership where those provide them; until then the in-batch rule is applied here and nothing is
-dropped against delivered state.
+acceptance time stands in; ties broken by message id, then by stream order). :func:`news_many` also drops, per
+audience, operations not newer than what was already delivered to it for that user, for many audiences in one
+round trip. Both come from worker.event_order and worker.membership where those provide them (``news_many``);
+until then the in-batch rule is applied here and nothing is dropped against delivered state.
 """
 
 from __future__ import annotations
@@ -38,10 +38,26 @@ def latest_per_user(ops: list[PackedOperation], accepted_ms: list[int]) -> list[
     return [op for _, op in kept]
 
 
-def fresh(membership: Any, target: str, ops: list[PackedOperation]) -> tuple[list[PackedOperation], int]:
-    """``ops`` minus those already superseded by what was delivered to ``target``; and how many were."""
-    check = getattr(membership, "fresh", None)
-    if check is None or not ops:
-        return ops, 0
-    kept, superseded = check(target, ops)
-    return list(kept), int(superseded)
+def news_many(membership: Any, work: list[tuple[str, list[PackedOperation], list[int]]],
+              ) -> list[tuple[list[PackedOperation], int]]:
+    """Per (target, operations, acceptance ms of each): what to send (latest per user, newer than what was
+    delivered to that target) and how many operations that drops."""
+    many = getattr(membership, "news_many", None)
+    if many is not None:
+        return [(list(kept), int(dropped)) for kept, dropped in many(work)]
+    out = []
+    for _, ops, accepted in work:
+        kept = latest_per_user(ops, accepted)
+        out.append((kept, len(ops) - len(kept)))
+    return out
+
+
+def stage_records(membership: Any, pipe: Any, work: list[tuple[str, str, str, list[PackedOperation]]]) -> None:
+    """Queue, in the delivery's transaction, what a delivered request did to each of its audiences: per
+    (target, action, stream position, operations); in shared script calls where membership offers them."""
+    many = getattr(membership, "stage_record_many", None)
+    if many is not None:
+        many(pipe, work)
+        return
+    for target, action, position, ops in work:
+        membership.stage_record(pipe, target, action, position, ops)

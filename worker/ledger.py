@@ -256,6 +256,16 @@ class Ledger:
                 self._redis.zrem(index, *gone)
         return int(next_cursor)
 
+    def prune_audiences(self, older_than: float, cursor: int = 0, count: int = 100) -> int:
+        """Like :meth:`prune_targets`, for the per-audience indexes (``batches list --audience``)."""
+        next_cursor, found = self._redis.scan(cursor, match=keys.batches_by_audience("*"), count=count)
+        for raw in found:
+            index = raw.decode() if isinstance(raw, bytes) else raw
+            gone = self._expired(index, older_than)
+            if gone:
+                self._redis.zrem(index, *gone)
+        return int(next_cursor)
+
     def _expired(self, index: str, older_than: float) -> Sequence[str]:
         """Ids in ``index`` scored before ``older_than`` whose records no longer exist (the oldest 5,000
         at most)."""

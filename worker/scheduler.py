@@ -82,6 +82,7 @@ class Scheduler:
         self._lease = settings.scheduler_lease
         self._next_maintenance = 0.0
         self._prune_cursor = 0  # where the sweep of per-target ledger indexes goes on from
+        self._audience_cursor = 0  # and of the per-audience ones
 
     def tick(self, now: float | None = None) -> list[str]:
         now = time.time() if now is None else now
@@ -128,6 +129,7 @@ class Scheduler:
                         dead_retention=self._settings.dead_retention)
         ledger.prune(time.time() - 60)
         self._prune_cursor = ledger.prune_targets(time.time() - 60, self._prune_cursor)
+        self._audience_cursor = ledger.prune_audiences(time.time() - 60, self._audience_cursor)
 
     def run(self, stop: threading.Event) -> None:
         log.info("scheduler_started")

@@ -57,6 +57,16 @@ def plan_lane(by_target: dict[str, list[PackedOperation]], batch_size: int) -> l
     requests: list[LaneRequest] = []
     for index in range(depth):
         for action in _ACTIONS:
+            group = {target: [op for op in target_phases[index] if op[0] == action]
+                     for target, target_phases in phases.items() if index < len(target_phases)}
+            group = {target: ops for target, ops in group.items() if ops}
+            if not group:
+                continue
+            if sum(map(len, group.values())) <= batch_size:  # the usual group: one request, no placing
+                single = LaneRequest(action, group)
+                single._identities = {(op[1], op[2], op[4], op[3]) for ops in group.values() for op in ops}
+                requests.append(single)
+                continue
             # A user already in one of this group's requests joins its row there (the group's operations
             # commute, so any of its requests will do); a new user goes to the request with room.
             placed: dict[Identity, LaneRequest] = {}
@@ -79,17 +89,27 @@ def plan_lane(by_target: dict[str, list[PackedOperation]], batch_size: int) -> l
 
 
 def wire_rows(by_target: dict[str, list[PackedOperation]], audience_of: dict[str, str]) -> list[AudienceRow]:
-    """The request's rows: one per user, its cells naming every audience (in target order) it goes to."""
+    """The request's rows: one per user, its cells naming every audience (in target order) it goes to. Rows
+    of one audience share one ``audience_ids`` list until a second audience joins them."""
+    if len(by_target) == 1:
+        ((target, ops),) = by_target.items()
+        shared = [audience_of[target]]
+        return [AudienceRow(op, shared) for op in ops]
+    distinct = {(op[1], op[2], op[4], op[3]) for ops in by_target.values() for op in ops}
+    if len(distinct) == sum(map(len, by_target.values())):  # no user in two audiences: nothing to merge
+        return [AudienceRow(op, shared) for target, ops in by_target.items()
+                for shared in ([audience_of[target]],) for op in ops]
     rows: dict[Identity, AudienceRow] = {}
     for target, ops in by_target.items():
         audience_id = audience_of[target]
+        shared = [audience_id]
         for op in ops:
-            key = identity(op)
+            key = (op[1], op[2], op[4], op[3])
             row = rows.get(key)
             if row is None:
-                rows[key] = AudienceRow(op.cells, [audience_id])
+                rows[key] = AudienceRow(op, shared)
             elif audience_id not in row.audience_ids:
-                row.audience_ids.append(audience_id)
+                rows[key] = AudienceRow(row.op, [*row.audience_ids, audience_id])
     return list(rows.values())
 
 

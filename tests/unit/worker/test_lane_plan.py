@@ -23,7 +23,7 @@ def test_a_user_in_several_audiences_is_one_row_naming_them_all() -> None:
     (request,) = plan_lane({t: [op("add", 7)] for t in ("d|1|a", "d|1|b", "d|1|c")}, batch_size=100)
     assert request.rows == 1
     rows = wire_rows(request.by_target, {"d|1|a": "1", "d|1|b": "2", "d|1|c": "3"})
-    assert rows == [AudienceRow({EMAIL_SHA256: f"{7:064x}"}, ["1", "2", "3"])]
+    assert [(row.cells, row.audience_ids) for row in rows] == [({EMAIL_SHA256: f"{7:064x}"}, ["1", "2", "3"])]
 
 
 def test_requests_hold_at_most_batch_size_rows_counting_users_once() -> None:
@@ -54,8 +54,8 @@ def test_payloads_read_back_per_audience_and_old_payloads_as_their_target() -> N
 
 
 def test_the_body_names_every_audience_in_each_cell_and_every_advertiser() -> None:
-    rows = [AudienceRow({EMAIL_SHA256: "a" * 64, PHONE_SHA256: "b" * 64}, ["1", "2"]),
-            AudienceRow({EMAIL_SHA256: "c" * 64}, ["2"])]
+    rows = [AudienceRow(PackedOperation("add", "a" * 64, "b" * 64, "", ""), ["1", "2"]),
+            AudienceRow(PackedOperation("add", "c" * 64, "", "", ""), ["2"])]
     body = orjson.loads(audiences_body(["7001", "7002"], "add", rows))
     assert body == {
         "advertiser_ids": ["7001", "7002"], "action": "add", "id_schema": [EMAIL_SHA256, PHONE_SHA256],

@@ -33,6 +33,7 @@ from worker.context import WorkerContext
 from worker.destinations import ConfigError, Destination
 from worker.lane_cut import LanePlan, cut_plan, due_targets, read_chunks
 from worker.lane_plan import decode_payload, encode_payload, split_targets, wire_rows
+from worker.lane_replay import replay_one
 from worker.lane_resolve import Resolver
 from worker.ledger import BatchRecord
 from worker.operations import Action, PackedOperation
@@ -115,8 +116,6 @@ class LaneDrain:
             if paused:
                 raise Stop("paused", time.time() + self.settings.pause_recheck)
             if replay:
-                from worker.lane_replay import replay_one  # a cycle at import time otherwise
-
                 await replay_one(self, resolver, replay[0].decode())
                 continue
             if raw_plan:

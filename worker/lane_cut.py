@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -26,6 +27,7 @@ from worker.tiktok.errors import TikTokError
 
 # Stream entries read per target per round, and targets read per round trip.
 ENTRIES_PER_TARGET = 256
+_READ = Path(__file__).with_name("lane_read.lua").read_text()
 TARGETS_PER_READ = 500
 _ENTRY_FIELD = ENTRY_FIELD.encode()
 
@@ -63,7 +65,7 @@ class LanePlan:
     targets: dict[str, list[Any]]
 
     def dumps(self) -> bytes:
-        return orjson.dumps(asdict(self))
+        return orjson.dumps({"batch_ids": self.batch_ids, "targets": self.targets})
 
     @classmethod
     def loads(cls, raw: bytes) -> LanePlan:
@@ -90,17 +92,16 @@ def read_chunks(redis: Any, targets: list[str], budget: int) -> list[Chunk]:
     total = 0
     for start in range(0, len(targets), TARGETS_PER_READ):
         names = targets[start : start + TARGETS_PER_READ]
-        pipe = redis.pipeline(transaction=False)
-        for target in names:
-            pipe.xrange(keys.stream(target), count=ENTRIES_PER_TARGET)
-        for target, entries in zip(names, pipe.execute(), strict=True):
+        heads = redis.eval(_READ, len(names), *(keys.stream(t) for t in names), ENTRIES_PER_TARGET)
+        for target, entries in zip(names, heads, strict=True):
             chunk = Chunk(target)
             room = budget - total
             while True:
                 full = _take(chunk, entries, room, first_of_round=total == 0)
                 if full or len(entries) < ENTRIES_PER_TARGET or chunk.operations >= room:
                     break
-                entries = redis.xrange(keys.stream(target), min="(" + chunk.last, count=ENTRIES_PER_TARGET)
+                more = redis.xrange(keys.stream(target), min="(" + chunk.last, count=ENTRIES_PER_TARGET)
+                entries = [[raw_id, [b"", fields[_ENTRY_FIELD]]] for raw_id, fields in more]
             total += chunk.operations
             if chunk.entries or not entries:
                 chunks.append(chunk)
@@ -109,12 +110,12 @@ def read_chunks(redis: Any, targets: list[str], budget: int) -> list[Chunk]:
     return chunks
 
 
-def _take(chunk: Chunk, entries: list[tuple[bytes, dict[bytes, bytes]]], room: int, *,
-          first_of_round: bool) -> bool:
-    """Add whole entries to ``chunk`` while they fit in ``room`` operations (the round's very first entry
-    always does); True once one did not fit."""
+def _take(chunk: Chunk, entries: list[Any], room: int, *, first_of_round: bool) -> bool:
+    """Add whole entries (``[id, [field, value]]``: an entry holds the one field, worker.queue) to ``chunk``
+    while they fit in ``room`` operations (the round's very first entry always does); True once one did not
+    fit."""
     for raw_id, fields in entries:
-        packed = orjson.loads(fields[_ENTRY_FIELD])
+        packed = orjson.loads(fields[1])
         if chunk.operations + len(packed) > room and (chunk.operations or not first_of_round):
             return True
         chunk.entries.append((raw_id.decode(), packed))

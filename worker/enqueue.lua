@@ -9,6 +9,7 @@
 -- Returns the backlog after the append.
 local due, field, batch_size, quiet_ms = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local total = 0
+local lanes = {}  -- lane -> the earliest due time of its targets in this call: one ZADD per lane, not per target
 for i = 1, (#KEYS - 5) / 3 do
   local name, ops, entry, lane = ARGV[4 * i + 1], tonumber(ARGV[4 * i + 2]), ARGV[4 * i + 3], ARGV[4 * i + 4]
   redis.call('XADD', KEYS[3 + 3 * i], '*', field, entry)
@@ -16,9 +17,12 @@ for i = 1, (#KEYS - 5) / 3 do
   -- LT keeps an earlier due time: the oldest waiting operation sets the pace; a full batch is due at once.
   local at = pending >= batch_size and 0 or due
   redis.call('ZADD', KEYS[5 + 3 * i], 'LT', at, name)
-  redis.call('ZADD', KEYS[1], 'LT', at, lane)
+  if lanes[lane] == nil or tonumber(at) < tonumber(lanes[lane]) then lanes[lane] = at end
   redis.call('SADD', KEYS[2], name)
   total = total + ops
+end
+for lane, at in pairs(lanes) do
+  redis.call('ZADD', KEYS[1], 'LT', at, lane)
 end
 if quiet_ms > 0 then
   -- The intake is busy for another quiet period; the scheduler may sweep again once it has gone quiet.

@@ -261,3 +261,13 @@ def test_a_single_busy_audience_of_one_operation_entries_still_fills_whole_reque
                 now=time.time() - 1)
     assert drain(ctx) == "drained"
     assert [len(c.rows) for c in client.calls] == [300]
+
+
+def test_operations_a_newer_event_supersedes_are_counted_for_stats_and_never_sent(ctx: Any, client: Any) -> None:
+    from worker.stats import collect
+
+    accept(ctx, ("add", 1), event_ms=5_000)
+    accept(ctx, ("delete", 1), event_ms=1_000)  # older: changes nothing
+    drain(ctx)
+    assert [(c.action, len(c.rows)) for c in client.calls] == [("add", 1)]
+    assert collect(ctx.redis, ctx.ledger)["superseded"] == 1

@@ -191,7 +191,7 @@ class TikTokClient:
                 detail = f"timed out after {self._timeout.total} s"
             else:
                 detail = redact(f"{type(exc).__name__}: {exc}".rstrip(": "), secrets)
-            raise TransientError(f"no complete answer from TikTok: {detail}") from None
+            raise TransientError(truncate_message(f"no complete answer from TikTok: {detail}")) from None
         elapsed = time.monotonic() - started
 
         parsed = parse_body(raw)

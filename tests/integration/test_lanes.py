@@ -132,3 +132,22 @@ def test_order_per_audience_holds_across_batches_of_many_audiences(stack: Stack)
     settle(stack)
     events.assert_delivered_exactly()
     assert stats(stack)["backlog"] == 0
+
+
+def test_new_audiences_are_created_once_each_at_the_full_rate_and_never_throttled(stack: Stack) -> None:
+    stack.sandbox.knobs(qps_limit=10)
+    stack.start_intake()
+    stack.start_worker(TTA_RATE_LIMIT_QPS="10", TTA_FLUSH_INTERVAL="0.5")
+    events = [engage("Audience Entered", 3 * n + u, None, key=f"new{n}") for n in range(30) for u in range(3)]
+    status, body = stack.post("/v1/batch", {"batch": events})
+    assert status == 200 and body["rejected"] == 0, body
+    settle(stack, timeout=60)
+
+    state = stack.sandbox.state()
+    created = {a["name"]: audience_id for audience_id, a in state["audiences"].items() if a["name"].startswith("new")}
+    assert len(created) == 30  # one each, none twice
+    for n in range(30):
+        assert set(stack.sandbox.members(created[f"new{n}"])) == {email_member(3 * n + u) for u in range(3)}
+    counters = state["counters"]
+    assert int(counters.get("create_calls", 0)) == 30
+    assert int(counters.get("throttled_calls", 0)) == 0 and 40100 not in mapping_codes(stack)

@@ -27,6 +27,7 @@ from worker.tiktok.errors import TikTokError
 
 # Stream entries read per target per round, and targets read per round trip.
 ENTRIES_PER_TARGET = 256
+FIRST_READ = 16  # entries of each target in a round's first read
 _READ = Path(__file__).with_name("lane_read.lua").read_text()
 TARGETS_PER_READ = 500
 _ENTRY_FIELD = ENTRY_FIELD.encode()
@@ -85,28 +86,34 @@ def due_targets(redis: Any, lane: str, horizon: float, limit: int) -> list[str]:
 def read_chunks(redis: Any, targets: list[str], budget: int) -> list[Chunk]:
     """Whole stream entries from the head of each target's stream, in order, until ``budget`` operations are
     taken (the first entry of a round is taken whatever its size). A target with an empty stream comes back
-    with no entries (its due mark is cleared when the plan is acknowledged). One round trip per
-    :data:`TARGETS_PER_READ` targets; a target with more entries than one read takes is read on while the
-    budget lasts (a single busy audience still fills whole requests)."""
+    with no entries (its due mark is cleared when the plan is acknowledged).
+
+    Reads go in passes, one script call (lane_read.lua) per pass and :data:`TARGETS_PER_READ` targets: a few
+    entries of every target first, then more of those that had more, each pass twice the last, so a round
+    reads little beyond what it takes however many audiences share it."""
     chunks: list[Chunk] = []
+    emptied: set[str] = set()  # targets whose stream held nothing
     total = 0
     for start in range(0, len(targets), TARGETS_PER_READ):
         names = targets[start : start + TARGETS_PER_READ]
-        heads = redis.eval(_READ, len(names), *(keys.stream(t) for t in names), ENTRIES_PER_TARGET)
-        for target, entries in zip(names, heads, strict=True):
-            chunk = Chunk(target)
-            room = budget - total
-            while True:
-                full = _take(chunk, entries, room, first_of_round=total == 0)
-                if full or len(entries) < ENTRIES_PER_TARGET or chunk.operations >= room:
-                    break
-                more = redis.xrange(keys.stream(target), min="(" + chunk.last, count=ENTRIES_PER_TARGET)
-                entries = [[raw_id, [b"", fields[_ENTRY_FIELD]]] for raw_id, fields in more]
-            total += chunk.operations
-            if chunk.entries or not entries:
-                chunks.append(chunk)
-            if total >= budget:
-                return chunks
+        open_chunks = {name: Chunk(name) for name in names}
+        count = FIRST_READ
+        while open_chunks and total < budget:
+            heads = redis.eval(_READ, len(open_chunks), *(keys.stream(t) for t in open_chunks), count,
+                               *("(" + c.last if c.entries else "-" for c in open_chunks.values()))
+            for (name, chunk), entries in zip(list(open_chunks.items()), heads, strict=True):
+                before = chunk.operations
+                full = _take(chunk, entries, budget - total + before, first_of_round=total == 0)
+                total += chunk.operations - before
+                if not entries and not chunk.entries:
+                    emptied.add(name)
+                if full or len(entries) < count or total >= budget:
+                    chunks.append(open_chunks.pop(name))
+            count = min(count * 2, ENTRIES_PER_TARGET)
+        chunks.extend(open_chunks.values())
+        chunks[:] = [c for c in chunks if c.entries or c.target in emptied]
+        if total >= budget:
+            return chunks
     return chunks
 
 

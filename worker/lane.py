@@ -203,23 +203,39 @@ class LaneDrain:
 
     async def _run_plan(self, plan: LanePlan,
                         cut: dict[str, tuple[BatchRecord, Work]] | None = None) -> None:
-        """Send the plan's open batches in order, then acknowledge the plan (trim the streams)."""
+        """Send the plan's open batches phase by phase, then acknowledge the plan (trim the streams). The
+        batches of one phase commute (worker.lane_plan), so they go concurrently, each in its own rate-limit
+        slot; the next phase waits for the last."""
         queue = list(plan.batch_ids)
+        known = dict(cut or {})
         while queue:
-            batch_id = queue.pop(0)
-            if cut is not None and batch_id in cut:
-                record, work = cut[batch_id]
-            else:
-                loaded = self._load(batch_id)
-                if loaded is None:
+            group: list[tuple[BatchRecord, Work]] = []
+            while queue:
+                item = known.get(queue[0]) or self._load(queue[0])
+                if item is None:
+                    queue.pop(0)
                     continue
-                record, work = loaded
-            if record.status in ("delivered", "dead"):
+                known[queue[0]] = item
+                if group and item[0].phase != group[0][0].phase:
+                    break
+                queue.pop(0)
+                if item[0].status not in ("delivered", "dead"):
+                    group.append(item)
+            if not group:
                 continue
-            halves = await self.send(record, work, plan=plan)
-            if halves:
-                queue[:0] = [h.id for h, _ in halves]
-                cut = {**(cut or {}), **{h.id: (h, w) for h, w in halves}}
+            results = await asyncio.gather(*(self.send(r, w, plan=plan) for r, w in group),
+                                           return_exceptions=True)
+            stop: Stop | None = None
+            for result in results:
+                if isinstance(result, Stop):
+                    stop = stop or result
+                elif isinstance(result, BaseException):
+                    raise result
+                elif result:  # a refused batch split in two: its halves go next, in its phase
+                    queue[:0] = [half.id for half, _ in result]
+                    known.update({half.id: (half, work) for half, work in result})
+            if stop is not None:
+                raise stop
         self._acknowledge(plan)
 
     def _load(self, batch_id: str) -> tuple[BatchRecord, Work] | None:
@@ -310,7 +326,7 @@ class LaneDrain:
                 accepted_last=record.accepted_last, position=record.position_of(next(iter(part))),
                 targets={t: record.targets[t] for t in part},
                 positions={t: record.position_of(t) for t in part},
-                advertiser_ids=sorted({t.split('|')[1] for t in part}), split_from=record.id,
+                advertiser_ids=sorted({t.split('|')[1] for t in part}), split_from=record.id, phase=record.phase,
                 replays=record.replays, attempts=record.attempts,
                 last_code=exc.code, last_message=f"split from {record.id} after TikTok refused it: {exc.message}",
                 last_request_id=exc.request_id)

@@ -196,6 +196,7 @@ def cut_plan(ctx: WorkerContext, lane: str, chunks: list[Chunk], audience_of: di
     for index, request in enumerate(requests):
         record = new_record(batch_id_for(lane, chunks, index), lane, request.action, request.by_target,
                             audience_of, by_chunk, request.rows)
+        record.phase = request.phase
         ctx.ledger.stage(pipe, record, encode_payload(request.by_target))
         cut.append((record, request.by_target))
         batch_ids.append(record.id)

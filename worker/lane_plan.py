@@ -38,6 +38,7 @@ class LaneRequest:
 
     action: Action
     by_target: dict[str, list[PackedOperation]] = field(default_factory=dict)
+    phase: int = 0  # requests of one phase commute (no identifier both added and deleted in it)
     _identities: set[Identity] = field(default_factory=set)
 
     @property
@@ -63,7 +64,7 @@ def plan_lane(by_target: dict[str, list[PackedOperation]], batch_size: int) -> l
             if not group:
                 continue
             if sum(map(len, group.values())) <= batch_size:  # the usual group: one request, no placing
-                single = LaneRequest(action, group)
+                single = LaneRequest(action, group, index)
                 single._identities = {(op[1], op[2], op[4], op[3]) for ops in group.values() for op in ops}
                 requests.append(single)
                 continue
@@ -81,7 +82,7 @@ def plan_lane(by_target: dict[str, list[PackedOperation]], batch_size: int) -> l
                     request = placed.get(key)
                     if request is None:
                         if current is None or current.rows >= batch_size:
-                            current = LaneRequest(action)
+                            current = LaneRequest(action, phase=index)
                             requests.append(current)
                         request = placed[key] = current
                     request.add(target, op, key)

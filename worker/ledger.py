@@ -76,6 +76,8 @@ class BatchRecord:
     positions: dict[str, str] = field(default_factory=dict)
     advertiser_ids: list[str] = field(default_factory=list)
     split_from: str = ""
+    # Order of the batch's phase in its plan: batches of one phase commute and may be sent together.
+    phase: int = 0
 
     @property
     def target_names(self) -> list[str]:

@@ -54,7 +54,10 @@ WAIT_IN_PLACE = 5.0
 BUSY_RECHECK = 1.0
 # How often, at most, the lock, cooldown and pause are checked before calls granted a slot at once.
 GUARD_EVERY = 0.5
-DUE_AT_ONCE = 20_000  # due targets read per round (a round takes what fits in one batch's worth of rows)
+DUE_AT_ONCE = 20_000
+# A round cuts up to this many full requests' worth of operations: the requests of a phase then go together,
+# so one lane keeps several calls in flight (and pays a round's fixed cost once for them).
+REQUESTS_PER_ROUND = 4  # due targets read per round (a round takes what fits in one batch's worth of rows)
 
 Work = dict[str, list[PackedOperation]]
 
@@ -128,7 +131,7 @@ class LaneDrain:
                 break
             found = await resolver.resolve(targets, resolve_quota, idle_quota)
             ready = [t for t in targets if t in found.audience_of or t in found.refused]
-            chunks = read_chunks(self.redis, ready, self.settings.batch_size) if ready else []
+            chunks = read_chunks(self.redis, ready, self.settings.batch_size * REQUESTS_PER_ROUND) if ready else []
             if not chunks:
                 if found.creates or found.checks:
                     continue  # resolving took the round's calls; what it resolved goes next round

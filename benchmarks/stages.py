@@ -46,9 +46,9 @@ from tiktok_audiences.stack import SANDBOX_ADVERTISER, SANDBOX_TOKEN, sandbox_de
 from worker import keys
 from worker.context import WorkerContext
 from worker.destinations import load_destinations
-from worker.drain import Drainer
 from worker.heap import settle_heap
 from worker.keys import Target
+from worker.lane import LaneDrain
 from worker.operations import Operation
 from worker.queue import enqueue
 from worker.settings import Settings
@@ -106,8 +106,9 @@ def enqueue_operations(client: redis.Redis, n: int) -> Figure:
 
     figure = _rate(n, run, "ops/s", "100 hashed operations per round trip")
     # Forget the target again, so the drain stage measures the intake stage's operations only.
-    client.delete(*client.keys(f"*{{{target.name}}}*"))
-    client.zrem(keys.READY, target.name)
+    client.delete(keys.stream(target.name), keys.pending_count(target.name))
+    client.zrem(keys.lane_due(target.lane), target.name)
+    client.zrem(keys.READY, target.lane)
     client.srem(keys.TARGETS, target.name)
     client.decrby(keys.BACKLOG, n)
     return figure
@@ -116,11 +117,11 @@ def enqueue_operations(client: redis.Redis, n: int) -> Figure:
 def drain(client: redis.Redis, settings: Settings, rows: int) -> Figure:
     ctx = WorkerContext.build(settings, client=client)
     loop = asyncio.new_event_loop()
-    targets = [t.decode() for t in client.smembers(keys.TARGETS)]  # type: ignore[union-attr]
+    lanes = {keys.lane_of(t.decode()) for t in client.smembers(keys.TARGETS)}  # type: ignore[union-attr]
 
     def run() -> None:
-        for target in targets:
-            while loop.run_until_complete(Drainer(ctx, target).run()) == "drained":
+        for lane in lanes:
+            while loop.run_until_complete(LaneDrain(ctx, lane).run()) == "drained":
                 pass
 
     try:

@@ -23,8 +23,10 @@ from sandbox.context import SANDBOX, Sandbox, sandbox_of
 from sandbox.errors import (
     INVALID_APP,
     INVALID_AUTH_CODE,
+    MESSAGES,
     NO_PERMISSION,
     OK,
+    RATE_LIMITED,
     TOKEN_INVALID,
     TOKEN_MISSING,
     ApiError,
@@ -102,6 +104,11 @@ def tiktok_endpoint(
         sandbox = sandbox_of(request)
         await sandbox.faults.delay()
         request_id = sandbox.state.next_request_id()
+        token = request.headers.get("Access-Token", "")
+        if token and sandbox.state.advertisers_of(token) is not None and sandbox.faults.over_qps(token):
+            # TikTok's rate limit counts every call of the token, not only mapping calls.
+            sandbox.state.counters["throttled_calls"] += 1
+            return envelope(RATE_LIMITED, MESSAGES[RATE_LIMITED], request_id)
         try:
             data = await handler(request, sandbox)
         except ApiError as exc:
@@ -149,12 +156,16 @@ def _check_and_apply(
     between the checks and the set update, nothing else can touch the audience in between."""
     body = parse_json_object(content_type, raw)
     call.header = header = check_mapping_header(body)
-    check_permission(advertisers, header.advertiser_id)
+    for advertiser_id in header.advertiser_ids:
+        check_permission(advertisers, advertiser_id)
     call.mapping = mapping = check_batch_data(body["batch_data"], header, sandbox.config.max_rows)
-    audience = sandbox.state.owned_audience(header.advertiser_id, mapping.audience_id)
-    call.fault = sandbox.faults.after_validation(mapping.audience_id)
+    # Every audience must belong to one of the request's advertisers; one that does not fails the whole call.
+    audiences = [sandbox.state.owned_by_any(header.advertiser_ids, audience_id)
+                 for audience_id in mapping.audience_ids]
+    call.fault = sandbox.faults.after_validation(mapping.audience_ids)
     if call.fault is None:
-        audience.apply(mapping)
+        for audience in audiences:
+            audience.apply(mapping)
 
 
 async def _handle_mapping(request: web.Request, sandbox: Sandbox, call: _MappingCall) -> web.StreamResponse:
@@ -196,6 +207,8 @@ async def segment_mapping(request: web.Request) -> web.StreamResponse:
             token=call.token,
             advertiser_id=header.advertiser_id if header else None,
             audience_id=mapping.audience_id if mapping else None,
+            audience_ids=mapping.audience_ids if mapping else None,
+            advertiser_ids=list(header.advertiser_ids) if header else None,
             action=header.action if header else None,
             rows=mapping.rows if mapping else 0,
             code=call.code,

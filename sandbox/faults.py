@@ -173,16 +173,21 @@ class FaultInjector:
         if self.knobs.latency_ms > 0:
             await asyncio.sleep(self.knobs.latency_ms / 1000.0)
 
-    def before_validation(self, token: str) -> Fault | None:
-        """Throttling decisions, taken before the body is read, as a gateway would."""
-        knobs = self.knobs
-        # Every call with a valid token counts toward its second's budget, throttled or not, as TikTok's does.
+    def over_qps(self, token: str) -> bool:
+        """Count a call of ``token`` toward its second's budget (every call counts, throttled or not, as
+        TikTok's does, whatever the endpoint), and tell whether it exceeds ``qps_limit``."""
         second = int(self._clock())
         if second != self._qps_second:
             self._qps_second = second
             self._qps_counts = {}
         calls_this_second = self._qps_counts.get(token, 0) + 1
         self._qps_counts[token] = calls_this_second
+        return bool(self.knobs.qps_limit) and calls_this_second > self.knobs.qps_limit
+
+    def before_validation(self, token: str) -> Fault | None:
+        """Throttling decisions, taken before the body is read, as a gateway would."""
+        knobs = self.knobs
+        over_qps = self.over_qps(token)
 
         if knobs.http429_first > 0:
             knobs.http429_first -= 1
@@ -190,17 +195,19 @@ class FaultInjector:
         if knobs.throttle_first > 0:
             knobs.throttle_first -= 1
             return Fault("throttle_first", 200, RATE_LIMITED, MESSAGES[RATE_LIMITED])
-        if knobs.qps_limit and calls_this_second > knobs.qps_limit:
+        if over_qps:
             return Fault("qps_limit", 200, RATE_LIMITED, MESSAGES[RATE_LIMITED])
         return None
 
-    def after_validation(self, audience_id: str) -> Fault | None:
-        """Per-audience and random failures, for requests that were otherwise valid."""
+    def after_validation(self, audience_ids: str | list[str]) -> Fault | None:
+        """Per-audience and random failures, for requests that were otherwise valid (a request naming several
+        audiences fails if any of them is set to fail, as a whole)."""
         knobs = self.knobs
-        code = knobs.fail_audiences.get(audience_id)
-        if code is not None:
-            message = MESSAGES.get(code, f"Sandbox-injected error {code} for audience {audience_id}.")
-            return Fault("fail_audience", 200, code, message)
+        for audience_id in [audience_ids] if isinstance(audience_ids, str) else audience_ids:
+            code = knobs.fail_audiences.get(audience_id)
+            if code is not None:
+                message = MESSAGES.get(code, f"Sandbox-injected error {code} for audience {audience_id}.")
+                return Fault("fail_audience", 200, code, message)
         # Draw only when failures are on, so turning them on and off does not shift the random sequence.
         if knobs.fail_rate > 0 and self._rng.random() < knobs.fail_rate:
             return self._fault_for(self._rng.choice(knobs.fail_modes))

@@ -53,7 +53,7 @@ class Audience:
 
     def apply(self, request: MappingRequest) -> None:
         add = request.action == "add"
-        for id_type, digests in request.by_type():
+        for id_type, digests in request.by_type(self.audience_id):
             if not digests:
                 continue
             current = self.members.setdefault(id_type, set())
@@ -126,6 +126,14 @@ class SandboxState:
                           f"{advertiser_id}")
         return audience
 
+    def owned_by_any(self, advertiser_ids: tuple[str, ...], audience_id: str) -> Audience:
+        """The audience, if it exists and belongs to one of ``advertiser_ids``; else TikTok's 40002."""
+        audience = self.audiences.get(audience_id)
+        if audience is None or audience.advertiser_id not in advertiser_ids:
+            raise invalid(f"audience_ids: audience {audience_id} does not exist or does not belong to "
+                          f"advertiser{'s' if len(advertiser_ids) > 1 else ''} {', '.join(advertiser_ids)}")
+        return audience
+
     def audiences_of(self, advertiser_id: str) -> list[Audience]:
         """The advertiser's audiences, newest first, as TikTok's list shows them."""
         owned = [a for a in self.audiences.values() if a.advertiser_id == advertiser_id]
@@ -145,6 +153,8 @@ class SandboxState:
         advertiser_id: str | None,
         audience_id: str | None,
         action: str | None,
+        audience_ids: list[str] | None = None,
+        advertiser_ids: list[str] | None = None,
         rows: int,
         code: int | None,
         http_status: int,
@@ -160,6 +170,9 @@ class SandboxState:
             "token_id": token_id(token) if token else None,
             "advertiser_id": advertiser_id,
             "audience_id": audience_id,
+            "audience_ids": audience_ids if audience_ids is not None else ([audience_id] if audience_id else []),
+            "advertiser_ids": advertiser_ids if advertiser_ids is not None else (
+                [advertiser_id] if advertiser_id else []),
             "action": action,
             "rows": rows,
             "code": code,

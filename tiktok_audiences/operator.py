@@ -128,6 +128,8 @@ def stats(args: argparse.Namespace, settings: Settings, client: redis.Redis) -> 
         sys.stdout.write(f"PAUSED destination {destination} since {when(info['since'])}: "
                          f"{info['reason']} (code {info['code']}); fix the token, then run "
                          f"`tiktok-audiences destinations resume {destination}`\n")
+    sys.stdout.write(f"superseded operations (a newer event on the same user was delivered; never sent): "
+                     f"{doc['superseded']}\n")
     sys.stdout.write(f"rejected events: {doc['rejected_total']}\n")
     for reason, count in sorted(doc["rejected"].items(), key=lambda kv: -kv[1]):
         sys.stdout.write(f"  {reason}: {count}\n")

@@ -1,10 +1,10 @@
 """TikTok audiences the service creates and checks before it sends to them.
 
 Native auto-create (behaviour.md §6): operations for an Engage audience that has no TikTok id yet are queued
-under the target ``dest|advertiser|@<audience key>``. Only the holder of that target's lock drains it, so the
-lock that keeps delivery in order is also the lock, keyed per (destination, advertiser, audience key), that
-makes creation happen once whatever the number of workers. Events that arrive meanwhile simply queue behind
-it. The id is remembered in Redis and used for every later batch.
+under the target ``dest|advertiser|@<audience key>``. Only the holder of that target's lane lock drains it
+(worker.lane), so the lock that keeps delivery in order is also the lock that makes creation happen once
+whatever the number of workers. Events that arrive meanwhile simply queue behind it. The id is remembered in
+Redis and used for every later batch.
 
 Crash safety. Between TikTok creating an audience and Redis storing its id lies a window: a worker killed in
 it, or a create whose answer was lost to a timeout, leaves an audience in TikTok that Redis does not know.
@@ -15,10 +15,11 @@ exactly the name it is about to give, and adopts it instead of creating a second
 marker says an attempt was interrupted (rather than before every create) keeps the normal path to one call and
 keeps the service from adopting an unrelated audience that merely shares the name.
 
-Ownership (issue 4.3): an audience id that came from an event or a mapping is confirmed through
-``/dmp/custom_audience/get/`` to belong to the advertiser before the first delivery to it; the positive answer
-is cached per (destination, advertiser, audience id). A refusal raises :class:`OwnershipError`, a
-:class:`PermanentError`, so the drainer records the batch dead with that reason and never sends it.
+Ownership: an audience id that came from an event or a mapping is confirmed through
+``/dmp/custom_audience/get/`` to belong to the advertiser before the first delivery to it (worker.lane_resolve,
+100 ids per call); the positive answer is cached per (destination, advertiser, audience id). A refusal is an
+:class:`OwnershipError`, a :class:`PermanentError`: the lane records the target's operations dead with that
+reason and never sends them.
 """
 
 from __future__ import annotations
@@ -31,10 +32,7 @@ import redis
 import structlog
 
 from worker import keys
-from worker.context import WorkerContext
-from worker.destinations import Destination
-from worker.keys import Target
-from worker.tiktok.errors import PermanentError, TikTokError
+from worker.tiktok.errors import PermanentError
 from worker.tiktok.wire import truncate_audience_name
 
 log = structlog.get_logger(__name__)
@@ -78,34 +76,6 @@ def remember_audience(client: redis.Redis, destination: str, advertiser_id: str,
         client.hsetnx(keys.AUDIENCES, field, value)
     else:
         client.hset(keys.AUDIENCES, field, value)
-
-
-async def audience_for(ctx: WorkerContext, destination: Destination, token: str, target: Target) -> str:
-    """The TikTok audience id a target's batches go to (called by the drainer, which holds the target's lock).
-
-    Raises TikTokError subclasses, which the drainer treats like a failed delivery of the batch."""
-    if target.needs_audience:
-        return await resolve_native_audience(ctx, destination, token, target)
-    await ensure_owned(ctx.client, ctx.redis, token, target.destination, target.advertiser_id,
-                       target.audience)
-    return target.audience
-
-
-async def resolve_native_audience(ctx: WorkerContext, destination: Destination, token: str,
-                                  target: Target) -> str:
-    """The TikTok id of a target's Engage audience, creating it (named by its key) the first time."""
-    id_key = keys.created_audience(target.destination, target.advertiser_id, target.audience_key)
-    try:
-        return await create_once(ctx.client, ctx.redis, token, destination=target.destination,
-                                 advertiser_id=target.advertiser_id, name=target.audience_key, id_key=id_key,
-                                 origin="auto-create", target=target.name)
-    except TikTokError as exc:
-        # Reported here once with the audience it concerns; the drainer records it on the batch and retries.
-        log.error("audience_create_failed", destination=target.destination,
-                  advertiser_id=target.advertiser_id, audience_key=target.audience_key,
-                  error=type(exc).__name__, code=exc.code,
-                  message=exc.message, request_id=exc.request_id)
-        raise
 
 
 async def create_once(api: AudienceApi, client: redis.Redis, token: str, *, destination: str,
@@ -166,34 +136,7 @@ async def find_audience_by_name(api: AudienceApi, token: str, advertiser_id: str
     return str(newest["audience_id"])
 
 
-async def ensure_owned(api: AudienceApi, client: redis.Redis, token: str, destination: str,
-                       advertiser_id: str, audience_id: str) -> None:
-    """Return when ``audience_id`` is known to belong to ``advertiser_id``; raise OwnershipError if not.
-
-    Throttling, transient and auth errors of the check itself propagate unchanged (the batch waits)."""
-    cache = keys.ownership(destination, advertiser_id, audience_id)
-    if client.exists(cache):
-        return
-    where = f"audience {audience_id} does not belong to advertiser {advertiser_id}"
-    advice = "its batches are not sent; correct the audience id in the event or mapping, then replay them"
-    try:
-        found = await api.get_audiences(token, advertiser_id, [audience_id])
-    except PermanentError as exc:
-        raise OwnershipError(f"{where} (TikTok /dmp/custom_audience/get/: {exc.message}); {advice}",
-                             code=exc.code, request_id=exc.request_id, http_status=exc.http_status) from None
-    details = _details_of(found, audience_id)
-    if details is None:
-        raise OwnershipError(f"{where} (TikTok /dmp/custom_audience/get/ does not return it); {advice}")
-    pipe = client.pipeline(transaction=True)
-    pipe.set(cache, 1)
-    remember_audience(pipe, destination, advertiser_id, audience_id, name=str(details.get("name") or ""),
-                      origin="checked", only_new=True)
-    pipe.execute()
-    log.info("audience_ownership_confirmed", destination=destination, advertiser_id=advertiser_id,
-             audience_id=audience_id)
-
-
-def _details_of(items: list[dict[str, Any]], audience_id: str) -> dict[str, Any] | None:
+def details_of(items: list[dict[str, Any]], audience_id: str) -> dict[str, Any] | None:
     """The entry for ``audience_id`` in a /dmp/custom_audience/get/ answer (``audience_details`` per item)."""
     for item in items:
         details = item.get("audience_details", item)

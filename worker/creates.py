@@ -15,8 +15,10 @@ permanent failure, recorded in :data:`worker.keys.CREATE_FAILURES` for ``audienc
 
 from __future__ import annotations
 
+import random
 import time
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -27,16 +29,15 @@ from worker import keys, pause
 from worker.audiences import create_once
 from worker.context import WorkerContext
 from worker.destinations import ConfigError
-from worker.drain import backoff_delay
+from worker.policy import decide
 from worker.target_lock import TargetLock
-from worker.tiktok.errors import AuthError, ThrottledError, TikTokError, TransientError
+from worker.tiktok.errors import TikTokError, TransientError
 from worker.tiktok.wire import truncate_audience_name
 
 log = structlog.get_logger(__name__)
 
 CREATE_FIELD = b"c"
-# Lock name: not a target (no "|"), so it cannot collide with a drainer's lock.
-CONSUMER_LOCK = "legacy-creates"
+CONSUMER_LOCK = keys.CREATES_LOCK
 READ_AT_ONCE = 100
 DISPATCH_LEASE_MS = 1000
 
@@ -150,35 +151,41 @@ async def _handle(ctx: WorkerContext, request: CreateRequest, entry_id: str,
         audience_id = await create_once(ctx.client, client, token, destination=request.destination,
                                         advertiser_id=request.advertiser_id, name=request.name, id_key=id_key,
                                         origin="legacy-create")
-    except ThrottledError as exc:
-        cooldown = max(exc.retry_after or 0.0, ctx.settings.throttle_cooldown)
-        ctx.limiter.throttle(token_id, cooldown)
-        return time.time() + cooldown
-    except TransientError as exc:
-        attempts = int(client.hincrby(keys.CREATE_ATTEMPTS, entry_id, 1))
-        accepted = int(entry_id.split("-", 1)[0]) / 1000.0
-        if time.time() - accepted >= ctx.settings.retry_window:
-            _fail(client, request, "failed", f"retry window exhausted: {exc}", exc)
-            outcome.failed += 1
-            _done(client, entry_id)
-            return None
-        _fail(client, request, "retrying", str(exc), exc)
-        return time.time() + backoff_delay(attempts, ctx.settings.backoff_base, ctx.settings.backoff_max)
-    except AuthError as exc:
-        pause.pause(client, destination.id, reason=exc.message, code=exc.code)
-        log.error("destination_paused", destination=destination.id, code=exc.code, message=exc.message)
-        _fail(client, request, "paused", str(exc), exc)
-        outcome.waiting += 1
-        return None
-    except TikTokError as exc:  # permanent: TikTok refused this request itself
-        _fail(client, request, "failed", str(exc), exc)
-        outcome.failed += 1
-        _done(client, entry_id)
-        return None
+    except TikTokError as exc:
+        return _decide(ctx, request, entry_id, exc, outcome, destination.id, token_id)
     client.hdel(keys.CREATE_FAILURES, request.label)
     _done(client, entry_id)
     outcome.created += 1
     outcome.audience_ids.append(audience_id)
+    return None
+
+
+def _decide(ctx: WorkerContext, request: CreateRequest, entry_id: str, exc: TikTokError, outcome: Outcome,
+            destination_id: str, token_id: str) -> float | None:
+    """The retry policy (worker.policy) applied to a failed create: the window counts from the request's
+    acceptance, the backoff from its attempts so far."""
+    client = ctx.redis
+    now = time.time()
+    attempts = int(client.hget(keys.CREATE_ATTEMPTS, entry_id) or 0)
+    history = SimpleNamespace(failures=attempts, failing_since=int(entry_id.split("-", 1)[0]) / 1000.0)
+    decision = decide(exc, history, ctx.settings, now, jitter=random.random())
+    if decision.verdict == "throttled":
+        ctx.limiter.throttle(token_id, decision.cooldown)
+        return decision.retry_at
+    if decision.verdict == "retry":
+        client.hincrby(keys.CREATE_ATTEMPTS, entry_id, 1)
+        _fail(client, request, "retrying", str(exc), exc)
+        return decision.retry_at
+    if decision.verdict == "pause":
+        pause.pause(client, destination_id, reason=exc.message, code=exc.code)
+        log.error("destination_paused", destination=destination_id, code=exc.code, message=exc.message)
+        _fail(client, request, "paused", str(exc), exc)
+        outcome.waiting += 1
+        return None
+    window = "retry window exhausted: " if isinstance(exc, TransientError) else ""
+    _fail(client, request, "failed", f"{window}{exc}", exc)  # permanent: TikTok refused this request itself
+    outcome.failed += 1
+    _done(client, entry_id)
     return None
 
 

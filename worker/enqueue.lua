@@ -1,22 +1,28 @@
--- Append operations: per target one stream entry and a pending-count increment, the target marked due in the
--- ready index (one flush interval out, or now once it holds a full batch) and known in the targets set; then
--- the backlog. One script call instead of ~3 commands per target: the client's per-command packing and reply
--- parsing cost more than Redis's own work here.
--- KEYS: ready index, targets set, backlog, intake-recent marker, quiet-swept marker, then per target: its
--- stream, its pending counter.
+-- Append operations: per target one stream entry and a pending-count increment, the target marked due in its
+-- lane's due set (one flush interval out, or now once it holds a full batch) and known in the targets set, its
+-- lane marked due in the ready index of lanes; then the backlog. One script call instead of ~4 commands per
+-- target: the client's per-command packing and reply parsing cost more than Redis's own work here.
+-- KEYS: ready index (lanes), targets set, backlog, intake-recent marker, quiet-swept marker, then per target:
+-- its stream, its pending counter, its lane's due set.
 -- ARGV: due time, entry field name, batch size, quiet-flush period (ms, 0 = off), then per target: its name,
--- its operation count, its entry.
+-- its operation count, its entry, its lane.
 -- Returns the backlog after the append.
 local due, field, batch_size, quiet_ms = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local total = 0
-for i = 1, (#KEYS - 5) / 2 do
-  local name, ops, entry = ARGV[3 * i + 2], tonumber(ARGV[3 * i + 3]), ARGV[3 * i + 4]
-  redis.call('XADD', KEYS[4 + 2 * i], '*', field, entry)
-  local pending = redis.call('INCRBY', KEYS[5 + 2 * i], ops)
+local lanes = {}  -- lane -> the earliest due time of its targets in this call: one ZADD per lane, not per target
+for i = 1, (#KEYS - 5) / 3 do
+  local name, ops, entry, lane = ARGV[4 * i + 1], tonumber(ARGV[4 * i + 2]), ARGV[4 * i + 3], ARGV[4 * i + 4]
+  redis.call('XADD', KEYS[3 + 3 * i], '*', field, entry)
+  local pending = redis.call('INCRBY', KEYS[4 + 3 * i], ops)
   -- LT keeps an earlier due time: the oldest waiting operation sets the pace; a full batch is due at once.
-  redis.call('ZADD', KEYS[1], 'LT', pending >= batch_size and 0 or due, name)
+  local at = pending >= batch_size and 0 or due
+  redis.call('ZADD', KEYS[5 + 3 * i], 'LT', at, name)
+  if lanes[lane] == nil or tonumber(at) < tonumber(lanes[lane]) then lanes[lane] = at end
   redis.call('SADD', KEYS[2], name)
   total = total + ops
+end
+for lane, at in pairs(lanes) do
+  redis.call('ZADD', KEYS[1], 'LT', at, lane)
 end
 if quiet_ms > 0 then
   -- The intake is busy for another quiet period; the scheduler may sweep again once it has gone quiet.

@@ -2,8 +2,14 @@
 
 A *target* is one (destination, advertiser, audience) triple, written ``dest|advertiser|audience``. Its audience
 part is either a TikTok audience id or ``@<audience key>`` for an Engage audience that the worker must create
-first. The keys of one target share the hash tag ``{target}`` so they live in one Redis Cluster slot and Lua
-scripts may touch them together.
+first.
+
+A *lane* is one destination: one access token, whose rate limit every call of the lane shares. Delivery is
+scheduled per lane (worker.lane), and a TikTok request carries rows of many of the lane's targets. Every key of
+a lane and of its targets carries the hash tag ``{<destination>}``, so on Redis Cluster they share one slot
+and one Lua script may touch a lane's due set, its targets' streams and counters together. The fleet-wide
+keys (the ready index of lanes, the backlog counter, the set of targets) are touched by the same scripts
+only on a single Redis; see the README's design section for what Cluster needs of them.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from dataclasses import dataclass
 
 PREFIX = "tta"
 
-READY = f"{PREFIX}:ready"  # sorted set: target -> time (epoch seconds) its next drain is due
+READY = f"{PREFIX}:lanes"  # sorted set: lane -> time (epoch seconds) its next drain is due
 TARGETS = f"{PREFIX}:targets"  # set of every target ever written
 BACKLOG = f"{PREFIX}:backlog"  # integer: operations accepted and not yet settled, across all targets
 # Exists while an operation was enqueued within the quiet-flush period (it expires by itself): its absence
@@ -31,6 +37,7 @@ CREATES = f"{PREFIX}:creates"  # stream of legacy createAudience requests made b
 CREATE_FAILURES = f"{PREFIX}:create-failures"  # hash: "dest|advertiser|name" -> JSON of a failed create
 CREATE_ATTEMPTS = f"{PREFIX}:creates:attempts"  # hash: creates stream entry id -> attempts so far
 CREATES_RETRY_AT = f"{PREFIX}:creates:retry-at"  # epoch seconds before which the creates consumer waits
+CREATES_LOCK = f"{PREFIX}:creates:lock"  # held by the one legacy-create consumer running
 CREATES_DISPATCH = f"{PREFIX}:creates:dispatch"  # short lease: one scheduler at a time starts the consumer
 
 _TARGET_PART = re.compile(r"^[A-Za-z0-9_.\-@]+$")
@@ -60,6 +67,10 @@ class Target:
         """The Engage audience key of a target still to be created."""
         return self.audience[1:]
 
+    @property
+    def lane(self) -> str:
+        return self.destination
+
     @classmethod
     def parse(cls, name: str) -> Target:
         parts = name.split("|")
@@ -68,32 +79,55 @@ class Target:
         return cls(*parts)
 
 
+def lane_of(target: str) -> str:
+    """The lane (destination id) of a target name."""
+    return target.split("|", 1)[0]
+
+
+def _tagged(kind: str, target: str) -> str:
+    """A per-target key under its lane's hash tag: ``tta:<kind>:{<destination>}|<advertiser>|<audience>``."""
+    lane, _, rest = target.partition("|")
+    return f"{PREFIX}:{kind}:{{{lane}}}|{rest}"
+
+
 def stream(target: str) -> str:
-    return f"{PREFIX}:q:{{{target}}}"
+    return _tagged("q", target)
 
 
 def pending_count(target: str) -> str:
-    return f"{PREFIX}:n:{{{target}}}"
-
-
-def lock(target: str) -> str:
-    return f"{PREFIX}:lock:{{{target}}}"
-
-
-def plan(target: str) -> str:
-    return f"{PREFIX}:plan:{{{target}}}"
-
-
-def replay_queue(target: str) -> str:
-    return f"{PREFIX}:replay:{{{target}}}"
+    return _tagged("n", target)
 
 
 def membership(target: str) -> str:
-    return f"{PREFIX}:members:{{{target}}}"
+    return _tagged("members", target)
 
 
 def membership_size(target: str) -> str:
-    return f"{PREFIX}:size:{{{target}}}"
+    return _tagged("size", target)
+
+
+def lane_due(lane: str) -> str:
+    """Sorted set: the lane's targets with work -> when each is due (0: a full batch waits)."""
+    return f"{PREFIX}:due:{{{lane}}}"
+
+
+def lane_lock(lane: str) -> str:
+    return f"{PREFIX}:lock:{{{lane}}}"
+
+
+def lane_plan(lane: str) -> str:
+    """The lane's current plan: the batches cut from its targets' streams, and how far each was consumed."""
+    return f"{PREFIX}:plan:{{{lane}}}"
+
+
+def lane_replay(lane: str) -> str:
+    """List of batch ids an operator asked to replay, delivered by the lane before new work."""
+    return f"{PREFIX}:replay:{{{lane}}}"
+
+
+def resolve_failures(lane: str) -> str:
+    """Hash: target -> JSON of its audience's failing create or ownership check (backoff and retry window)."""
+    return f"{PREFIX}:resolve-failures:{{{lane}}}"
 
 
 def batch(batch_id: str) -> str:
@@ -112,6 +146,10 @@ def batches_by_target(target: str) -> str:
     return f"{PREFIX}:batches:target:{target}"
 
 
+def batches_by_audience(audience_id: str) -> str:
+    return f"{PREFIX}:batches:audience:{audience_id}"
+
+
 def paused(destination: str) -> str:
     return f"{PREFIX}:paused:{destination}"
 
@@ -127,11 +165,6 @@ def rate_calls(token_id: str) -> str:
 
 def cooldown(token_id: str) -> str:
     return f"{PREFIX}:cooldown:{{{token_id}}}"
-
-
-def rate_waiters(token_id: str) -> str:
-    """Sorted set: target -> when the limiter last refused it a slot of this token (worker.drain)."""
-    return f"{PREFIX}:rl-waiting:{{{token_id}}}"
 
 
 def created_audience(destination: str, advertiser_id: str, audience_key: str) -> str:

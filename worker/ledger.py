@@ -1,7 +1,12 @@
 """The ledger: one record per TikTok request ("batch"), kept in Redis so operators can inspect and replay.
 
-A batch id is derived from the target and the stream entries the batch was cut from, so a batch rebuilt after
-a crash has the same id and the same record. Records move through these statuses::
+A batch carries rows of one or more audiences of one lane (destination): ``targets`` maps each target to the
+TikTok audience id its rows go to, ``audiences`` counts rows per audience id, ``positions`` says where in each
+target's stream the batch was cut (replay's supersede check), and the batch is indexed under every target it
+holds, so ``batches list --audience ID`` finds it. A batch id is derived from the lane and the stream entries
+the batch was cut from, so a plan read back after a crash has the same ids. A request TikTok refuses
+permanently that mixes audiences is split in two (by audience) and replaced by its halves (``split_from``
+names the batch they came from). Records move through these statuses::
 
     pending -> delivering -> delivered
                    |  ^
@@ -19,13 +24,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, Literal, cast
 
 import orjson
 import redis
 
 from worker import keys, metrics
+
+_INDEX = Path(__file__).with_name("ledger_index.lua").read_text()
 
 Status = Literal["pending", "delivering", "retrying", "delivered", "dead", "paused"]
 STATUSES: tuple[Status, ...] = ("pending", "delivering", "retrying", "delivered", "dead", "paused")
@@ -62,9 +70,29 @@ class BatchRecord:
     position: str = ""
     superseded_rows: int = 0
     replays: int = 0
+    # Target -> TikTok audience id its rows go to; audience id -> rows; target -> stream position cut at.
+    targets: dict[str, str] = field(default_factory=dict)
+    audiences: dict[str, int] = field(default_factory=dict)
+    positions: dict[str, str] = field(default_factory=dict)
+    advertiser_ids: list[str] = field(default_factory=list)
+    split_from: str = ""
+    # Order of the batch's phase in its plan: batches of one phase commute and may be sent together.
+    phase: int = 0
+
+    @property
+    def target_names(self) -> list[str]:
+        return list(self.targets) or [self.target]
+
+    def position_of(self, target: str) -> str:
+        return self.positions.get(target, self.position)
+
+    def holds_audience(self, audience_id: str) -> bool:
+        return self.audience_id == audience_id or audience_id in self.audiences
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        # Shallow (dataclasses.asdict copies every nested dict entry by entry: a batch of thousands of
+        # audiences spent more in it than in everything else the ledger does).
+        return {f.name: getattr(self, f.name) for f in _FIELDS}
 
     @classmethod
     def from_redis(cls, data: dict[bytes, bytes]) -> BatchRecord:
@@ -75,6 +103,9 @@ class BatchRecord:
                 continue
             values[f.name] = orjson.loads(raw)
         return cls(**values)
+
+
+_FIELDS = fields(BatchRecord)
 
 
 def _encode(values: dict[str, Any]) -> dict[str, bytes]:
@@ -95,9 +126,23 @@ class Ledger:
         record.updated_at = now
         pipe.hset(keys.batch(record.id), mapping=_encode(record.to_json()))
         pipe.set(keys.batch_rows(record.id), payload)
-        pipe.zadd(keys.BATCHES, {record.id: record.created_at})
         pipe.zadd(keys.batches_by_status(record.status), {record.id: now})
-        pipe.zadd(keys.batches_by_target(record.target), {record.id: record.created_at})
+        indexes = [keys.BATCHES, *(keys.batches_by_target(t) for t in record.target_names),
+                   *(keys.batches_by_audience(a) for a in record.audiences)]
+        pipe.eval(_INDEX, len(indexes), *indexes, repr(record.created_at), record.id)
+        if record.status == "dead":
+            pipe.expire(keys.batch(record.id), self._dead_retention)
+            pipe.expire(keys.batch_rows(record.id), self._dead_retention)
+
+    def stage_discard(self, pipe: Any, record: BatchRecord) -> None:
+        """Queue the removal of a record and its payload from every index (a batch replaced by its halves)."""
+        pipe.delete(keys.batch(record.id), keys.batch_rows(record.id))
+        pipe.zrem(keys.BATCHES, record.id)
+        pipe.zrem(keys.batches_by_status(record.status), record.id)
+        for target in record.target_names:
+            pipe.zrem(keys.batches_by_target(target), record.id)
+        for audience_id in record.audiences:
+            pipe.zrem(keys.batches_by_audience(audience_id), record.id)
 
     def get(self, batch_id: str) -> BatchRecord | None:
         data = self._redis.hgetall(keys.batch(batch_id))
@@ -145,9 +190,11 @@ class Ledger:
         return record
 
     def ids(self, *, status: str | None = None, target: str | None = None, limit: int = 100,
-            since: float | None = None) -> list[str]:
+            since: float | None = None, audience_id: str | None = None) -> list[str]:
         if status:
             index = keys.batches_by_status(status)
+        elif audience_id:
+            index = keys.batches_by_audience(audience_id)
         elif target:
             index = keys.batches_by_target(target)
         else:
@@ -159,8 +206,9 @@ class Ledger:
     def list(self, *, status: str | None = None, target: str | None = None, audience_id: str | None = None,
              limit: int = 100, since: float | None = None) -> list[BatchRecord]:
         """Newest first. Records that expired are dropped from the indexes as they are met."""
-        fetch = limit if audience_id is None and not (status and target) else max(limit * 20, 1000)
-        batch_ids = self.ids(status=status, target=target if not status else None, limit=fetch, since=since)
+        fetch = limit if not (status and (target or audience_id)) else max(limit * 20, 1000)
+        batch_ids = self.ids(status=status, target=target if not status else None, limit=fetch, since=since,
+                             audience_id=audience_id if not status else None)
         out: list[BatchRecord] = []
         stale: list[str] = []
         for batch_id, record in zip(batch_ids, self.get_many(batch_ids), strict=True):
@@ -169,13 +217,15 @@ class Ledger:
                 continue
             if target and record.target != target:
                 continue
-            if audience_id and record.audience_id != audience_id:
+            if audience_id and not record.holds_audience(audience_id):
                 continue
             out.append(record)
             if len(out) >= limit:
                 break
         if stale:
             self.forget(stale, target=target)
+            if audience_id:
+                self._redis.zrem(keys.batches_by_audience(audience_id), *stale)
         return out
 
     def forget(self, batch_ids: Sequence[str], *, target: str | None = None) -> None:
@@ -210,6 +260,16 @@ class Ledger:
         next_cursor, targets = self._redis.sscan(keys.TARGETS, cursor, count=count)
         for raw in targets:
             index = keys.batches_by_target(raw.decode() if isinstance(raw, bytes) else raw)
+            gone = self._expired(index, older_than)
+            if gone:
+                self._redis.zrem(index, *gone)
+        return int(next_cursor)
+
+    def prune_audiences(self, older_than: float, cursor: int = 0, count: int = 100) -> int:
+        """Like :meth:`prune_targets`, for the per-audience indexes (``batches list --audience``)."""
+        next_cursor, found = self._redis.scan(cursor, match=keys.batches_by_audience("*"), count=count)
+        for raw in found:
+            index = raw.decode() if isinstance(raw, bytes) else raw
             gone = self._expired(index, older_than)
             if gone:
                 self._redis.zrem(index, *gone)

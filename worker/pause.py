@@ -22,11 +22,7 @@ def pause_info(client: redis.Redis, destination: str) -> dict[str, Any] | None:
 
 
 def resume(client: redis.Redis, destination: str) -> bool:
-    """Lift the pause and make the destination's targets due now. Returns whether it was paused."""
+    """Lift the pause and make the destination's lane due now. Returns whether it was paused."""
     was_paused = bool(client.delete(keys.paused(destination)))
-    prefix = f"{destination}|"
-    targets = [t.decode() if isinstance(t, bytes) else t for t in client.smembers(keys.TARGETS)]
-    mine = [t for t in targets if t.startswith(prefix)]
-    if mine:
-        client.zadd(keys.READY, dict.fromkeys(mine, time.time()))
+    client.zadd(keys.READY, {destination: time.time()})
     return was_paused

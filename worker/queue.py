@@ -5,8 +5,8 @@ Per intake request, every target's operations become *one* stream entry (field `
 
 - ``XADD`` the entry to the target's stream (the entry id's milliseconds are the acceptance time);
 - ``INCRBY`` the target's pending-operation counter, and the fleet-wide backlog counter;
-- ``ZADD ... LT`` the target into the ready index, due one flush interval from now (``LT`` keeps an earlier
-  due time: the oldest waiting operation sets the pace);
+- ``ZADD ... LT`` the target into its lane's due set and the lane into the ready index of lanes, due one flush
+  interval from now (``LT`` keeps an earlier due time: the oldest waiting operation sets the pace);
 - ``SADD`` the target into the set of known targets;
 - with a quiet-flush period, mark the intake busy for that long (``keys.INTAKE_RECENT``, see claim_due.lua).
 
@@ -67,8 +67,9 @@ def enqueue_command(grouped: dict[str, list[list[Any]]], due_at: float, batch_si
     script_keys: list[str] = [keys.READY, keys.TARGETS, keys.BACKLOG, keys.INTAKE_RECENT, keys.QUIET_SWEPT]
     args: list[Any] = [repr(due_at), ENTRY_FIELD, batch_size, max(0, round(quiet * 1000))]
     for target, packed in grouped.items():
-        script_keys += (keys.stream(target), keys.pending_count(target))
-        args += (target, len(packed), encode_entry(packed))
+        lane = keys.lane_of(target)
+        script_keys += (keys.stream(target), keys.pending_count(target), keys.lane_due(lane))
+        args += (target, len(packed), encode_entry(packed), lane)
     return [_ENQUEUE, len(script_keys), *script_keys, *args]
 
 

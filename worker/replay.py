@@ -1,9 +1,10 @@
 """Replay: put dead batches back through the same path as new work.
 
-A replayed batch goes to its target's replay queue, which the target's drainer empties first, under the same
-lock and the same rate limiter as any delivery. The drainer checks, at send time, which rows a newer delivered
-operation on the same user supersedes, and drops them (or refuses the batch when all are superseded);
-:func:`preview` runs the same check up front so the operator is told before anything is sent.
+A replayed batch goes to its lane's replay queue, which the lane's drain empties first, under the same lock and
+the same rate limiter as any delivery (worker.lane_replay). The drain checks, at send time and per audience,
+which rows a newer delivered operation on the same user supersedes, and drops them (or refuses the batch when
+all are superseded); :func:`preview` runs the same check up front so the operator is told before anything is
+sent.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from dataclasses import dataclass
 import redis
 
 from worker import keys
+from worker.lane_plan import decode_payload
 from worker.ledger import BatchRecord, Ledger
 from worker.membership import Membership
-from worker.operations import decode_entry
 
 
 @dataclass(slots=True)
@@ -42,10 +43,13 @@ def preview(client: redis.Redis, ledger: Ledger, batch_id: str) -> ReplayCheck:
     payload = ledger.payload(batch_id)
     if payload is None:
         return ReplayCheck(batch_id, record.status, record.rows, 0, "its payload has expired")
-    operations = decode_entry(payload)
-    superseded = sum(Membership(client).superseded(record.target, record.position, operations))
-    check = ReplayCheck(batch_id, record.status, len(operations), superseded)
-    if operations and superseded == len(operations):
+    work = decode_payload(payload, record.target)
+    membership = Membership(client)
+    rows = sum(len(ops) for ops in work.values())
+    superseded = sum(sum(membership.superseded(target, record.position_of(target), ops))
+                     for target, ops in work.items())
+    check = ReplayCheck(batch_id, record.status, rows, superseded)
+    if rows and superseded == rows:
         check.problem = f"all {superseded} rows are superseded by newer delivered operations"
     return check
 
@@ -53,5 +57,6 @@ def preview(client: redis.Redis, ledger: Ledger, batch_id: str) -> ReplayCheck:
 def request_replay(client: redis.Redis, ledger: Ledger, record: BatchRecord) -> None:
     ledger.update(record, status="pending", next_attempt_at=None, first_attempt_at=None, failures=0,
                   failing_since=None, replays=record.replays + 1, finished_at=None)
-    client.rpush(keys.replay_queue(record.target), record.id)
-    client.zadd(keys.READY, {record.target: time.time()})
+    lane = keys.lane_of(record.target)
+    client.rpush(keys.lane_replay(lane), record.id)
+    client.zadd(keys.READY, {lane: time.time()})

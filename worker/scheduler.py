@@ -1,7 +1,8 @@
-"""The scheduler: turns due targets into drain tasks, one Celery task per batch of work, never per event.
+"""The scheduler: turns due lanes into drain tasks, one Celery task per lane's round of work, never per event.
 
-Every ``worker`` process runs one; they share the ready index safely because claiming is atomic
-(claim_due.lua). It also keeps the fleet-wide backlog figure honest and prunes expired ledger entries.
+Every ``worker`` process runs one; they share the ready index of lanes safely because claiming is atomic
+(claim_due.lua). It also keeps the fleet-wide backlog figure honest, puts back in the ready index any lane
+whose due set holds work but that fell out of it, and prunes expired ledger entries.
 """
 
 from __future__ import annotations
@@ -30,6 +31,26 @@ _CREATES_EVERY = 0.5  # how often to look at the legacy createAudience stream
 # ``spread``, so every one gets some; at most _TARGETS_PER_TASK targets each): one task per target cost ~1 ms
 # of broker work per target.
 _TARGETS_PER_TASK = 50
+
+
+def heal_lanes(client: redis.Redis, lanes: set[str]) -> int:
+    """Mark due in the ready index every lane whose due set holds work but that is missing from the index (a
+    drain killed between its finish and its reschedule); returns how many were."""
+    lanes_list = sorted(lanes)
+    if not lanes_list:
+        return 0
+    pipe = client.pipeline(transaction=False)
+    for lane in lanes_list:
+        pipe.zrange(keys.lane_due(lane), 0, 0, withscores=True)
+        pipe.zscore(keys.READY, lane)
+    answers = pipe.execute()
+    healed = 0
+    for index, lane in enumerate(lanes_list):
+        first, listed = answers[2 * index], answers[2 * index + 1]
+        if first and listed is None:
+            client.zadd(keys.READY, {lane: float(first[0][1])}, nx=True)
+            healed += 1
+    return healed
 
 
 def recount_backlog(client: redis.Redis) -> int:
@@ -61,6 +82,7 @@ class Scheduler:
         self._lease = settings.scheduler_lease
         self._next_maintenance = 0.0
         self._prune_cursor = 0  # where the sweep of per-target ledger indexes goes on from
+        self._audience_cursor = 0  # and of the per-audience ones
 
     def tick(self, now: float | None = None) -> list[str]:
         now = time.time() if now is None else now
@@ -68,7 +90,7 @@ class Scheduler:
         reach = self._settings.flush_interval if self._settings.quiet_flush else 0
         claimed = self._claim(keys=[keys.READY, keys.INTAKE_RECENT, keys.QUIET_SWEPT],
                               args=[now, now + self._lease, _CLAIM_AT_ONCE, reach])
-        targets = [t.decode() if isinstance(t, bytes) else t for t in claimed]
+        targets = [t.decode() if isinstance(t, bytes) else t for t in claimed]  # lanes
         size = 1
         if self._dispatch_many is not None:
             # A few targets (few audiences, big batches) still go one per task: each drain has real work to
@@ -101,10 +123,13 @@ class Scheduler:
 
     def maintain(self) -> None:
         recount_backlog(self._redis)
+        targets = self._redis.smembers(keys.TARGETS)
+        heal_lanes(self._redis, {keys.lane_of(t.decode() if isinstance(t, bytes) else t) for t in targets})
         ledger = Ledger(self._redis, delivered_retention=self._settings.delivered_retention,
                         dead_retention=self._settings.dead_retention)
         ledger.prune(time.time() - 60)
         self._prune_cursor = ledger.prune_targets(time.time() - 60, self._prune_cursor)
+        self._audience_cursor = ledger.prune_audiences(time.time() - 60, self._audience_cursor)
 
     def run(self, stop: threading.Event) -> None:
         log.info("scheduler_started")

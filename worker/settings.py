@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     backoff_base: float = Field(1.0, alias="TTA_BACKOFF_BASE", gt=0)
     backoff_max: float = Field(300.0, alias="TTA_BACKOFF_MAX", gt=0)
     throttle_cooldown: float = Field(2.0, alias="TTA_THROTTLE_COOLDOWN", gt=0)
+    # The longest a throttle rests a token, whatever TikTok's Retry-After says (absurd values fall back to it).
+    throttle_cooldown_max: float = Field(300.0, alias="TTA_THROTTLE_COOLDOWN_MAX", gt=0)
     pause_recheck: float = Field(10.0, alias="TTA_PAUSE_RECHECK", gt=0)
     # A drain task is killed after this many seconds (Celery's hard limit); the broker's visibility timeout is
     # above it, so a running task is never handed to a second worker.

@@ -54,6 +54,8 @@ def collect(client: redis.Redis, ledger: Ledger) -> dict[str, Any]:
         "batches": ledger.counts_by_status(),
         "rejected": rejected,
         "rejected_total": sum(rejected.values()),
+        # Operations never sent because a newer event on the same user and audience had been (worker.ordering).
+        "superseded": int(client.hget(keys.METRICS, "superseded") or 0),
         "recent_rejections": recent,
         # Fleet-wide counters: operations superseded by newer events; intake's events no mapping matched, opted
         # out by their integrations, and event times clamped.

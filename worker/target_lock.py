@@ -1,9 +1,9 @@
-"""One drainer per target: a Redis lock with a token, a TTL and a heartbeat.
+"""One drainer per lane: a Redis lock with a token, a TTL and a heartbeat.
 
-Delivery order per audience holds because only the lock's holder reads, sends and acknowledges that target's
-operations. The TTL is short and renewed while the holder works, so a worker killed mid-batch frees its target
-within one TTL; every send is preceded by a renewal that also checks ownership, and acknowledgement is fenced
-by the token (see drain_complete.lua), so a holder that lost its lock cannot acknowledge another's work.
+Delivery order per audience holds because only the lock's holder reads, sends and acknowledges the operations
+of its lane's targets. The TTL is short and renewed while the holder works, so a worker killed mid-batch frees
+its lane within one TTL; every send is preceded by a renewal that also checks ownership, and acknowledgement is
+fenced by the token (see lane_ack.lua), so a holder that lost its lock cannot acknowledge another's work.
 """
 
 from __future__ import annotations
@@ -14,15 +14,13 @@ from typing import Any
 
 import redis
 
-from worker import keys
-
 _SCRIPT = (Path(__file__).with_name("target_lock.lua")).read_text()
 
 
 class TargetLock:
-    def __init__(self, client: redis.Redis, target: str, ttl: float) -> None:
+    def __init__(self, client: redis.Redis, key: str, ttl: float) -> None:
         self._redis = client
-        self.key = keys.lock(target)
+        self.key = key
         self.token = secrets.token_hex(12)
         self._ttl_ms = int(ttl * 1000)
         self._script = client.register_script(_SCRIPT)

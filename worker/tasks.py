@@ -8,12 +8,12 @@ import asyncio
 import structlog
 from celery.signals import worker_process_shutdown
 
-from worker import shutdown
+from worker import keys, shutdown
 from worker.celery_app import CREATE_TASK, DRAIN_TASK, app
 from worker.context import WorkerContext
 from worker.creates import process_creates
-from worker.drain import Drainer, drain_targets
 from worker.heap import settle_heap
+from worker.lane import drain_lanes
 from worker.settings import get_settings
 
 log = structlog.get_logger(__name__)
@@ -42,21 +42,19 @@ def _close_runtime(**_: object) -> None:
 
 
 @app.task(name=DRAIN_TASK, ignore_result=True)
-def drain(target: str | list[str]) -> str | list[str]:
-    """Drain one target (a name), or several (a list of names, drained concurrently: worker.drain)."""
+def drain(lanes: str | list[str]) -> list[str]:
+    """Drain one lane, or several (drained concurrently: worker.lane). A name with ``|`` is a target (a message
+    sent before lanes existed): its lane is drained."""
     loop, ctx = _runtime()
-    targets = [target] if isinstance(target, str) else list(target)
+    names = [lanes] if isinstance(lanes, str) else list(lanes)
+    unique = list(dict.fromkeys(keys.lane_of(name) for name in names))
     if shutdown.requested():  # stopping: leave the work to another worker rather than start it
-        shutdown.hand_back(ctx.redis, targets)
-        return shutdown.HANDED_BACK
-    grace = ctx.settings.shutdown_grace
-    if isinstance(target, str):
-        outcome = loop.run_until_complete(
-            shutdown.within_grace(Drainer(ctx, target).run(), ctx.redis, targets, grace))
-        log.debug("drain_finished", target=target, outcome=outcome)
-        return outcome
-    outcomes = loop.run_until_complete(shutdown.within_grace(drain_targets(ctx, targets), ctx.redis, targets, grace))
-    log.debug("drains_finished", targets=len(target), outcomes=outcomes)
+        shutdown.hand_back(ctx.redis, unique)
+        return [shutdown.HANDED_BACK] * len(unique)
+    outcome = loop.run_until_complete(
+        shutdown.within_grace(drain_lanes(ctx, unique), ctx.redis, unique, ctx.settings.shutdown_grace))
+    outcomes = [outcome] * len(unique) if isinstance(outcome, str) else outcome
+    log.debug("lanes_drained", lanes=len(unique), outcomes=outcomes)
     return outcomes
 
 

@@ -16,6 +16,7 @@ import yaml
 
 from sandbox.admin import SandboxAdmin
 from tests.integration.services import RedisServer, ServiceProcess, free_port, wait_until
+from worker import keys
 
 TOKEN = "it-token-0123456789abcdef"
 WRITE_KEY = "it-write-key"
@@ -150,7 +151,7 @@ class Stack:
     def backlog_settled(self) -> bool:
         """Nothing pending: every accepted operation is delivered or recorded dead."""
         targets = [t.decode() if isinstance(t, bytes) else t for t in self.redis.smembers("tta:targets")]
-        pending = sum(int(self.redis.get(f"tta:n:{{{t}}}") or 0) for t in targets)
+        pending = sum(int(self.redis.get(keys.pending_count(t)) or 0) for t in targets)
         open_batches = sum(self.redis.zcard(f"tta:batches:status:{s}")
                            for s in ("pending", "delivering", "retrying", "paused"))
         return pending == 0 and open_batches == 0

@@ -12,6 +12,7 @@ import or construction, which may happen in the parent before the fork) and clos
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,8 +22,15 @@ import aiohttp
 import orjson
 
 from worker import metrics
-from worker.tiktok.errors import PermanentError, TransientError, classify, parse_body, redact
-from worker.tiktok.wire import create_audience_body, mapping_body
+from worker.tiktok.errors import (
+    PermanentError,
+    TransientError,
+    classify,
+    parse_body,
+    redact,
+    truncate_message,
+)
+from worker.tiktok.wire import AudienceRow, audiences_body, create_audience_body, mapping_body
 
 API_PREFIX = "/open_api/v1.3"
 MAPPING_PATH = "/segment/mapping/"
@@ -33,6 +41,9 @@ USER_INFO_PATH = "/user/info/"
 ACCESS_TOKEN_PATH = "/oauth2/access_token/"
 
 _JSON_HEADERS = {"Content-Type": "application/json"}
+# TikTok's answers are small (a 100-audience /get/ answer is ~100 KB); anything far larger is not an answer we
+# can use, and reading it whole would let a broken proxy fill the worker's memory.
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +95,18 @@ class TikTokClient:
     ) -> Response:
         """Add users to, or delete them from, one audience (at most 10,000 rows; see :func:`mapping_body`)."""
         body = mapping_body(advertiser_id, action, audience_id, rows)
+        return await self._call("POST", MAPPING_PATH, token=token, body=body)
+
+    async def send_rows(
+        self,
+        token: str,
+        advertiser_ids: Sequence[str],
+        action: Literal["add", "delete"],
+        rows: Sequence[AudienceRow],
+    ) -> Response:
+        """Add users to, or delete them from, several audiences at once: each row names its audiences
+        (see :func:`audiences_body`)."""
+        body = audiences_body(advertiser_ids, action, rows)
         return await self._call("POST", MAPPING_PATH, token=token, body=body)
 
     async def create_audience(self, token: str, advertiser_id: str, name: str) -> str:
@@ -157,7 +180,7 @@ class TikTokClient:
             async with session.request(
                 method, self._api + path, params=params, data=body, headers=headers, timeout=self._timeout
             ) as answer:
-                raw = await answer.read()
+                raw = await _read_capped(answer)
                 status = answer.status
                 retry_after = _retry_after(answer.headers.get("Retry-After"))
         except aiohttp.InvalidURL:
@@ -170,7 +193,7 @@ class TikTokClient:
             else:
                 detail = redact(f"{type(exc).__name__}: {exc}".rstrip(": "), secrets)
             metrics.tiktok_call(path, "transport", time.monotonic() - started)
-            raise TransientError(f"no complete answer from TikTok: {detail}") from None
+            raise TransientError(truncate_message(f"no complete answer from TikTok: {detail}")) from None
         elapsed = time.monotonic() - started
 
         parsed = parse_body(raw)
@@ -186,7 +209,7 @@ class TikTokClient:
         data = parsed.get("data")
         return Response(
             code=0,
-            message=redact(str(parsed.get("message") or ""), secrets),
+            message=truncate_message(redact(str(parsed.get("message") or ""), secrets)),
             request_id=str(parsed.get("request_id") or ""),
             data=data if isinstance(data, dict) else {},
             http_status=status,
@@ -199,12 +222,26 @@ def _list_of(data: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
 
 
+async def _read_capped(answer: aiohttp.ClientResponse) -> bytes:
+    """The answer's body, refused (as a transient failure) past :data:`MAX_ANSWER_BYTES`."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in answer.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            raise TransientError(f"answer from TikTok larger than {MAX_ANSWER_BYTES} bytes; not read",
+                                 http_status=answer.status)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _retry_after(value: str | None) -> float | None:
-    """Retry-After in seconds; the HTTP-date form is ignored (the cooldown default applies instead)."""
+    """Retry-After in seconds; the HTTP-date form, text, and non-finite or negative numbers are ignored (the
+    retry policy's cooldown applies instead, and caps absurd values: worker.policy)."""
     if value is None:
         return None
     try:
         seconds = float(value)
     except ValueError:
         return None
-    return seconds if seconds >= 0 else None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None

@@ -3,11 +3,18 @@
 Exception hierarchy::
 
     TikTokError                  every failed call; code, message, request_id, http_status
-    ├── ThrottledError       40100, 40016, 40133, HTTP 429 -> the fleet backs off for that token, never dead
-    ├── TransientError       50000, 50002, other 5xxxx, HTTP 5xx, timeouts, dropped connections,
-    │                        unreadable answers -> retried with backoff inside the retry window
-    ├── AuthError            40105, 40104, 40001 -> the destination pauses until it is re-authorised
+    ├── ThrottledError       40100, 40016, 40133, 40132, 61000, HTTP 429 -> the fleet backs off for that
+    │                        token, never dead
+    ├── TransientError       50000, 50002, other 5xxxx, 60001 (maintenance), HTTP 5xx, timeouts, dropped
+    │                        connections, unreadable answers -> retried with backoff inside the retry window
+    ├── AuthError            40001, 40102, 40103, 40104, 40105, 40106, 40107, 40113, 40114, 40130 -> the
+    │                        destination pauses until it is re-authorised
     └── PermanentError       40002, every other non-zero code (unknown ones too), other HTTP 4xx -> dead
+
+The codes are those of TikTok's documentation and of its official Python SDK
+(``tiktok-business-api-sdk-official``, ``NumericErrorCodes``): 40132 REQUEST_FREQUENCY_LIMITED and 61000
+TOO_MANY_REQUESTS_BL are throttles, 40102 ACCESS_TOKEN_EXPIRE ... 40130 SCOPE_NOT_AUTHORIZED are token or
+permission problems, 60001 MAINTENANCE passes.
 
 TikTok answers most errors with HTTP 200 and a non-zero ``code``, so the class comes from the body's code
 first, and from the HTTP status only where the transport itself speaks (429, 5xx) or the body says nothing.
@@ -24,8 +31,11 @@ from typing import Any
 import orjson
 
 SUCCESS = 0
-THROTTLE_CODES = frozenset({40100, 40016, 40133})
-AUTH_CODES = frozenset({40105, 40104, 40001})
+THROTTLE_CODES = frozenset({40100, 40016, 40133, 40132, 61000})
+AUTH_CODES = frozenset({40001, 40102, 40103, 40104, 40105, 40106, 40107, 40113, 40114, 40130})
+TRANSIENT_CODES = frozenset({60001})
+# TikTok's message is stored in the ledger and logged: a hostile or broken answer must not fill either.
+MAX_MESSAGE = 1024
 REDACTED = "[redacted]"
 
 
@@ -128,7 +138,7 @@ def classify(
             return ThrottledError(message, retry_after=retry_after, **fields)
         if code in AUTH_CODES:
             return AuthError(message, **fields)
-        if 50000 <= code <= 59999:
+        if 50000 <= code <= 59999 or code in TRANSIENT_CODES:
             return TransientError(message, **fields)
         return PermanentError(message, **fields)
 
@@ -172,8 +182,15 @@ def _message_of(parsed: Mapping[str, Any] | None, http_status: int) -> str:
         return f"unreadable answer from TikTok (HTTP {http_status})"
     message = parsed.get("message")
     if isinstance(message, str) and message:
-        return message
+        return truncate_message(message)
     return f"TikTok answered without a message (HTTP {http_status})"
+
+
+def truncate_message(text: str, limit: int = MAX_MESSAGE) -> str:
+    """``text`` cut to about ``limit`` characters, saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:

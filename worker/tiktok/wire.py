@@ -9,11 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from itertools import compress
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import orjson
 
-from worker.operations import ID_TYPES_IN_ORDER
+from worker.operations import (
+    AAID_SHA256,
+    EMAIL_SHA256,
+    ID_TYPES_IN_ORDER,
+    IDFA_SHA256,
+    PHONE_SHA256,
+    PackedOperation,
+)
 
 MAX_ROWS = 10_000
 MAX_AUDIENCE_NAME = 70
@@ -68,6 +75,64 @@ def mapping_body(
     return orjson.dumps(
         {
             "advertiser_ids": [advertiser_id],
+            "action": action,
+            "id_schema": id_schema,
+            "batch_data": batch_data,
+        }
+    )
+
+
+class AudienceRow(NamedTuple):
+    """One user of a multi-audience mapping request: its operation (whose identifiers make the row's cells),
+    and the audiences it goes to. Rows of one audience may share one ``audience_ids`` list."""
+
+    op: PackedOperation
+    audience_ids: list[str]
+
+    @property
+    def cells(self) -> dict[str, str]:
+        return self.op.cells
+
+
+def audiences_body(
+    advertiser_ids: Sequence[str],
+    action: Literal["add", "delete"],
+    rows: Sequence[AudienceRow],
+) -> bytes:
+    """The JSON body of ``POST /segment/mapping/`` carrying rows of several audiences (behaviour.md §4): each
+    cell's ``audience_ids`` lists the audiences that row's user is added to (or deleted from). The same rules
+    as :func:`mapping_body` otherwise (schema order, ``{}`` gaps, empty rows left out, 10,000 rows at most),
+    and built the same way, column by column."""
+    if action not in _ACTIONS:
+        raise ValueError(f"action must be 'add' or 'delete', not {action!r}")
+    if not advertiser_ids:
+        raise ValueError("a request needs at least one advertiser id")
+    ops = [row.op for row in rows]
+    columns = {
+        EMAIL_SHA256: [op[1] for op in ops],
+        PHONE_SHA256: [op[2] for op in ops],
+        IDFA_SHA256: [op[3] if op[4] == IDFA_SHA256 else "" for op in ops],
+        AAID_SHA256: [op[3] if op[4] == AAID_SHA256 else "" for op in ops],
+    }
+    id_schema = [t for t, column in columns.items() if any(column)]
+    digest_columns = [columns[t] for t in id_schema]
+    audiences = [row.audience_ids for row in rows]
+    if not all(audiences):
+        raise ValueError("every row must name at least one audience")
+    empty: dict[str, Any] = {}
+    cell_columns = [
+        [{"id": digest, "audience_ids": ids} if digest else empty
+         for digest, ids in zip(column, audiences, strict=True)]
+        for column in digest_columns
+    ]
+    batch_data = list(compress(zip(*cell_columns, strict=True), map(any, zip(*digest_columns, strict=True))))
+    if len(batch_data) > MAX_ROWS:
+        raise ValueError(f"{len(batch_data)} rows in one request; TikTok takes at most {MAX_ROWS}")
+    if not batch_data:
+        raise ValueError("no row carries an identifier; there is nothing to send")
+    return orjson.dumps(
+        {
+            "advertiser_ids": list(advertiser_ids),
             "action": action,
             "id_schema": id_schema,
             "batch_data": batch_data,

@@ -81,7 +81,7 @@ def test_accepted_events_land_in_their_targets_stream_as_one_entry(client: faker
     assert {op.action for op in entry} == {"add"}
     assert {op.phone for op in entry} == {""}
     # Due one flush interval after acceptance, in the ready index; counters follow.
-    assert client.zscore(keys.READY, TARGET.name) == 1_002.0
+    assert client.zscore(keys.lane_due(TARGET.lane), TARGET.name) == client.zscore(keys.READY, TARGET.lane) == 1_002.0
     assert client.sismember(keys.TARGETS, TARGET.name)
     assert int(client.get(keys.BACKLOG)) == 2
     assert int(client.get(keys.pending_count(TARGET.name))) == 2
@@ -195,7 +195,7 @@ def test_a_routing_bug_rejects_that_event_only(client: fakeredis.FakeRedis) -> N
 def test_a_full_batch_makes_its_target_due_at_once(client: fakeredis.FakeRedis) -> None:
     make_intake(client, batch_size=2).accept([entered("a@example.com"), entered("b@example.com")])
 
-    assert client.zscore(keys.READY, TARGET.name) == 0
+    assert client.zscore(keys.lane_due(TARGET.lane), TARGET.name) == client.zscore(keys.READY, TARGET.lane) == 0
 
 
 def test_every_write_marks_the_intake_busy_for_the_quiet_flush_period(client: fakeredis.FakeRedis) -> None:

@@ -49,6 +49,17 @@ def test_qps_limit_throttles_calls_above_the_limit_within_one_second(api: Api, a
     assert api.admin.state()["audiences"][audience]["size"] == 2
 
 
+def test_qps_limit_counts_every_call_of_the_token_not_only_mapping_calls(api: Api, audience: str) -> None:
+    api.admin.knobs(qps_limit=2)
+    _wait_for_a_fresh_second()
+    query = {"advertiser_id": api.advertiser, "custom_audience_ids": f'["{audience}"]'}
+
+    codes = [api.request("GET", "/dmp/custom_audience/get/", query=query).code for _ in range(2)]
+    codes.append(api.add(audience, "u@x.com").code)
+
+    assert codes == [0, 0, 40100]
+
+
 def test_qps_limit_counts_per_token_and_per_wall_clock_second() -> None:
     now = [100.2]
     faults = FaultInjector(clock=lambda: now[0])

@@ -71,3 +71,41 @@ def test_success_is_counted_and_logged(api: Api, audience: str) -> None:
     assert call["rows"] == 2
     assert call["audience_id"] == audience
     assert call["action"] == "add"
+
+
+def _cell(email: str, *audiences: str) -> dict[str, object]:
+    return {"id": sha(email), "audience_ids": list(audiences)}
+
+
+def test_one_request_carries_rows_of_several_audiences_and_a_row_may_name_several(api: Api, audience: str) -> None:
+    second = api.admin.seed_audience(api.advertiser, "second")
+    body = {"advertiser_ids": [api.advertiser], "action": "add", "id_schema": ["EMAIL_SHA256"],
+            "batch_data": [[_cell("a@x.com", audience)], [_cell("b@x.com", second)],
+                           [_cell("c@x.com", audience, second)]]}
+
+    assert api.mapping(body).code == 0
+
+    assert api.members(audience) == sorted(f"EMAIL_SHA256:{sha(e)}" for e in ("a@x.com", "c@x.com"))
+    assert api.members(second) == sorted(f"EMAIL_SHA256:{sha(e)}" for e in ("b@x.com", "c@x.com"))
+    assert api.admin.calls()[-1]["audience_ids"] == [audience, second]
+
+
+def test_audiences_of_two_advertisers_of_the_token_go_in_one_request(api: Api, audience: str) -> None:
+    other = api.admin.seed_audience(api.other_advertiser, "other's")
+    body = {"advertiser_ids": [api.advertiser, api.other_advertiser], "action": "add",
+            "id_schema": ["EMAIL_SHA256"], "batch_data": [[_cell("a@x.com", audience, other)]]}
+
+    assert api.mapping(body).code == 0
+    assert api.members(other) == [f"EMAIL_SHA256:{sha('a@x.com')}"]
+
+
+def test_an_audience_of_an_advertiser_not_named_fails_the_whole_request(api: Api, audience: str) -> None:
+    other = api.admin.seed_audience(api.other_advertiser, "other's")
+    body = {"advertiser_ids": [api.advertiser], "action": "add", "id_schema": ["EMAIL_SHA256"],
+            "batch_data": [[_cell("a@x.com", audience)], [_cell("b@x.com", other)]]}
+
+    answer = api.mapping(body)
+
+    assert answer.code == 40002
+    assert f"audience {other} does not exist or does not belong" in answer.message
+    assert api.members(audience) == [] and api.members(other) == []

@@ -45,8 +45,9 @@ def _add_rows(count: int) -> Callable[[Body], None]:
 BODY_RULES: list[tuple[str, Callable[[Body], None], list[str]]] = [
     ("unknown top-level key", _set(("extra",), 1), ["unknown field(s): extra"]),
     ("missing batch_data", lambda b: b.pop("batch_data"), ["missing required field(s): batch_data"]),
-    ("two advertisers", _set(("advertiser_ids",), [ADVERTISER, OTHER_ADVERTISER]),
-     ["advertiser_ids", "exactly one advertiser id"]),
+    ("the same advertiser twice", _set(("advertiser_ids",), [ADVERTISER, ADVERTISER]),
+     ["advertiser_ids", "distinct advertiser ids"]),
+    ("no advertiser", _set(("advertiser_ids",), []), ["advertiser_ids", "non-empty array"]),
     ("advertiser as a bare string", _set(("advertiser_ids",), ADVERTISER), ["advertiser_ids"]),
     ("unknown action", _set(("action",), "remove"), ['action: expected "add" or "delete"', '"remove"']),
     ("empty id_schema", _set(("id_schema",), []), ["id_schema: expected a non-empty array"]),
@@ -70,10 +71,12 @@ BODY_RULES: list[tuple[str, Callable[[Body], None], list[str]]] = [
      ["batch_data[0][0]: unknown field(s): extra"]),
     ("cell without audience_ids", lambda b: b["batch_data"][1][0].pop("audience_ids"),
      ["batch_data[1][0]: missing field(s): audience_ids"]),
-    ("two audiences in one cell", _set(("batch_data", 0, 0, "audience_ids"), ["1", "2"]),
-     ["batch_data[0][0].audience_ids", "exactly one audience id"]),
-    ("a second audience in a later cell", _set(("batch_data", 1, 0, "audience_ids"), ["999"]),
-     ["batch_data[1][0].audience_ids", "same audience", "'999'"]),
+    ("no audience in a cell", _set(("batch_data", 0, 0, "audience_ids"), []),
+     ["batch_data[0][0].audience_ids", "non-empty array of distinct audience ids"]),
+    ("an audience twice in one cell", _set(("batch_data", 0, 1, "audience_ids"), ["1", "1"]),
+     ["batch_data[0][1].audience_ids", "non-empty array of distinct audience ids"]),
+    ("an audience no advertiser of the request owns", _set(("batch_data", 1, 0, "audience_ids"), ["999"]),
+     ["audience 999 does not exist or does not belong to advertiser"]),
     ("row whose cells are all empty", _set(("batch_data", 1, 0), {}), ["batch_data[1]: every cell is empty"]),
 ]
 
@@ -158,7 +161,7 @@ def test_id_schema_order_is_the_clients_choice(api: Api, audience: str) -> None:
 
 
 def test_the_checked_request_carries_digests_per_column_in_row_order() -> None:
-    header = MappingHeader(ADVERTISER, "add", ("EMAIL_SHA256", "AAID_SHA256"))
+    header = MappingHeader((ADVERTISER,), "add", ("EMAIL_SHA256", "AAID_SHA256"))
     rows = [
         [{"id": sha("1"), "audience_ids": ["9"]}, {}],
         [{}, {"id": sha("2"), "audience_ids": ["9"]}],
@@ -169,7 +172,18 @@ def test_the_checked_request_carries_digests_per_column_in_row_order() -> None:
 
     assert request.audience_id == "9"
     assert request.rows == 3
-    assert dict(request.by_type()) == {
+    assert dict(request.by_type("9")) == {
         "EMAIL_SHA256": [sha("1"), sha("3")],
         "AAID_SHA256": [sha("2"), sha("4")],
     }
+
+
+def test_a_row_naming_two_audiences_counts_for_each() -> None:
+    header = MappingHeader((ADVERTISER,), "add", ("EMAIL_SHA256",))
+    rows = [[{"id": sha("1"), "audience_ids": ["8", "9"]}], [{"id": sha("2"), "audience_ids": ["9"]}]]
+
+    request = check_batch_data(rows, header, max_rows=10)
+
+    assert request.audience_ids == ["8", "9"]
+    assert dict(request.by_type("8")) == {"EMAIL_SHA256": [sha("1")]}
+    assert dict(request.by_type("9")) == {"EMAIL_SHA256": [sha("1"), sha("2")]}

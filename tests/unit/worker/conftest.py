@@ -22,15 +22,18 @@ ADVERTISER = "7000000000000000001"
 @dataclass
 class Call:
     action: str
-    audience_id: str
+    audience_id: str  # the audiences the request names, comma-separated in order of first appearance
     rows: list[dict[str, str]]
+    row_audiences: list[list[str]] = field(default_factory=list)
+    advertiser_ids: list[str] = field(default_factory=list)
 
 
 @dataclass
 class ScriptedClient:
     """Answers mapping calls from a script of outcomes (an exception to raise, or None for success)."""
 
-    script: list[BaseException | None] = field(default_factory=list)
+    # Per call, in order: an exception to raise, None for success, or a function of the call returning either.
+    script: list[Any] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
     created: list[str] = field(default_factory=list)
     checked: list[str] = field(default_factory=list)
@@ -40,6 +43,20 @@ class ScriptedClient:
         assert token == TOKEN
         self.calls.append(Call(action, audience_id, list(rows)))
         outcome = self.script.pop(0) if self.script else None
+        if outcome is not None:
+            raise outcome
+        return Response(code=0, message="OK", request_id=f"req-{len(self.calls)}", data={}, http_status=200,
+                        elapsed=0.001)
+
+    async def send_rows(self, token: str, advertiser_ids: Sequence[str], action: str,
+                        rows: Sequence[Any]) -> Response:
+        assert token == TOKEN
+        audiences = list(dict.fromkeys(a for row in rows for a in row.audience_ids))
+        self.calls.append(Call(action, ",".join(audiences), [dict(row.cells) for row in rows],
+                               [list(row.audience_ids) for row in rows], list(advertiser_ids)))
+        outcome = self.script.pop(0) if self.script else None
+        if callable(outcome) and not isinstance(outcome, BaseException):
+            outcome = outcome(self.calls[-1])
         if outcome is not None:
             raise outcome
         return Response(code=0, message="OK", request_id=f"req-{len(self.calls)}", data={}, http_status=200,

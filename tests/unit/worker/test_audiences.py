@@ -14,9 +14,9 @@ import pytest
 from tests.unit.worker.conftest import ADVERTISER, TOKEN
 from worker import keys
 from worker.audience_report import known_audiences
-from worker.audiences import OwnershipError, create_once, ensure_owned
-from worker.drain import Drainer
+from worker.audiences import create_once
 from worker.keys import Target
+from worker.lane import LaneDrain
 from worker.operations import Operation
 from worker.queue import enqueue
 from worker.tiktok.client import Response
@@ -38,6 +38,7 @@ class FakeTikTok:
     creates: list[str] = field(default_factory=list)
     gets: list[str] = field(default_factory=list)
     lists: int = 0
+    mapping_calls: int = 0
     sent: list[tuple[str, str, int]] = field(default_factory=list)  # (action, audience id, rows)
 
     def seed(self, advertiser_id: str, name: str) -> str:
@@ -86,6 +87,14 @@ class FakeTikTok:
         self.sent.append((action, audience_id, len(rows)))
         return Response(code=0, message="OK", request_id="req", data={}, http_status=200, elapsed=0.0)
 
+    async def send_rows(self, token: str, advertiser_ids: Sequence[str], action: str,
+                        rows: Sequence[Any]) -> Response:
+        self.mapping_calls += 1
+        audiences = list(dict.fromkeys(a for row in rows for a in row.audience_ids))
+        for audience_id in audiences:
+            self.sent.append((action, audience_id, sum(audience_id in row.audience_ids for row in rows)))
+        return Response(code=0, message="OK", request_id="req", data={}, http_status=200, elapsed=0.0)
+
     async def close(self) -> None:
         return None
 
@@ -102,7 +111,7 @@ def accept(ctx: Any, target: Target, *users: int, action: str = "add") -> None:
 
 
 def drain(ctx: Any, target: Target = NATIVE) -> str:
-    return asyncio.run(Drainer(ctx, target.name).run())
+    return asyncio.run(LaneDrain(ctx, target.lane).run())
 
 
 def records(ctx: Any) -> list[Any]:
@@ -132,7 +141,7 @@ def test_two_drainers_at_once_create_one_audience(ctx: Any, client: FakeTikTok) 
     accept(ctx, NATIVE, 1)
 
     async def both() -> list[str]:
-        return list(await asyncio.gather(Drainer(ctx, NATIVE.name).run(), Drainer(ctx, NATIVE.name).run()))
+        return list(await asyncio.gather(LaneDrain(ctx, NATIVE.lane).run(), LaneDrain(ctx, NATIVE.lane).run()))
 
     assert sorted(asyncio.run(both())) == ["busy", "drained"]
     assert client.creates == ["engaged"]
@@ -196,47 +205,85 @@ def test_audience_names_over_70_characters_are_cut_to_67_and_an_ellipsis(ctx: An
     assert client.audiences[audience_id][1] == "k" * 67 + "..."
 
 
-@pytest.mark.parametrize(("error", "status", "outcome"), [
-    (TransientError("System error", code=50000), "retrying", "transient"),
-    (ThrottledError("Too many requests", code=40100), "retrying", "throttled"),
-    (AuthError("Access token is incorrect or has been revoked.", code=40105), "paused", "paused"),
-    (PermanentError("custom_audience_name: too long", code=40002), "dead", "idle"),
+@pytest.mark.parametrize(("error", "outcome"), [
+    (ThrottledError("Too many requests", code=40100), "throttled"),
+    (AuthError("Access token is incorrect or has been revoked.", code=40105), "paused"),
 ])
-def test_a_failed_create_follows_the_delivery_rules(ctx: Any, client: FakeTikTok, error: Exception,
-                                                    status: str, outcome: str) -> None:
+def test_a_throttled_or_refused_token_stops_the_lane_and_the_operations_wait(
+        ctx: Any, client: FakeTikTok, error: Exception, outcome: str) -> None:
     client.create_outcomes = [error]
     accept(ctx, NATIVE, 1)
     assert drain(ctx) == outcome
-    (record,) = records(ctx)
-    assert record.status == status
-    assert record.last_message == error.message  # type: ignore[attr-defined]
-    assert record.attempts == 1 and record.first_attempt_at  # counted, so backoff and retry window apply
-    assert client.sent == []
-    if status == "paused":
-        assert ctx.redis.exists(keys.paused("dest"))
-    if status == "retrying" and outcome == "transient":
-        assert record.next_attempt_at > time.time()
+    assert records(ctx) == [] and client.sent == []
+    assert ctx.redis.xlen(keys.stream(NATIVE.name)) == 1
+    assert bool(ctx.redis.exists(keys.paused("dest"))) == (outcome == "paused")
 
 
-def test_a_create_failing_past_the_retry_window_is_dead(ctx: Any, client: FakeTikTok) -> None:
+def test_a_create_failing_transiently_backs_that_audience_off_and_the_others_go_on(
+        ctx: Any, client: FakeTikTok) -> None:
+    client.create_outcomes = [TransientError("System error", code=50000)]
+    other = Target("dest", ADVERTISER, "@other")
+    accept(ctx, NATIVE, 1)
+    accept(ctx, other, 2)
+    assert drain(ctx) == "drained"
+    assert client.creates == ["engaged", "other"]
+    assert [(action, rows) for action, _, rows in client.sent] == [("add", 1)]  # the other audience only
+    assert ctx.redis.zscore(keys.lane_due("dest"), NATIVE.name) > time.time()  # due again after a backoff
+    failure = orjson.loads(ctx.redis.hget(keys.resolve_failures("dest"), NATIVE.name))
+    assert failure["failures"] == 1 and failure["next_at"] > time.time()
+
+
+def test_a_create_failing_past_the_retry_window_is_dead_with_its_reason(ctx: Any, client: FakeTikTok) -> None:
     ctx.settings.retry_window = 0.0
     client.create_outcomes = [TransientError("System error", code=50000)]
     accept(ctx, NATIVE, 1)
     drain(ctx)
-    assert [r.status for r in records(ctx)] == ["dead"]
+    assert [(r.status, r.last_code, r.last_message) for r in records(ctx)] == [("dead", 50000, "System error")]
+    assert ctx.redis.xlen(keys.stream(NATIVE.name)) == 0
+
+
+def test_a_create_tiktok_refuses_makes_the_operations_dead(ctx: Any, client: FakeTikTok) -> None:
+    client.create_outcomes = [PermanentError("custom_audience_name: too long", code=40002)]
+    accept(ctx, NATIVE, 1)
+    assert drain(ctx) == "idle"
+    (record,) = records(ctx)
+    assert (record.status, record.last_message) == ("dead", "custom_audience_name: too long")
 
 
 def test_after_a_failed_create_the_retry_creates_and_delivers(ctx: Any, client: FakeTikTok) -> None:
     client.create_outcomes = [TransientError("System error", code=50000)]
     accept(ctx, NATIVE, 1)
     drain(ctx)
-    (record,) = records(ctx)
-    ctx.ledger.update(record, next_attempt_at=time.time() - 1)
+    ctx.redis.hdel(keys.resolve_failures("dest"), NATIVE.name)  # its backoff is over
+    ctx.redis.zadd(keys.lane_due("dest"), {NATIVE.name: 0})
     assert drain(ctx) == "drained"
     (audience_id,) = client.audiences
     assert len(client.creates) == 2 and client.lists == 1  # the retry looked for a lost create first
-    assert ctx.ledger.get(record.id).status == "delivered"
     assert client.sent == [("add", audience_id, 1)]
+
+
+def test_creates_of_a_round_are_capped_while_mapping_work_waits(ctx: Any, client: FakeTikTok) -> None:
+    ctx.settings.rate_limit_qps = 4  # three creates a round, then the mapping call for what is ready
+    ready = Target("dest", ADVERTISER, "@ready")
+    ctx.redis.set(keys.created_audience("dest", ADVERTISER, "ready"), "5999")
+    accept(ctx, ready, 100)
+    for n in range(7):
+        accept(ctx, Target("dest", ADVERTISER, f"@a{n}"), n)
+    assert drain(ctx) == "drained"
+    assert len(client.creates) == 7
+    # 3 creates and a call for the ready audience and those 3; then nothing is ready: the other 4 at once.
+    assert client.mapping_calls == 2
+    assert [rows for _, _, rows in client.sent[:4]] == [1, 1, 1, 1]
+    assert len({a for _, a, _ in client.sent}) == 8
+
+
+def test_with_nothing_ready_to_send_a_round_creates_all_it_may_then_sends_once(ctx: Any,
+                                                                              client: FakeTikTok) -> None:
+    ctx.settings.rate_limit_qps = 4
+    for n in range(7):
+        accept(ctx, Target("dest", ADVERTISER, f"@a{n}"), n)
+    assert drain(ctx) == "drained"
+    assert len(client.creates) == 7 and client.mapping_calls == 1
 
 
 # -- ownership ----------------------------------------------------------------------------------------------
@@ -278,8 +325,26 @@ def test_an_empty_answer_is_not_proof_of_ownership(ctx: Any, client: FakeTikTok)
         return []
 
     client.get_audiences = empty  # type: ignore[method-assign,assignment]
-    with pytest.raises(OwnershipError, match="does not return it"):
-        asyncio.run(ensure_owned(client, ctx.redis, TOKEN, "dest", ADVERTISER, "123"))
+    accept(ctx, Target("dest", ADVERTISER, "123"), 1)
+    drain(ctx)
+    (record,) = records(ctx)
+    assert record.status == "dead" and "does not return it" in record.last_message
+
+
+def test_ownership_is_checked_100_ids_a_call_and_a_foreign_one_found_by_halves(
+        ctx: Any, client: FakeTikTok) -> None:
+    mine = [client.seed(ADVERTISER, f"a{n}") for n in range(150)]
+    foreign = client.seed(OTHER_ADVERTISER, "theirs")
+    for n, audience_id in enumerate([*mine[:70], foreign, *mine[70:]]):
+        accept(ctx, Target("dest", ADVERTISER, audience_id), n)
+    ctx.settings.batch_size = 10_000
+    drain(ctx)
+    calls_before_bisect = 2  # 151 ids: 100 + 51
+    bisect_calls = len(client.gets) - 151
+    assert 0 < bisect_calls <= 100 * 2  # halves of the refused call only
+    assert len([r for r in records(ctx) if r.status == "dead"]) == 1
+    assert {a for _, a, _ in client.sent} == set(mine)
+    assert calls_before_bisect == 2
 
 
 def test_a_throttled_ownership_check_waits_instead_of_killing_the_batch(ctx: Any, client: FakeTikTok) -> None:
@@ -288,7 +353,8 @@ def test_a_throttled_ownership_check_waits_instead_of_killing_the_batch(ctx: Any
     target = Target("dest", ADVERTISER, audience_id)
     accept(ctx, target, 1)
     assert drain(ctx, target) == "throttled"
-    assert [r.status for r in records(ctx)] == ["retrying"]
+    assert records(ctx) == [] and ctx.redis.xlen(keys.stream(target.name)) == 1
+    assert drain(ctx, target) == "drained"
 
 
 # -- the report behind `audiences list` ------------------------------------------------------------------

@@ -14,7 +14,8 @@ TARGET = "dest|7000000000000000001|1234"
 
 def stage(client: Any, ledger: Ledger, batch_id: str) -> BatchRecord:
     record = BatchRecord(id=batch_id, target=TARGET, destination="dest", advertiser_id="7000000000000000001",
-                         audience_id="1234", action="add", rows=1, created_at=time.time() - 3600)
+                         audience_id="1234", action="add", rows=1, created_at=time.time() - 3600,
+                         targets={TARGET: "1234"}, audiences={"1234": 1})
     pipe = client.pipeline(transaction=True)
     ledger.stage(pipe, record, b'[["a","e","","",""]]')
     pipe.execute()
@@ -46,6 +47,10 @@ def test_pruning_forgets_expired_records_in_every_index(redis_client: Any) -> No
     cursor = ledger.prune_targets(time.time() + 1)
     while cursor:
         cursor = ledger.prune_targets(time.time() + 1, cursor)
+    cursor = ledger.prune_audiences(time.time() + 1)
+    while cursor:
+        cursor = ledger.prune_audiences(time.time() + 1, cursor)
 
-    for index in (keys.BATCHES, keys.batches_by_status("delivered"), keys.batches_by_target(TARGET)):
+    for index in (keys.BATCHES, keys.batches_by_status("delivered"), keys.batches_by_target(TARGET),
+                  keys.batches_by_audience("1234")):
         assert redis_client.zrange(index, 0, -1) == [kept.id.encode()], index

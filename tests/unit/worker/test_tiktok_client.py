@@ -404,3 +404,20 @@ def test_a_session_passed_in_is_left_open() -> None:
             return session.closed
 
     assert run(scenario()) is False
+
+
+def test_an_answer_larger_than_the_cap_is_not_read_and_is_transient() -> None:
+    from worker.tiktok.client import MAX_ANSWER_BYTES
+
+    error = failing_mapping(answer(200, b"x" * (MAX_ANSWER_BYTES + 1)))
+    assert isinstance(error, TransientError)
+    assert "larger than" in error.message
+    assert_no_secret(error)
+
+
+def test_absurd_retry_after_values_are_left_to_the_retry_policy() -> None:
+    for value in ("99999999", "1e16"):
+        error = failing_mapping(answer(429, b"", headers={"Retry-After": value}))
+        assert isinstance(error, ThrottledError) and error.retry_after == float(value)
+    error = failing_mapping(answer(429, b"", headers={"Retry-After": "soon"}))
+    assert isinstance(error, ThrottledError) and error.retry_after is None

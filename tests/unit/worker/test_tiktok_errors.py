@@ -130,3 +130,35 @@ def test_errors_survive_pickling(error: TikTokError) -> None:
     assert type(copy) is type(error)
     assert copy.__dict__ == error.__dict__
     assert str(copy) == str(error)
+
+
+# Every code behaviour.md §5 names (TikTok's documentation and its official SDK's NumericErrorCodes), and its
+# class. A code missing here is classified by the rules below it (other 5xxxx transient, the rest permanent).
+EVERY_CODE: dict[int, type[TikTokError]] = {
+    40100: ThrottledError, 40016: ThrottledError, 40133: ThrottledError,
+    40132: ThrottledError,  # REQUEST_FREQUENCY_LIMITED
+    61000: ThrottledError,  # TOO_MANY_REQUESTS_BL
+    50000: TransientError, 50002: TransientError,
+    60001: TransientError,  # MAINTENANCE
+    40001: AuthError, 40104: AuthError, 40105: AuthError,
+    40102: AuthError,  # ACCESS_TOKEN_EXPIRE
+    40103: AuthError, 40106: AuthError, 40107: AuthError,
+    40113: AuthError,  # APP_FORBIDDEN
+    40114: AuthError,  # ADVERTISER_LOGOUT
+    40130: AuthError,  # SCOPE_NOT_AUTHORIZED
+    40002: PermanentError, 40000: PermanentError, 40700: PermanentError, 12345: PermanentError,
+    51234: TransientError,
+}
+
+
+@pytest.mark.parametrize(("code", "expected"), list(EVERY_CODE.items()), ids=[str(c) for c in EVERY_CODE])
+def test_every_listed_code_has_its_class(code: int, expected: type[TikTokError]) -> None:
+    error = classify(200, envelope(code))
+    assert type(error) is expected
+
+
+def test_tiktoks_message_is_cut_to_about_a_kilobyte() -> None:
+    error = classify(200, envelope(40002, "x" * 100_000))
+    assert error is not None
+    assert len(error.message) < 1100 and error.message.startswith("x" * 1024)
+    assert "more characters" in error.message

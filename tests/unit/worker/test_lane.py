@@ -1,4 +1,5 @@
-"""Draining a target: order, collapse, full batches, and what each TikTok answer does to a batch."""
+"""Draining a lane: order, event time, full batches, requests across audiences, and what each TikTok answer
+does to a batch."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from typing import Any
 
 from tests.unit.worker.conftest import ADVERTISER
 from worker import keys
-from worker.drain import Drainer, drain_targets
 from worker.keys import Target
+from worker.lane import LaneDrain
 from worker.operations import EMAIL_SHA256, Operation
 from worker.queue import enqueue
 from worker.tiktok.errors import AuthError, PermanentError, ThrottledError, TransientError
@@ -21,14 +22,15 @@ def email(i: int) -> str:
     return f"{i:064x}"
 
 
-def accept(ctx: Any, *ops: tuple[str, int], target: Target = TARGET) -> None:
-    operations = [Operation(target, action, email=email(i)) for action, i in ops]  # type: ignore[arg-type]
+def accept(ctx: Any, *ops: tuple[str, int], target: Target = TARGET, event_ms: int = 0) -> None:
+    operations = [Operation(target, action, email=email(i), event_ms=event_ms)  # type: ignore[arg-type]
+                  for action, i in ops]
     enqueue(ctx.redis, operations, flush_interval=0.0, batch_size=ctx.settings.batch_size, now=time.time() - 1)
     time.sleep(0.002)  # let the flush interval pass
 
 
-def drain(ctx: Any, target: Target = TARGET) -> str:
-    return asyncio.run(Drainer(ctx, target.name).run())
+def drain(ctx: Any, lane: str = "dest") -> str:
+    return asyncio.run(LaneDrain(ctx, lane).run())
 
 
 def statuses(ctx: Any) -> list[str]:
@@ -44,7 +46,8 @@ def test_a_due_target_is_delivered_and_its_stream_trimmed(ctx: Any, client: Any)
     assert int(ctx.redis.get(keys.pending_count(TARGET.name))) == 0
     assert statuses(ctx) == ["delivered"]
     assert ctx.membership.size(TARGET.name) == 2
-    assert ctx.redis.zscore(keys.READY, TARGET.name) is None
+    assert ctx.redis.zscore(keys.READY, "dest") is None
+    assert ctx.redis.zcard(keys.lane_due("dest")) == 0
 
 
 def test_a_partial_batch_waits_for_the_flush_interval_while_the_intake_is_busy(ctx: Any, client: Any) -> None:
@@ -53,7 +56,7 @@ def test_a_partial_batch_waits_for_the_flush_interval_while_the_intake_is_busy(c
     enqueue(ctx.redis, [Operation(TARGET, "add", email=email(1))], flush_interval=60, batch_size=100, quiet=60)
     assert drain(ctx) == "waiting"
     assert client.calls == []
-    assert ctx.redis.zscore(keys.READY, TARGET.name) > time.time() + 50
+    assert ctx.redis.zscore(keys.READY, "dest") > time.time() + 50
 
 
 def test_a_partial_batch_goes_at_once_when_the_intake_has_gone_quiet(ctx: Any, client: Any) -> None:
@@ -96,7 +99,7 @@ def test_throttled_batch_is_rescheduled_and_never_dead(ctx: Any, client: Any) ->
     assert drain(ctx) == "throttled"
     assert statuses(ctx) == ["retrying"]
     assert ctx.limiter.throttled == [ctx.settings.throttle_cooldown]
-    assert ctx.redis.zscore(keys.READY, TARGET.name) is not None
+    assert ctx.redis.zscore(keys.READY, "dest") is not None
     assert drain(ctx) == "drained"
     assert statuses(ctx) == ["delivered"]
     assert len(client.calls) == 2
@@ -169,9 +172,9 @@ def test_an_interrupted_plan_is_resumed_exactly_as_cut(ctx: Any, client: Any) ->
     assert ctx.membership.size(TARGET.name) == 151
 
 
-def test_a_second_drainer_leaves_a_locked_target_alone(ctx: Any, client: Any) -> None:
+def test_a_second_drainer_leaves_a_locked_lane_alone(ctx: Any, client: Any) -> None:
     accept(ctx, ("add", 1))
-    holder = Drainer(ctx, TARGET.name)
+    holder = LaneDrain(ctx, "dest")
     assert holder.lock.acquire()
     assert drain(ctx) == "busy"
     assert client.calls == []
@@ -180,22 +183,91 @@ def test_a_second_drainer_leaves_a_locked_target_alone(ctx: Any, client: Any) ->
 def test_native_audience_is_created_once_and_remembered(ctx: Any, client: Any) -> None:
     target = Target("dest", ADVERTISER, "@vip_users")
     accept(ctx, ("add", 1), target=target)
-    drain(ctx, target)
+    drain(ctx)
     accept(ctx, ("add", 2), target=target)
-    drain(ctx, target)
+    drain(ctx)
     assert client.created == ["vip_users"]
     assert {c.audience_id for c in client.calls} == {"900000000000000001"}
 
 
-def test_one_task_drains_several_targets_each_in_order(ctx: Any, client: Any) -> None:
+def test_due_audiences_of_a_lane_share_one_request_each_in_order(ctx: Any, client: Any) -> None:
     targets = [Target("dest", ADVERTISER, str(1000 + n)) for n in range(5)]
     for n, target in enumerate(targets):
         accept(ctx, ("add", 10 * n), ("delete", 10 * n + 1), target=target)
-    outcomes = asyncio.run(drain_targets(ctx, [t.name for t in targets] + ["dest|nope|@bad"]))
-    assert outcomes[:5] == ["drained"] * 5
+    assert drain(ctx) == "drained"
+    assert [(c.action, len(c.rows)) for c in client.calls] == [("add", 5), ("delete", 5)]
     for n, target in enumerate(targets):
-        calls = [(c.action, c.rows) for c in client.calls if c.audience_id == target.audience]
-        assert calls == [("add", [{EMAIL_SHA256: email(10 * n)}]), ("delete", [{EMAIL_SHA256: email(10 * n + 1)}])]
+        assert [row for c in client.calls for row, auds in zip(c.rows, c.row_audiences, strict=True)
+                if target.audience in auds] == [{EMAIL_SHA256: email(10 * n)}, {EMAIL_SHA256: email(10 * n + 1)}]
         assert ctx.redis.xlen(keys.stream(target.name)) == 0
-        assert ctx.redis.exists(keys.lock(target.name)) == 0
+    assert ctx.redis.exists(keys.lane_lock("dest")) == 0
     assert int(ctx.redis.get(keys.BACKLOG)) == 0
+    (record, _) = sorted(ctx.ledger.list(), key=lambda r: r.action)
+    assert record.audiences == {t.audience: 1 for t in targets}
+    assert {r.id for r in ctx.ledger.list(audience_id="1003")} == {r.id for r in ctx.ledger.list()}
+
+
+def test_a_user_entering_three_audiences_is_one_row_naming_all_three(ctx: Any, client: Any) -> None:
+    targets = [Target("dest", ADVERTISER, str(2000 + n)) for n in range(3)]
+    for target in targets:
+        accept(ctx, ("add", 7), target=target)
+    drain(ctx)
+    (call,) = client.calls
+    assert call.rows == [{EMAIL_SHA256: email(7)}]
+    assert call.row_audiences == [["2000", "2001", "2002"]]
+    assert all(ctx.membership.size(t.name) == 1 for t in targets)
+
+
+def test_the_latest_event_wins_whatever_order_events_arrive_in(ctx: Any, client: Any) -> None:
+    accept(ctx, ("delete", 1), event_ms=2_000)
+    accept(ctx, ("add", 1), event_ms=1_000)  # arrives later, happened earlier
+    drain(ctx)
+    assert [(c.action, len(c.rows)) for c in client.calls] == [("delete", 1)]
+
+
+def test_a_permanent_refusal_of_a_mixed_request_kills_only_the_refused_audience(ctx: Any, client: Any) -> None:
+    targets = [Target("dest", ADVERTISER, str(3000 + n)) for n in range(4)]
+    for n, target in enumerate(targets):
+        accept(ctx, ("add", n), target=target)
+
+    def refuse_3002(call: Any) -> Exception | None:
+        if "3002" in call.audience_id.split(","):
+            return PermanentError("audience 3002 does not exist", code=40002, request_id=f"r-{call.audience_id}")
+        return None
+
+    client.script = [refuse_3002] * 10
+    drain(ctx)
+    by_audience = {r.audience_id: r for r in ctx.ledger.list()}
+    assert by_audience["3002"].status == "dead"
+    assert (by_audience["3002"].last_code, by_audience["3002"].last_request_id) == (40002, "r-3002")
+    assert {a: r.status for a, r in by_audience.items() if a != "3002"} == {"3003": "delivered",
+                                                                          "2 audiences": "delivered"}
+    assert [t for t in targets if ctx.membership.size(t.name)] == [targets[0], targets[1], targets[3]]
+    assert ctx.redis.xlen(keys.stream(targets[2].name)) == 0  # settled: dead, kept in the ledger for replay
+    assert ctx.ledger.payload(by_audience["3002"].id) is not None
+
+
+def test_retry_after_beyond_the_cap_rests_the_token_for_the_cap(ctx: Any, client: Any) -> None:
+    client.script = [ThrottledError("Too many requests", code=40100, retry_after=1e16)]
+    accept(ctx, ("add", 1))
+    assert drain(ctx) == "throttled"
+    assert ctx.limiter.throttled == [ctx.settings.throttle_cooldown_max]
+
+
+def test_a_single_busy_audience_of_one_operation_entries_still_fills_whole_requests(ctx: Any, client: Any) -> None:
+    ctx.settings.batch_size = 1000
+    for i in range(300):  # 300 stream entries of one operation each: more than one read takes
+        enqueue(ctx.redis, [Operation(TARGET, "add", email=email(i))], flush_interval=0.0, batch_size=1000,
+                now=time.time() - 1)
+    assert drain(ctx) == "drained"
+    assert [len(c.rows) for c in client.calls] == [300]
+
+
+def test_operations_a_newer_event_supersedes_are_counted_for_stats_and_never_sent(ctx: Any, client: Any) -> None:
+    from worker.stats import collect
+
+    accept(ctx, ("add", 1), event_ms=5_000)
+    accept(ctx, ("delete", 1), event_ms=1_000)  # older: changes nothing
+    drain(ctx)
+    assert [(c.action, len(c.rows)) for c in client.calls] == [("add", 1)]
+    assert collect(ctx.redis, ctx.ledger)["superseded"] == 1

@@ -1,10 +1,9 @@
-"""Recovery paths of a drain: replays that fail again, pauses seen mid-plan, lost locks, crashes mid-send, and
+"""Recovery paths of a lane's drain: replays that fail again, pauses seen mid-plan, lost locks, crashes mid-send, and
 a retry policy that counts only transient failures against a batch."""
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -13,10 +12,10 @@ from typing import Any
 import pytest
 
 from tests.unit.worker.conftest import ScriptedClient
-from tests.unit.worker.test_drain import TARGET, accept, drain, email
+from tests.unit.worker.test_lane import TARGET, accept, drain, email
 from worker import keys, pause
-from worker.drain import BUSY_RECHECK, RESERVE_AHEAD, Drainer, Stop
-from worker.keys import Target
+from worker.lane import BUSY_RECHECK, RESERVE_AHEAD, WAIT_IN_PLACE, LaneDrain
+from worker.policy import Stop
 from worker.replay import request_replay
 from worker.settings import Settings
 from worker.tiktok.client import Response
@@ -29,11 +28,11 @@ class HookedClient(ScriptedClient):
 
     during: list[Callable[[], None]] = field(default_factory=list)
 
-    async def send_mapping(self, token: str, advertiser_id: str, action: str, audience_id: str,
-                           rows: Sequence[dict[str, str]]) -> Response:
+    async def send_rows(self, token: str, advertiser_ids: Sequence[str], action: str,
+                        rows: Sequence[Any]) -> Response:
         if self.during:
             self.during.pop(0)()
-        return await super().send_mapping(token, advertiser_id, action, audience_id, rows)
+        return await super().send_rows(token, advertiser_ids, action, rows)
 
 
 @pytest.fixture
@@ -70,13 +69,13 @@ def test_a_replay_that_is_throttled_or_fails_again_stays_queued_until_delivered(
     assert drain(ctx) == "throttled"
     assert drain(ctx) == "transient"
     assert only_record(ctx).status == "retrying"
-    assert ctx.redis.lrange(keys.replay_queue(TARGET.name), 0, -1) == [only_record(ctx).id.encode()]
+    assert ctx.redis.lrange(keys.lane_replay("dest"), 0, -1) == [only_record(ctx).id.encode()]
     make_due(ctx)
     assert drain(ctx) == "drained"
 
     record = only_record(ctx)
     assert (record.status, record.attempts, record.replays) == ("delivered", 4, 1)
-    assert ctx.redis.exists(keys.replay_queue(TARGET.name)) == 0
+    assert ctx.redis.exists(keys.lane_replay("dest")) == 0
     assert ctx.membership.size(TARGET.name) == 1
     assert len(client.calls) == 4
 
@@ -147,26 +146,31 @@ def test_replay_starts_a_dead_batch_with_a_fresh_retry_window(ctx: Any, client: 
 # -- rate limit --------------------------------------------------------------------------------------------
 
 
-def test_targets_refused_a_slot_come_back_one_slot_apart_in_the_order_they_were_refused(
+def test_a_slot_further_away_than_a_drain_waits_in_place_ends_the_drain_due_at_the_slot(
         ctx: Any, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    ctx.settings.rate_limit_qps = 10
-    targets = [Target("dest", TARGET.advertiser_id, f"12{n}") for n in range(4)]
-    for target in targets:
-        accept(ctx, ("add", 1), target=target)
-    # The next free slot is 0.5 s away, further than a drain reserves ahead.
-    monkeypatch.setattr(ctx.limiter, "reserve", lambda token_id, ahead: (False, 0.5))
+    accept(ctx, ("add", 1))
+    ctx.audience_ids[TARGET.name] = TARGET.audience
+    monkeypatch.setattr(ctx.limiter, "reserve", lambda token_id, ahead: (False, WAIT_IN_PLACE + 5))
     started = time.time()
-    assert [drain(ctx, target) for target in targets] == ["rate-limited"] * 4
-    due = [ctx.redis.zscore(keys.READY, target.name) - started for target in targets]
-    assert due[0] >= 0.5
-    assert all(later - earlier >= 0.099 for earlier, later in itertools.pairwise(due))  # 1/qps apart at least
-    line = ctx.redis.zrange(keys.rate_waiters(ctx.destinations.get("dest").token_id()), 0, -1)
-    assert line == [target.name.encode() for target in targets]
+    assert drain(ctx) == "rate-limited"
+    assert ctx.redis.zscore(keys.READY, "dest") >= started + WAIT_IN_PLACE + 5
+    assert client.calls == []
 
-    monkeypatch.setattr(ctx.limiter, "reserve", lambda token_id, ahead: (True, 0.0))
-    assert drain(ctx, targets[0]) == "drained"  # served: it leaves the line, the others move up
-    assert ctx.redis.zrange(keys.rate_waiters(ctx.destinations.get("dest").token_id()), 0, 0) == [
-        targets[1].name.encode()]
+
+def test_a_refused_slot_is_slept_off_and_asked_for_once_more_not_polled(
+        ctx: Any, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    accept(ctx, ("add", 1))
+    ctx.audience_ids[TARGET.name] = TARGET.audience
+    answers = iter([(False, RESERVE_AHEAD + 0.1), (True, 0.02)])
+    asked: list[float] = []
+
+    def reserve(token_id: str, ahead: float) -> tuple[bool, float]:
+        asked.append(time.monotonic())
+        return next(answers)
+
+    monkeypatch.setattr(ctx.limiter, "reserve", reserve)
+    assert drain(ctx) == "drained"
+    assert len(asked) == 2 and asked[1] - asked[0] >= RESERVE_AHEAD / 2
 
 
 def test_a_slot_reserved_a_little_ahead_is_waited_for_in_place(ctx: Any, client: Any,
@@ -192,7 +196,7 @@ def test_the_first_delivery_to_an_audience_takes_a_slot_for_its_ownership_check_
     slots = iter([(True, 0.0), (True, 0.08)])  # now, and 80 ms from now
     monkeypatch.setattr(ctx.limiter, "reserve", lambda token_id, ahead: next(slots))
     moments: dict[str, float] = {}
-    check, send = client.get_audiences, client.send_mapping
+    check, send = client.get_audiences, client.send_rows
 
     async def timed_check(*args: Any) -> Any:
         moments["check"] = time.monotonic()
@@ -203,7 +207,7 @@ def test_the_first_delivery_to_an_audience_takes_a_slot_for_its_ownership_check_
         return await send(*args)
 
     monkeypatch.setattr(client, "get_audiences", timed_check)
-    monkeypatch.setattr(client, "send_mapping", timed_send)
+    monkeypatch.setattr(client, "send_rows", timed_send)
     started = time.monotonic()
     assert drain(ctx) == "drained"
     assert client.checked == [TARGET.audience]
@@ -222,31 +226,32 @@ def test_a_throttle_that_began_while_a_drain_waited_for_its_slot_stops_the_call(
     monkeypatch.setattr(ctx.limiter, "reserve", reserve)
     assert drain(ctx) == "throttled"
     assert client.calls == []
-    assert ctx.redis.zscore(keys.READY, TARGET.name) > time.time() + 1
+    assert ctx.redis.zscore(keys.READY, "dest") > time.time() + 1
 
 
 # -- locks and crashes ---------------------------------------------------------------------------------------
 
 
-def test_a_drain_that_finds_its_target_locked_looks_again_soon(ctx: Any, client: Any) -> None:
+def test_a_drain_that_finds_its_lane_locked_looks_again_soon(ctx: Any, client: Any) -> None:
     accept(ctx, ("add", 1))
-    holder = Drainer(ctx, TARGET.name)
+    holder = LaneDrain(ctx, "dest")
     assert holder.lock.acquire()
-    ctx.redis.zadd(keys.READY, {TARGET.name: time.time() + 3600})  # as the scheduler's claim leaves it
+    ctx.redis.zadd(keys.READY, {"dest": time.time() + 3600})  # as the scheduler's claim leaves it
     assert drain(ctx) == "busy"
-    assert ctx.redis.zscore(keys.READY, TARGET.name) <= time.time() + BUSY_RECHECK
+    assert ctx.redis.zscore(keys.READY, "dest") <= time.time() + BUSY_RECHECK
     holder.lock.release()
     assert drain(ctx) == "drained"
 
 
 def test_a_drainer_that_lost_its_lock_cuts_no_plan(ctx: Any, client: Any) -> None:
     accept(ctx, ("add", 1))
-    drainer = Drainer(ctx, TARGET.name)
+    ctx.audience_ids[TARGET.name] = TARGET.audience  # no ownership call (and its slot's lock check) first
+    drainer = LaneDrain(ctx, "dest")
     assert drainer.lock.acquire()
-    ctx.redis.set(keys.lock(TARGET.name), b"another-drainer")  # its lock expired and was taken meanwhile
+    ctx.redis.set(keys.lane_lock("dest"), b"another-drainer")  # its lock expired and was taken meanwhile
     with pytest.raises(Stop, match="lost-lock"):
-        asyncio.run(drainer._drain())  # as if between two plans, holding what it believes is its lock
-    assert ctx.redis.exists(keys.plan(TARGET.name)) == 0
+        asyncio.run(drainer._rounds())  # as if between two plans, holding what it believes is its lock
+    assert ctx.redis.exists(keys.lane_plan("dest")) == 0
     assert ctx.ledger.list() == [] and client.calls == []
 
 

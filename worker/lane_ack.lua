@@ -1,0 +1,40 @@
+-- Acknowledge a finished lane plan: per target, trim its stream up to what the plan consumed, lower its pending
+-- count, and set its due time in the lane's due set from what is left (removed when nothing is); then lower
+-- the fleet-wide backlog and drop the plan. Fenced by the lock token so a drainer that lost its lock cannot
+-- acknowledge anything. Atomic, like the producer's enqueue.lua, so an entry appended meanwhile always leaves
+-- its target due.
+-- KEYS: lock, plan, backlog, lane due set, then per target: its stream, its pending count.
+-- ARGV: token, now (epoch s), batch size, flush interval (s), then per target: its name, the least stream id
+-- to keep, the operations consumed.
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local now, batch_size, flush = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local total = 0
+for i = 1, (#KEYS - 4) / 2 do
+  local stream, counter = KEYS[3 + 2 * i], KEYS[4 + 2 * i]
+  local name, keep, ops = ARGV[2 + 3 * i], ARGV[3 + 3 * i], tonumber(ARGV[4 + 3 * i])
+  local left = 0
+  if ops > 0 then
+    redis.call('XTRIM', stream, 'MINID', keep)
+    left = redis.call('DECRBY', counter, ops)
+    if left < 0 then
+      redis.call('SET', counter, 0)
+      left = 0
+    end
+    total = total + ops
+  else
+    left = tonumber(redis.call('GET', counter) or '0')
+  end
+  local head = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
+  if #head == 0 then
+    redis.call('ZREM', KEYS[4], name)
+  else
+    local id = head[1][1]
+    local ms = tonumber(string.sub(id, 1, string.find(id, '-', 1, true) - 1))
+    local due = ms / 1000 + flush
+    if left >= batch_size then due = 0 end
+    redis.call('ZADD', KEYS[4], string.format('%.17g', due), name)
+  end
+end
+redis.call('DEL', KEYS[2])
+if total > 0 then redis.call('DECRBY', KEYS[3], total) end
+return total

@@ -1,0 +1,224 @@
+"""Cutting a lane's plan: read its due targets' streams, keep per user the latest operation by event time,
+plan requests across audiences (worker.lane_plan), and record the batches and the plan in one transaction.
+
+A plan is what makes a crash harmless: it lists the batch ids cut and, per target, how far its stream was
+consumed. Only once every batch of the plan is delivered or dead are the streams trimmed to those positions
+(lane_ack.lua); a drain that finds a plan finishes it exactly as it was cut, with the same ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from worker import keys
+from worker.context import WorkerContext
+from worker.event_order import latest_per_user
+from worker.lane_plan import LaneRequest, encode_payload, plan_lane
+from worker.ledger import BatchRecord
+from worker.operations import PackedOperation, unpack_all
+from worker.queue import ENTRY_FIELD
+from worker.tiktok.errors import TikTokError
+
+# Stream entries read per target per round, and targets read per round trip.
+ENTRIES_PER_TARGET = 256
+FIRST_READ = 16  # entries of each target in a round's first read
+_READ = Path(__file__).with_name("lane_read.lua").read_text()
+TARGETS_PER_READ = 500
+_ENTRY_FIELD = ENTRY_FIELD.encode()
+
+
+@dataclass(slots=True)
+class Chunk:
+    """The head of one target's stream, as far as this round takes it."""
+
+    target: str
+    entries: list[tuple[str, list[list[Any]]]] = field(default_factory=list)
+    operations: int = 0
+
+    @property
+    def first(self) -> str:
+        return self.entries[0][0] if self.entries else ""
+
+    @property
+    def last(self) -> str:
+        return self.entries[-1][0] if self.entries else ""
+
+    def unpack(self) -> tuple[list[PackedOperation], list[int]]:
+        """The operations, and the acceptance time (ms, from the entry id) of each."""
+        ops: list[PackedOperation] = []
+        accepted: list[int] = []
+        for entry_id, packed in self.entries:
+            ops.extend(unpack_all(packed))
+            accepted.extend([entry_ms(entry_id)] * len(packed))
+        return ops, accepted
+
+
+@dataclass(slots=True)
+class LanePlan:
+    batch_ids: list[str]
+    # target -> [id of the last stream entry consumed ("" if none), operations consumed]
+    targets: dict[str, list[Any]]
+
+    def dumps(self) -> bytes:
+        return orjson.dumps({"batch_ids": self.batch_ids, "targets": self.targets})
+
+    @classmethod
+    def loads(cls, raw: bytes) -> LanePlan:
+        return cls(**orjson.loads(raw))
+
+
+def entry_ms(entry_id: str) -> int:
+    return int(entry_id.split("-", 1)[0])
+
+
+def due_targets(redis: Any, lane: str, horizon: float, limit: int) -> list[str]:
+    """The lane's targets due by ``horizon`` (epoch seconds), the longest waiting first."""
+    raw = redis.zrangebyscore(keys.lane_due(lane), "-inf", repr(horizon), start=0, num=limit)
+    return [t.decode() if isinstance(t, bytes) else t for t in raw]
+
+
+def read_chunks(redis: Any, targets: list[str], budget: int) -> list[Chunk]:
+    """Whole stream entries from the head of each target's stream, in order, until ``budget`` operations are
+    taken (the first entry of a round is taken whatever its size). A target with an empty stream comes back
+    with no entries (its due mark is cleared when the plan is acknowledged).
+
+    Reads go in passes, one script call (lane_read.lua) per pass and :data:`TARGETS_PER_READ` targets: a few
+    entries of every target first, then more of those that had more, each pass twice the last, so a round
+    reads little beyond what it takes however many audiences share it."""
+    chunks: list[Chunk] = []
+    emptied: set[str] = set()  # targets whose stream held nothing
+    total = 0
+    for start in range(0, len(targets), TARGETS_PER_READ):
+        names = targets[start : start + TARGETS_PER_READ]
+        open_chunks = {name: Chunk(name) for name in names}
+        count = FIRST_READ
+        while open_chunks and total < budget:
+            heads = redis.eval(_READ, len(open_chunks), *(keys.stream(t) for t in open_chunks), count,
+                               *("(" + c.last if c.entries else "-" for c in open_chunks.values()))
+            for (name, chunk), entries in zip(list(open_chunks.items()), heads, strict=True):
+                before = chunk.operations
+                full = _take(chunk, entries, budget - total + before, first_of_round=total == 0)
+                total += chunk.operations - before
+                if not entries and not chunk.entries:
+                    emptied.add(name)
+                if full or len(entries) < count or total >= budget:
+                    chunks.append(open_chunks.pop(name))
+            count = min(count * 2, ENTRIES_PER_TARGET)
+        chunks.extend(open_chunks.values())
+        chunks[:] = [c for c in chunks if c.entries or c.target in emptied]
+        if total >= budget:
+            return chunks
+    return chunks
+
+
+def _take(chunk: Chunk, entries: list[Any], room: int, *, first_of_round: bool) -> bool:
+    """Add whole entries (``[id, [field, value]]``: an entry holds the one field, worker.queue) to ``chunk``
+    while they fit in ``room`` operations (the round's very first entry always does); True once one did not
+    fit."""
+    for raw_id, fields in entries:
+        packed = orjson.loads(fields[1])
+        if chunk.operations + len(packed) > room and (chunk.operations or not first_of_round):
+            return True
+        chunk.entries.append((raw_id.decode(), packed))
+        chunk.operations += len(packed)
+    return False
+
+
+def batch_id_for(lane: str, chunks: Iterable[Chunk], index: int) -> str:
+    signature = "|".join(f"{c.target}:{c.first}:{c.last}" for c in chunks)
+    return hashlib.sha1(f"{lane}|{signature}|{index}".encode()).hexdigest()[:20]
+
+
+def new_record(batch_id: str, lane: str, action: str, by_target: dict[str, list[PackedOperation]],
+               audience_of: dict[str, str], chunks: dict[str, Chunk], rows: int) -> BatchRecord:
+    """A ledger record for rows of ``by_target`` (see worker.ledger for the fields)."""
+    targets = list(by_target)
+    audiences: dict[str, int] = {}
+    for target, ops in by_target.items():
+        audience_id = audience_of.get(target, "")
+        if audience_id:
+            audiences[audience_id] = audiences.get(audience_id, 0) + len(ops)
+    advertisers = sorted({t.split("|")[1] for t in targets})
+    accepted = [entry_ms(chunks[t].first) for t in targets if chunks[t].first]
+    accepted_last = [entry_ms(chunks[t].last) for t in targets if chunks[t].last]
+    ids = list(audiences)
+    return BatchRecord(
+        id=batch_id, target=targets[0], destination=lane, advertiser_id=advertisers[0],
+        audience_id=ids[0] if len(ids) == 1 else f"{len(ids)} audiences" if ids else "",
+        action=action, rows=rows,
+        accepted_first=min(accepted) / 1000 if accepted else None,
+        accepted_last=max(accepted_last) / 1000 if accepted_last else None,
+        position=chunks[targets[0]].last,
+        targets={t: audience_of.get(t, "") for t in targets}, audiences=audiences,
+        positions={t: chunks[t].last for t in targets}, advertiser_ids=advertisers,
+    )
+
+
+@dataclass(slots=True)
+class Cut:
+    plan: LanePlan
+    # Records and operations of the batches to send, in order (kept in memory: no read back from the ledger).
+    work: list[tuple[BatchRecord, dict[str, list[PackedOperation]]]]
+    superseded: int = 0
+
+
+def cut_plan(ctx: WorkerContext, lane: str, chunks: list[Chunk], audience_of: dict[str, str],
+             refused: dict[str, TikTokError]) -> Cut:
+    """Plan ``chunks`` into batches and record them and the plan (one transaction). Targets in ``refused``
+    (their audience cannot be used) get one dead batch each, with the reason, and are never sent."""
+    by_chunk = {c.target: c for c in chunks}
+    by_target: dict[str, list[PackedOperation]] = {}
+    dead: dict[str, list[PackedOperation]] = {}
+    work: list[tuple[str, list[PackedOperation], list[int]]] = []
+    for chunk in chunks:
+        if not chunk.entries:
+            continue
+        ops, accepted = chunk.unpack()
+        if chunk.target in refused:
+            dead[chunk.target] = latest_per_user(ops, accepted)
+        else:
+            work.append((chunk.target, ops, accepted))
+    superseded = 0
+    for (target, _, _), (ops, dropped) in zip(work, ctx.membership.news_many(work), strict=True):
+        superseded += dropped
+        if ops:
+            by_target[target] = ops
+    requests: list[LaneRequest] = plan_lane(by_target, ctx.settings.batch_size)
+    pipe = ctx.redis.pipeline(transaction=True)
+    cut: list[tuple[BatchRecord, dict[str, list[PackedOperation]]]] = []
+    batch_ids: list[str] = []
+    for index, request in enumerate(requests):
+        record = new_record(batch_id_for(lane, chunks, index), lane, request.action, request.by_target,
+                            audience_of, by_chunk, request.rows)
+        record.phase = request.phase
+        ctx.ledger.stage(pipe, record, encode_payload(request.by_target))
+        cut.append((record, request.by_target))
+        batch_ids.append(record.id)
+    dead_batches = [(target, action, [op for op in ops if op.action == action])
+                    for target, ops in dead.items() for action in ("add", "delete")]
+    for offset, (target, action, ops) in enumerate([d for d in dead_batches if d[2]], start=len(requests)):
+        error = refused[target]
+        named = target.rsplit("|", 1)[1]  # the audience id the events named (or "@key": none was created)
+        record = new_record(batch_id_for(lane, chunks, offset), lane, action, {target: ops},
+                            {target: named} if not named.startswith("@") else {}, by_chunk, len(ops))
+        record.audience_id = record.audience_id or named
+        record.status = "dead"
+        record.last_code = error.code if error.code is not None else error.http_status
+        record.last_message, record.last_request_id = error.message, error.request_id
+        record.finished_at = record.created_at
+        ctx.ledger.stage(pipe, record, encode_payload({target: ops}))
+        batch_ids.append(record.id)
+    plan = LanePlan(batch_ids=batch_ids,
+                    targets={c.target: [c.last, c.operations] for c in chunks})
+    pipe.set(keys.lane_plan(lane), plan.dumps())
+    if superseded:
+        pipe.hincrby(keys.METRICS, "superseded", superseded)
+    pipe.execute()
+    return Cut(plan, cut, superseded)
+

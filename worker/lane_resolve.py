@@ -1,0 +1,212 @@
+"""The TikTok audience id each of a lane's due targets goes to, found with as few TikTok calls as possible.
+
+- A target naming an audience id (from an event or a mapping) is checked once to belong to its advertiser:
+  ``/dmp/custom_audience/get/`` takes 100 ids per call, so the lane checks its unchecked targets 100 at a
+  time. TikTok fails the whole call when one id is not the advertiser's, so a refused call of several ids is
+  bisected until the foreign ones are found; they are refused (their operations go dead with the reason),
+  the others confirmed. Confirmations are cached in Redis and in the worker process.
+- A target of an Engage audience still to be created (``@<key>``) is created once, through
+  worker.audiences.create_once (crash-safe); the lane holds its lock, so no other worker creates it at the
+  same time. Each create takes a rate-limit slot; a round makes at most a quota of them, so mapping calls
+  for audiences that already exist are not held up behind hundreds of creates.
+
+Failures follow worker.policy: a throttle rests the token and stops the drain, an auth answer pauses the
+destination, a transient failure backs the target off (its due time moves, the others go on) until the retry
+window ends, then its operations go dead like a permanent refusal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import random
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+import structlog
+
+from worker import keys, pause
+from worker.audiences import OwnershipError, create_once, details_of, remember_audience
+from worker.context import WorkerContext
+from worker.keys import Target
+from worker.policy import Stop, decide
+from worker.tiktok.errors import PermanentError, TikTokError
+
+log = structlog.get_logger(__name__)
+
+GET_IDS_PER_CALL = 100
+CONCURRENT_CALLS = 16
+
+
+@dataclass(slots=True)
+class Resolution:
+    audience_of: dict[str, str] = field(default_factory=dict)  # targets ready to send to
+    refused: dict[str, TikTokError] = field(default_factory=dict)  # targets whose operations go dead
+    creates: int = 0  # TikTok creates made
+    checks: int = 0  # ownership calls made
+
+
+class Resolver:
+    def __init__(self, ctx: WorkerContext, lane: str, token: str, token_id: str,
+                 slot: Callable[[], Awaitable[None]]) -> None:
+        self.ctx = ctx
+        self.lane = lane
+        self.token = token
+        self.token_id = token_id
+        self._slot = slot  # waits for a rate-limit slot of the token and checks the lane still may call
+
+    async def resolve(self, targets: list[str], quota: int, idle_quota: int | None = None) -> Resolution:
+        """Audience ids of ``targets``, making at most ``quota`` TikTok calls (``idle_quota`` when none of them
+        is ready to send yet: then no mapping call waits behind the creates and checks)."""
+        found = Resolution()
+        cache = self.ctx.audience_ids
+        unknown = [t for t in targets if t not in cache]
+        found.audience_of.update({t: cache[t] for t in targets if t in cache})
+        if not unknown:
+            return found
+        parsed = {t: Target.parse(t) for t in unknown}
+        pipe = self.ctx.redis.pipeline(transaction=False)
+        for spec in parsed.values():
+            if spec.needs_audience:
+                pipe.get(keys.created_audience(spec.destination, spec.advertiser_id, spec.audience_key))
+            else:
+                pipe.exists(keys.ownership(spec.destination, spec.advertiser_id, spec.audience))
+        pipe.hmget(keys.resolve_failures(self.lane), unknown)
+        *answers, failures = pipe.execute()
+        now = time.time()
+        to_create: list[str] = []
+        to_check: dict[str, list[str]] = defaultdict(list)
+        for target, answer, failure in zip(unknown, answers, failures, strict=True):
+            spec = parsed[target]
+            if answer:
+                audience_id = spec.audience
+                if spec.needs_audience:
+                    audience_id = answer.decode() if isinstance(answer, bytes) else str(answer)
+                cache[target] = found.audience_of[target] = audience_id
+                continue
+            if failure and orjson.loads(failure).get("next_at", 0) > now:
+                continue  # backing off: its due time already says when to look again
+            if spec.needs_audience:
+                to_create.append(target)
+            else:
+                to_check[spec.advertiser_id].append(target)
+        if not found.audience_of and idle_quota is not None:
+            quota = idle_quota
+        calls = [functools.partial(self._check, advertiser_id, checks[start : start + GET_IDS_PER_CALL], found)
+                 for advertiser_id, checks in to_check.items()
+                 for start in range(0, len(checks), GET_IDS_PER_CALL)]
+        calls += [functools.partial(self._create, target, found) for target in to_create]
+        await _run_all([call() for call in calls[: max(1, quota)]])
+        return found
+
+    async def _check(self, advertiser_id: str, targets: list[str], found: Resolution) -> None:
+        ids = [Target.parse(t).audience for t in targets]
+        await self._slot()
+        found.checks += 1
+        try:
+            items = await self.ctx.client.get_audiences(self.token, advertiser_id, ids)
+        except PermanentError as exc:
+            if len(targets) > 1:  # one foreign id fails the whole call: find it by halves
+                middle = len(targets) // 2
+                await self._check(advertiser_id, targets[:middle], found)
+                await self._check(advertiser_id, targets[middle:], found)
+                return
+            found.refused[targets[0]] = _not_owned(advertiser_id, ids[0], exc)
+            return
+        except TikTokError as exc:
+            for target in targets:
+                self._failed(target, exc, found)
+            return
+        pipe = self.ctx.redis.pipeline(transaction=True)
+        for target, audience_id in zip(targets, ids, strict=True):
+            details = details_of(items, audience_id)
+            if details is None:
+                found.refused[target] = _not_owned(advertiser_id, audience_id, None)
+                continue
+            pipe.set(keys.ownership(self.lane, advertiser_id, audience_id), 1)
+            remember_audience(pipe, self.lane, advertiser_id, audience_id, name=str(details.get("name") or ""),
+                              origin="checked", only_new=True)
+            self.ctx.audience_ids[target] = found.audience_of[target] = audience_id
+        pipe.hdel(keys.resolve_failures(self.lane), *targets)
+        pipe.execute()
+
+    async def _create(self, target: str, found: Resolution) -> None:
+        spec = Target.parse(target)
+        id_key = keys.created_audience(spec.destination, spec.advertiser_id, spec.audience_key)
+        await self._slot()
+        found.creates += 1
+        try:
+            audience_id = await create_once(self.ctx.client, self.ctx.redis, self.token,
+                                            destination=spec.destination, advertiser_id=spec.advertiser_id,
+                                            name=spec.audience_key, id_key=id_key, origin="auto-create",
+                                            target=target)
+        except TikTokError as exc:
+            log.error("audience_create_failed", destination=spec.destination, advertiser_id=spec.advertiser_id,
+                      audience_key=spec.audience_key, error=type(exc).__name__, code=exc.code,
+                      message=exc.message, request_id=exc.request_id)
+            self._failed(target, exc, found)
+            return
+        self.ctx.redis.hdel(keys.resolve_failures(self.lane), target)
+        self.ctx.audience_ids[target] = found.audience_of[target] = audience_id
+
+    def _failed(self, target: str, exc: TikTokError, found: Resolution) -> None:
+        """Apply the retry policy to a failed create or check of ``target``'s audience."""
+        redis = self.ctx.redis
+        raw = redis.hget(keys.resolve_failures(self.lane), target)
+        history = orjson.loads(raw) if raw else {}
+        now = time.time()
+        decision = decide(exc, SimpleNamespace(failures=history.get("failures", 0),
+                                               failing_since=history.get("failing_since")),
+                          self.ctx.settings, now, jitter=random.random())
+        if decision.verdict == "throttled":
+            self.ctx.limiter.throttle(self.token_id, decision.cooldown)
+            raise Stop("throttled", decision.retry_at or now)
+        if decision.verdict == "pause":
+            pause.pause(redis, self.lane, reason=exc.message, code=exc.code)
+            log.error("destination_paused", destination=self.lane, code=exc.code, message=exc.message)
+            raise Stop("paused", decision.retry_at or now)
+        if decision.verdict == "retry":
+            assert decision.retry_at is not None
+            pipe = redis.pipeline(transaction=True)
+            pipe.hset(keys.resolve_failures(self.lane), target,
+                      orjson.dumps({**decision.history, "next_at": decision.retry_at}))
+            pipe.zadd(keys.lane_due(self.lane), {target: decision.retry_at}, xx=True)
+            pipe.execute()
+            return
+        redis.hdel(keys.resolve_failures(self.lane), target)
+        found.refused[target] = exc
+
+
+async def _run_all(calls: list[Coroutine[Any, Any, None]]) -> None:
+    """Run the calls, up to :data:`CONCURRENT_CALLS` at once (each waits for its own rate-limit slot, so at a
+    generous rate the round is not as long as the sum of the calls' latencies). The first Stop cancels the
+    others (a create cancelled mid-call leaves its intent marker: worker.audiences makes its retry safe)."""
+    if len(calls) == 1:
+        await calls[0]
+        return
+    gate = asyncio.Semaphore(CONCURRENT_CALLS)
+
+    async def limited(call: Coroutine[Any, Any, None]) -> None:
+        async with gate:
+            await call
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for call in calls:
+                group.create_task(limited(call))
+    except BaseExceptionGroup as failures:
+        raise failures.exceptions[0] from None
+
+
+def _not_owned(advertiser_id: str, audience_id: str, exc: TikTokError | None) -> OwnershipError:
+    where = f"audience {audience_id} does not belong to advertiser {advertiser_id}"
+    advice = "its batches are not sent; correct the audience id in the event or mapping, then replay them"
+    said = f"TikTok /dmp/custom_audience/get/: {exc.message}" if exc else \
+        "TikTok /dmp/custom_audience/get/ does not return it"
+    return OwnershipError(f"{where} ({said}); {advice}", code=exc.code if exc else None,
+                          request_id=exc.request_id if exc else "", http_status=exc.http_status if exc else None)

@@ -4,12 +4,22 @@ Routes: ``POST /v1/track``, ``/v1/identify``, ``/v1/batch``, ``/v1/webhook``; ``
 ``/metrics``. Answers follow Segment's (``{"success": true}``); a 200 always means the events are stored in
 Redis, and while they cannot be stored the answer is 503, so senders retry instead of losing events.
 
+Hostile clients are refused precisely and cheaply: a webhook with neither a write key nor a signature is
+refused before its body is read; a body that does not arrive within ``TTA_BODY_TIMEOUT`` is 408; an unknown
+``Content-Encoding`` is 415 and a body that is not the gzip/deflate it claims is 400; JSON nested deeper than
+:data:`MAX_DEPTH` where we merge it is 400; a request of more than ``TTA_MAX_REQUEST_EVENTS`` events is 413; a
+large request is routed in slices that yield to the event loop, so ``/healthz`` and other requests are
+answered meanwhile. No answer repeats a header's value. A client that hangs up mid-request is logged at debug
+and counted with status 499, not as a failure of ours (:mod:`producer.protocol` covers what happens before a
+request reaches a handler).
+
 The request path stays thin (one orjson parse, one intake call, a few counter increments) because the
 per-event cost of routing is the budget; there is no access log and at most one debug line per request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -25,12 +35,15 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import structlog
 from aiohttp import hdrs, web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest, values
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from producer.auth import SIGNATURE_HEADER, Authenticator
 from producer.intake import BacklogFull, Intake, IntakeResult, StoreUnavailable
+from producer.protocol import serve_until_stopped
 from worker.heap import settle_heap
+from worker.redis_memory import is_out_of_memory, memory_state
 from worker.settings import Settings
 
 if TYPE_CHECKING:
@@ -39,6 +52,19 @@ if TYPE_CHECKING:
 SINGLE_EVENT_LIMIT = 32 * 1024
 BATCH_LIMIT = 500 * 1024
 WEBHOOK_LIMIT = 16 * 1024 * 1024
+# Deepest nesting of objects and arrays accepted where intake walks a body recursively (the batch-level
+# objects merged into every event); far beyond any real context, far below Python's recursion limit.
+MAX_DEPTH = 64
+# A request with more events than this is routed in slices of this many, yielding to the event loop between
+# them: ~30 ms of routing at a time, so one large webhook never stalls the other connections.
+ROUTE_SLICE = 2_000
+# Content-Encodings aiohttp inflates as the body arrives; anything else would reach the JSON parser as noise.
+ACCEPTED_ENCODINGS = frozenset({"", "identity", "gzip", "x-gzip", "deflate"})
+# Counted in the requests metric for a client that hung up before its answer (nginx's convention).
+CLIENT_CLOSED = 499
+
+_DEFAULT_CODES = {400: "invalid_request", 401: "unauthorized", 408: "request_timeout", 413: "too_large",
+                  415: "unsupported_encoding", 503: "unavailable"}
 
 log = structlog.get_logger("producer.http")
 
@@ -52,13 +78,15 @@ class StartupError(Exception):
 class _HttpError(Exception):
     """An answer other than success, raised from deep in a handler and turned into a response at the top."""
 
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None, *,
+                 code: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.headers = headers
+        self.code = code or _DEFAULT_CODES.get(status, "error")
 
     def response(self) -> web.Response:
-        return _json(self.status, {"success": False, "error": str(self)}, self.headers)
+        return _json(self.status, {"success": False, "code": self.code, "message": str(self)}, self.headers)
 
 
 def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> web.Response:
@@ -139,20 +167,50 @@ METRICS_KEY = web.AppKey("metrics", IntakeMetrics)
 INTAKE_KEY = web.AppKey("intake", Intake)
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes:
+async def _read_body(request: web.Request, limit: int, timeout: float) -> bytes:
     """The body, refused with 413 as soon as it is known to exceed ``limit``: by Content-Length before
-    reading, and while reading (chunked bodies, and gzip bodies that aiohttp inflates as they arrive)."""
+    reading, and while reading (chunked bodies, and gzip bodies that aiohttp inflates as they arrive); with
+    408 when it has not all arrived within ``timeout`` seconds; with 415/400 when its encoding is unknown or
+    it is not what its ``Content-Encoding`` says."""
+    encoding = request.headers.get(hdrs.CONTENT_ENCODING, "").strip().lower()
+    if encoding not in ACCEPTED_ENCODINGS:
+        raise _HttpError(415, "unsupported Content-Encoding: send the body plain, gzip or deflate")
     length = request.content_length
     if length is not None and length > limit:
         raise _HttpError(413, f"body of {length} bytes is over the limit of {limit} bytes for this route")
     chunks: list[bytes] = []
     size = 0
-    while chunk := await request.content.readany():
-        size += len(chunk)
-        if size > limit:
-            raise _HttpError(413, f"body is over the limit of {limit} bytes for this route")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            while chunk := await request.content.readany():
+                size += len(chunk)
+                if size > limit:
+                    raise _HttpError(413, f"body is over the limit of {limit} bytes for this route")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise _HttpError(408, f"the body did not arrive within {timeout:g} s") from None
+    except HttpProcessingError as exc:  # aiohttp's inflater refused it (aiohttp wraps its own errors too)
+        raise _HttpError(400, f"the body is not valid {encoding or 'data'} as its Content-Encoding says "
+                              f"({type(exc).__name__})", code="bad_encoding") from None
+    except Exception as exc:
+        if is_bad_encoding(exc):
+            raise _HttpError(400, f"the body is not valid {encoding} as its Content-Encoding says",
+                             code="bad_encoding") from None
+        raise
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def is_bad_encoding(exc: BaseException) -> bool:
+    """Whether reading a body failed because it could not be inflated (aiohttp raises its payload error with
+    the inflater's error as the cause, or the inflater's error itself, depending on where it fails)."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return False
+        if isinstance(seen, HttpProcessingError) or type(seen).__name__ in ("error", "BadGzipFile"):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _parse_json(body: bytes) -> Any:
@@ -174,9 +232,25 @@ def _batch_level(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
             continue
         if not isinstance(value, dict):
             raise _HttpError(400, f'the batch-level "{key}" must be an object')
+        if depth_exceeds(value, MAX_DEPTH):
+            raise _HttpError(400, f'the batch-level "{key}" is nested deeper than {MAX_DEPTH} levels',
+                             code="too_deep")
         if value:
             shared[key] = value
     return shared
+
+
+def depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether objects/arrays in ``value`` nest deeper than ``limit`` levels (iterative: the value itself may
+    be nested deeper than Python's recursion limit)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
 
 
 def with_batch_level(event: Any, shared: dict[str, dict[str, Any]]) -> Any:
@@ -204,11 +278,14 @@ def _merge(defaults: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
 
 
 class _Routes:
-    def __init__(self, intake: Intake, auth: Authenticator, metrics: IntakeMetrics, *, debug: bool) -> None:
+    def __init__(self, intake: Intake, auth: Authenticator, metrics: IntakeMetrics, settings: Settings, *,
+                 debug: bool) -> None:
         self._intake = intake
         self._auth = auth
         self._metrics = metrics
         self._debug = debug
+        self._body_timeout = settings.body_timeout
+        self._max_events = settings.max_request_events
         self._last_store_warning = 0.0
 
     def counted(self, route: str, handler: Handler) -> Handler:
@@ -220,11 +297,16 @@ class _Routes:
                 response = await handler(request)
             except _HttpError as exc:
                 response = exc.response()
+            except ConnectionError:
+                # The client hung up (mid-body, say): nothing to answer and nothing wrong on our side.
+                log.debug("client disconnected", route=route)
+                metrics.request(route, CLIENT_CLOSED)
+                return web.Response(status=CLIENT_CLOSED)  # nobody reads it; aiohttp drops it quietly
             except Exception as exc:
                 # Frames only, no locals or message: either could hold an identifier from the body.
                 log.error("request failed", route=route, error=type(exc).__name__,
                           where="".join(traceback.format_tb(exc.__traceback__)[-3:]))
-                response = _json(500, {"success": False, "error": "internal error"})
+                response = _json(500, {"success": False, "code": "internal_error", "message": "internal error"})
             metrics.request(route, response.status)
             if self._debug:
                 log.debug("request", route=route, status=response.status)
@@ -242,7 +324,7 @@ class _Routes:
 
     async def batch(self, request: web.Request) -> web.StreamResponse:
         self._require_key(request)
-        doc = _parse_json(await _read_body(request, BATCH_LIMIT))
+        doc = _parse_json(await _read_body(request, BATCH_LIMIT, self._body_timeout))
         events = doc.get("batch") if isinstance(doc, dict) else None
         if not isinstance(events, list):
             raise _HttpError(400, 'expected a JSON object with a "batch" array of events')
@@ -254,9 +336,10 @@ class _Routes:
     async def webhook(self, request: web.Request) -> web.StreamResponse:
         key_ok = self._auth.check_key(request.headers.get(hdrs.AUTHORIZATION))
         signature = request.headers.get(SIGNATURE_HEADER)
-        if not key_ok and not signature:
+        # Refused before a byte of the body is read (or hashed) unless a signature could possibly be valid.
+        if not key_ok and not self._auth.could_be_signature(signature):
             raise self._unauthorized()
-        body = await _read_body(request, WEBHOOK_LIMIT)
+        body = await _read_body(request, WEBHOOK_LIMIT, self._body_timeout)
         if not key_ok and not self._auth.check_signature(body, signature):
             raise self._unauthorized()
         doc = _parse_json(body)
@@ -270,7 +353,7 @@ class _Routes:
 
     async def _single(self, request: web.Request, event_type: str) -> web.StreamResponse:
         self._require_key(request)
-        event = _parse_json(await _read_body(request, SINGLE_EVENT_LIMIT))
+        event = _parse_json(await _read_body(request, SINGLE_EVENT_LIMIT, self._body_timeout))
         if isinstance(event, dict):
             given = event.get("type")
             if given is None:
@@ -292,14 +375,31 @@ class _Routes:
         return _json(200, payload)
 
     async def _accept(self, events: list[Any]) -> IntakeResult:
+        if len(events) > self._max_events:
+            raise _HttpError(413, f"{len(events):,} events in one request is over the limit of "
+                                  f"{self._max_events:,}; send them in several requests", code="too_many_events")
+        result = IntakeResult()
         try:
-            result = await self._intake.accept_async(events)
+            for start in range(0, len(events), ROUTE_SLICE):
+                if start:
+                    await asyncio.sleep(0)  # let other connections (and /healthz) in between slices
+                part = events if len(events) <= ROUTE_SLICE else events[start:start + ROUTE_SLICE]
+                result.merge(await self._intake.accept_async(part), start)
         except BacklogFull as exc:
-            raise _HttpError(503, str(exc), {"Retry-After": str(exc.retry_after)}) from None
+            self._metrics.record(result)
+            done = result.accepted + result.rejected
+            stored = f"the events from index {done:,} on were not stored" if done else "the events were not stored"
+            raise _HttpError(503, f"{exc}; {stored}",
+                             {"Retry-After": str(exc.retry_after)}, code="backlog_full") from None
         except StoreUnavailable as exc:
+            self._metrics.record(result)
             self._warn_store(exc)
-            raise _HttpError(503, "the event store (Redis) is unavailable; nothing was accepted",
-                             {"Retry-After": str(exc.retry_after)}) from None
+            if is_out_of_memory(exc):
+                raise _HttpError(503, "the event store (Redis) is out of memory: the events were not stored; "
+                                      "retry later", {"Retry-After": str(exc.retry_after)},
+                                 code="store_out_of_memory") from None
+            raise _HttpError(503, "the event store (Redis) is unavailable: the events may not have been stored; "
+                                  "retry", {"Retry-After": str(exc.retry_after)}) from None
         self._metrics.record(result)
         return result
 
@@ -308,7 +408,8 @@ class _Routes:
         now = time.monotonic()
         if now - self._last_store_warning >= 1.0:
             self._last_store_warning = now
-            log.warning("event store unavailable", error=str(exc))
+            log.warning("event store unavailable", error=type(exc.__cause__ or exc).__name__,
+                        out_of_memory=is_out_of_memory(exc))
 
     def _require_key(self, request: web.Request) -> None:
         if not self._auth.check_key(request.headers.get(hdrs.AUTHORIZATION)):
@@ -325,9 +426,21 @@ class _Routes:
         return _json(200, {"ok": True})
 
     async def readyz(self, request: web.Request) -> web.StreamResponse:
-        if await self._intake.ready_async():
-            return _json(200, {"ready": True})
-        return _json(503, {"ready": False, "error": "Redis does not answer"})
+        if not await self._intake.ready_async():
+            return _json(503, {"ready": False, "code": "store_unreachable", "message": "Redis does not answer"})
+        full = await self._memory_full()
+        if full:
+            return _json(503, {"ready": False, "code": "store_out_of_memory", "message": full})
+        return _json(200, {"ready": True})
+
+    async def _memory_full(self) -> str | None:
+        """What is wrong when Redis refuses writes for lack of memory; None when it does not (or cannot say)."""
+        try:
+            info = await asyncio.wait_for(self._intake.client.info("memory"), 2.0)  # type: ignore[arg-type]
+        except Exception:
+            return None  # PING answered; a Redis that does not offer INFO (a proxy) is taken as fine
+        state = memory_state(info)
+        return state.describe() if state.full else None
 
     async def metrics(self, request: web.Request) -> web.StreamResponse:
         # On failure keep the last known value; /readyz reports the outage.
@@ -340,7 +453,7 @@ def build_app(intake: Intake, settings: Settings, *, no_auth: bool = False,
               metrics: IntakeMetrics | None = None) -> web.Application:
     """The intake application around ``intake`` (whose client must be a ``redis.asyncio`` one)."""
     metrics = metrics or IntakeMetrics()
-    routes = _Routes(intake, Authenticator.from_settings(settings, no_auth=no_auth), metrics,
+    routes = _Routes(intake, Authenticator.from_settings(settings, no_auth=no_auth), metrics, settings,
                      debug=settings.log_level.lower() == "debug")
     # Bodies are read by _read_body with per-route limits; this only bounds aiohttp's own readers.
     app = web.Application(client_max_size=WEBHOOK_LIMIT)
@@ -408,8 +521,7 @@ def serve(host: str, port: int, settings: Settings, *, no_auth: bool = False, wo
     settle_heap()
 
     def run(reuse_port: bool) -> None:
-        web.run_app(_make_app(router, settings, no_auth), host=host, port=port, access_log=None,
-                    reuse_port=reuse_port, print=None)
+        asyncio.run(_serve(router, settings, no_auth, host, port, reuse_port))
 
     if workers <= 1:
         log.info("intake serving", host=host, port=port, workers=1, auth=not no_auth)
@@ -421,6 +533,18 @@ def serve(host: str, port: int, settings: Settings, *, no_auth: bool = False, wo
         return _run_forked(workers, lambda: run(reuse_port=True))
     finally:
         cleanup()
+
+
+async def _serve(router: Router, settings: Settings, no_auth: bool, host: str, port: int,
+                 reuse_port: bool) -> None:
+    """Serve until SIGTERM or SIGINT, with the connection guards of :mod:`producer.protocol`."""
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopped.set)
+    await serve_until_stopped(await _make_app(router, settings, no_auth), host, port, reuse_port=reuse_port,
+                              header_timeout=settings.header_timeout,
+                              keepalive_timeout=settings.keepalive_timeout, stopped=stopped)
 
 
 async def _make_app(router: Router, settings: Settings, no_auth: bool) -> web.Application:

@@ -57,6 +57,17 @@ class Settings(BaseSettings):
     backlog_limit: int = Field(5_000_000, alias="TTA_BACKLOG_LIMIT", ge=1)
     default_phone_country: str = Field("US", alias="TTA_DEFAULT_PHONE_COUNTRY")
 
+    # Intake connections: seconds a client has to send a request's head, then its body, and how long an idle
+    # kept-alive connection stays open. Slow or stalled clients must not hold connections indefinitely.
+    header_timeout: float = Field(10.0, alias="TTA_HEADER_TIMEOUT", gt=0)
+    body_timeout: float = Field(30.0, alias="TTA_BODY_TIMEOUT", gt=0)
+    keepalive_timeout: float = Field(75.0, alias="TTA_KEEPALIVE_TIMEOUT", gt=0)
+    # Most events one intake request may carry (a larger one is refused with 413, whatever its byte size).
+    max_request_events: int = Field(100_000, alias="TTA_MAX_REQUEST_EVENTS", ge=1)
+    # Most new audiences (never seen before) events may introduce per destination per minute; the events
+    # beyond it are rejected with the reason, so a flood of made-up audience keys cannot create thousands.
+    new_audiences_per_minute: int = Field(60, alias="TTA_NEW_AUDIENCES_PER_MINUTE", ge=0)
+
     # Retention of ledger records, in seconds.
     delivered_retention: float = Field(7 * 86400.0, alias="TTA_DELIVERED_RETENTION", gt=0)
     dead_retention: float = Field(30 * 86400.0, alias="TTA_DEAD_RETENTION", gt=0)

@@ -101,7 +101,7 @@ async def test_an_event_of_another_type_than_the_route_is_refused(make_client: M
 
     assert resp.status == 400
     body = await resp.json()
-    assert body["success"] is False and '"identify"' in body["error"]
+    assert body["success"] is False and '"identify"' in body["message"]
     assert stored(store) == 0
 
 
@@ -111,7 +111,7 @@ async def test_a_rejected_event_answers_400_with_the_reason(make_client: MakeCli
     resp = await client.post("/v1/track", data=orjson.dumps(entered(None)), headers=AUTH)
 
     assert resp.status == 400
-    assert "At least one enabled identifier" in (await resp.json())["error"]
+    assert "At least one enabled identifier" in (await resp.json())["message"]
     assert store.hget(keys.REJECTED, "no_identifier") == b"1"
 
 
@@ -120,7 +120,7 @@ async def test_invalid_json_is_named(make_client: MakeClient) -> None:
     resp = await client.post("/v1/track", data=b'{"type": "track",', headers=AUTH)
 
     assert resp.status == 400
-    assert (await resp.json())["error"].startswith("invalid JSON")
+    assert (await resp.json())["message"].startswith("invalid JSON")
 
 
 # -- batches and webhooks ----------------------------------------------------------------------------------
@@ -181,7 +181,7 @@ async def test_a_batch_level_context_that_is_not_an_object_is_refused(make_clien
     resp = await client.post("/v1/batch", data=orjson.dumps({"batch": [entered()], "context": [1]}),
                              headers=AUTH)
     assert resp.status == 400
-    assert "batch-level" in (await resp.json())["error"]
+    assert "batch-level" in (await resp.json())["message"]
 
 
 async def test_batch_needs_a_batch_array(make_client: MakeClient) -> None:
@@ -299,7 +299,7 @@ async def test_backlog_full_is_503_with_retry_after(make_client: MakeClient,
 
     assert resp.status == 503
     assert int(resp.headers["Retry-After"]) > 0
-    assert "backlog" in (await resp.json())["error"]
+    assert "backlog" in (await resp.json())["message"]
     assert store.xlen(keys.stream(TARGET.name)) == 0
 
 

@@ -19,7 +19,7 @@ import asyncio
 
 import redis.asyncio as aioredis
 
-from worker.queue import queue_commands
+from worker.queue import backlog_after, queue_commands
 
 Grouped = dict[str, list[list[str]]]  # target -> packed operations
 
@@ -30,16 +30,18 @@ MAX_GROUP = 64
 class WriteGroup:
     """Appends ``grouped`` operations for concurrent callers of one event loop, one round trip per group."""
 
-    def __init__(self, client: aioredis.Redis, batch_size: int, quiet: float = 0.0) -> None:
+    def __init__(self, client: aioredis.Redis, batch_size: int, quiet: float = 0.0, ceiling: int = 0) -> None:
         self._client = client
         self._batch_size = batch_size
         self._quiet = quiet
+        self._ceiling = ceiling  # the backlog limit the script enforces (0: none)
         self._waiting: list[tuple[Grouped, float, asyncio.Future[int]]] = []
         self._writer: asyncio.Task[None] | None = None
 
     async def append(self, grouped: Grouped, due_at: float) -> int:
         """Store ``grouped`` (due at ``due_at`` at the latest); returns the backlog after the write that
-        stored it. Raises what the write raised."""
+        stored it. Raises what the write raised (:class:`worker.queue.BacklogCeiling` when the group would have
+        passed the backlog ceiling: then none of it is stored)."""
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._waiting.append((grouped, due_at, future))
         if self._writer is None or self._writer.done():
@@ -58,8 +60,9 @@ class WriteGroup:
                 # A one-command pipeline rather than a bare EVAL: the same round trip, and every intake write
                 # goes through pipeline(), one seam for tests to make Redis fail.
                 pipe = self._client.pipeline(transaction=False)
-                queue_commands(pipe, merged, due_at, self._batch_size, self._quiet)
-                (backlog,) = await pipe.execute()
+                queue_commands(pipe, merged, due_at, self._batch_size, self._quiet, self._ceiling)
+                (reply,) = await pipe.execute()
+                backlog = backlog_after(reply, merged, self._ceiling)
             except BaseException as exc:  # every waiting request must hear of it, cancellation included
                 for _, _, future in group:
                     if not future.done():
@@ -69,4 +72,4 @@ class WriteGroup:
                 continue
             for _, _, future in group:
                 if not future.done():
-                    future.set_result(int(backlog))
+                    future.set_result(backlog)

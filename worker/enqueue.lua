@@ -4,19 +4,31 @@
 -- parsing cost more than Redis's own work here.
 -- KEYS: ready index, targets set, backlog, intake-recent marker, quiet-swept marker, then per target: its
 -- stream, its pending counter.
--- ARGV: due time, entry field name, batch size, quiet-flush period (ms, 0 = off), then per target: its name,
--- its operation count, its entry.
--- Returns the backlog after the append.
+-- ARGV: due time, entry field name, batch size, quiet-flush period (ms, 0 = off), backlog ceiling (0 = none),
+-- then per target: its name, its operation count, its entry.
+-- Returns the backlog after the append; or, when the append would take the backlog past the ceiling, writes
+-- nothing and returns -1 - backlog (the check and the write are one atomic step: whatever the request size
+-- or the number of concurrent writers, the backlog never passes the ceiling).
 local due, field, batch_size, quiet_ms = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local ceiling = tonumber(ARGV[5])
+local targets = (#KEYS - 5) / 2
 local total = 0
-for i = 1, (#KEYS - 5) / 2 do
-  local name, ops, entry = ARGV[3 * i + 2], tonumber(ARGV[3 * i + 3]), ARGV[3 * i + 4]
+for i = 1, targets do
+  total = total + tonumber(ARGV[3 * i + 4])
+end
+if ceiling > 0 then
+  local backlog = tonumber(redis.call('GET', KEYS[3]) or '0')
+  if backlog + total > ceiling then
+    return -1 - backlog
+  end
+end
+for i = 1, targets do
+  local name, ops, entry = ARGV[3 * i + 3], tonumber(ARGV[3 * i + 4]), ARGV[3 * i + 5]
   redis.call('XADD', KEYS[4 + 2 * i], '*', field, entry)
   local pending = redis.call('INCRBY', KEYS[5 + 2 * i], ops)
   -- LT keeps an earlier due time: the oldest waiting operation sets the pace; a full batch is due at once.
   redis.call('ZADD', KEYS[1], 'LT', pending >= batch_size and 0 or due, name)
   redis.call('SADD', KEYS[2], name)
-  total = total + ops
 end
 if quiet_ms > 0 then
   -- The intake is busy for another quiet period; the scheduler may sweep again once it has gone quiet.

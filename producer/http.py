@@ -41,7 +41,9 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from producer.auth import SIGNATURE_HEADER, Authenticator
 from producer.intake import BacklogFull, Intake, IntakeResult, StoreUnavailable
+from producer.limits import NewAudienceGate
 from producer.protocol import serve_until_stopped
+from worker import keys
 from worker.heap import settle_heap
 from worker.redis_memory import is_out_of_memory, memory_state
 from worker.settings import Settings
@@ -60,6 +62,8 @@ MAX_DEPTH = 64
 ROUTE_SLICE = 2_000
 # Content-Encodings aiohttp inflates as the body arrives; anything else would reach the JSON parser as noise.
 ACCEPTED_ENCODINGS = frozenset({"", "identity", "gzip", "x-gzip", "deflate"})
+# Seconds between two readings of the queue's known audiences for the new-audience cap.
+KNOWN_AUDIENCES_REFRESH = 30.0
 # Counted in the requests metric for a client that hung up before its answer (nginx's convention).
 CLIENT_CLOSED = 499
 
@@ -512,6 +516,8 @@ def serve(host: str, port: int, settings: Settings, *, no_auth: bool = False, wo
         ensure_port_free(host, port)
         router = Router.from_destinations(load_destinations(settings.config_path),
                                           default_phone_country=settings.default_phone_country)
+        if settings.new_audiences_per_minute:
+            router.audience_gate = NewAudienceGate(settings.new_audiences_per_minute)
     except (StartupError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -558,7 +564,32 @@ async def _make_app(router: Router, settings: Settings, no_auth: bool) -> web.Ap
         await client.aclose()
 
     app.on_cleanup.append(close_client)
+    if router.audience_gate is not None:
+        app.cleanup_ctx.append(_teaching_known_audiences(router.audience_gate, client))
     return app
+
+
+def _teaching_known_audiences(gate: NewAudienceGate, client: Any) -> Callable[[web.Application], Any]:
+    """While the app runs, teach ``gate`` the audiences the queue already knows (on start, then every
+    :data:`KNOWN_AUDIENCES_REFRESH` seconds), so existing audiences never count as new."""
+
+    async def teach_forever() -> None:
+        while True:
+            try:
+                async for name in client.sscan_iter(keys.TARGETS, count=1000):
+                    gate.learn((name.decode() if isinstance(name, bytes) else name,))
+            except Exception as exc:  # Redis away: the gate keeps what it knew; /readyz reports the outage
+                log.debug("cannot read known audiences", error=type(exc).__name__)
+            await asyncio.sleep(KNOWN_AUDIENCES_REFRESH)
+
+    async def context(_: web.Application) -> Any:
+        task = asyncio.ensure_future(teach_forever())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return context
 
 
 def _run_forked(workers: int, run: Callable[[], None]) -> int:

@@ -66,6 +66,7 @@ class Settings(BaseSettings):
     max_request_events: int = Field(100_000, alias="TTA_MAX_REQUEST_EVENTS", ge=1)
     # Most new audiences (never seen before) events may introduce per destination per minute; the events
     # beyond it are rejected with the reason, so a flood of made-up audience keys cannot create thousands.
+    # Counted per intake process; 0 turns the cap off.
     new_audiences_per_minute: int = Field(60, alias="TTA_NEW_AUDIENCES_PER_MINUTE", ge=0)
 
     # Retention of ledger records, in seconds.

@@ -87,10 +87,14 @@ def run_worker(settings: Settings, *, concurrency: int | None = None, loglevel: 
     )
     scheduler.start()
     os.environ.setdefault("REDIS_URL", settings.redis_url)
+    from tiktok_audiences.logging import keep_celery_logging
     from worker.celery_app import app
 
+    # Every line JSON: Celery logs through our set-up, and its text banner is replaced by one log line.
+    keep_celery_logging()
+    log.info("worker starting", concurrency=concurrency or os.cpu_count(), nice=settings.worker_nice)
     argv = ["worker", f"--loglevel={loglevel}", "--without-gossip", "--without-mingle", "--without-heartbeat",
-            "-O", "fair"]
+            "-O", "fair", "--quiet"]
     if concurrency:
         argv.append(f"--concurrency={concurrency}")
     try:

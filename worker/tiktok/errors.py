@@ -23,10 +23,11 @@ from typing import Any
 
 import orjson
 
+from worker.redaction import redact as redact_secrets
+
 SUCCESS = 0
 THROTTLE_CODES = frozenset({40100, 40016, 40133})
 AUTH_CODES = frozenset({40105, 40104, 40001})
-REDACTED = "[redacted]"
 
 
 class TikTokError(Exception):
@@ -177,8 +178,6 @@ def _message_of(parsed: Mapping[str, Any] | None, http_status: int) -> str:
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every non-empty secret in it replaced by a marker."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
-    return text
+    """``text`` with every non-empty secret in it replaced by a marker: also upper- or lower-cased, percent-
+    or JSON-encoded copies (worker.redaction)."""
+    return redact_secrets(text, secrets)

@@ -93,8 +93,8 @@ def run_worker(settings: Settings, *, concurrency: int | None = None, loglevel: 
     # Every line JSON: Celery logs through our set-up, and its text banner is replaced by one log line.
     keep_celery_logging()
     log.info("worker starting", concurrency=concurrency or os.cpu_count(), nice=settings.worker_nice)
-    argv = ["worker", f"--loglevel={loglevel}", "--without-gossip", "--without-mingle", "--without-heartbeat",
-            "-O", "fair", "--quiet"]
+    argv = ["--quiet", "worker", f"--loglevel={loglevel}", "--without-gossip", "--without-mingle",
+            "--without-heartbeat", "-O", "fair"]
     if concurrency:
         argv.append(f"--concurrency={concurrency}")
     try:

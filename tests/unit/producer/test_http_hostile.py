@@ -16,14 +16,13 @@ import fakeredis
 import orjson
 import pytest
 import pytest_asyncio
-from aiohttp import web
-from aiohttp.test_utils import BaseTestServer, TestClient, TestServer
+from aiohttp.test_utils import BaseTestServer, TestClient
 from redis.exceptions import OutOfMemoryError
 
 from producer.auth import sign
 from producer.http import build_app
 from producer.intake import Intake
-from producer.protocol import GuardedAppRunner
+from tests.unit.producer.guarded_server import GuardedTestServer
 from tests.unit.producer.intake_fakes import AsyncDownPipeline, AsyncPipelineDownRedis, entered, router, settings
 from worker import keys
 
@@ -34,19 +33,6 @@ SECRET = "webhook-secret-hostile"
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"{KEY}:".encode()).decode()}
 
 MakeClient = Callable[..., Awaitable[TestClient[Any, Any]]]
-
-
-class GuardedTestServer(TestServer):
-    """aiohttp's test server with the intake's connection guards, as ``serve`` runs them."""
-
-    def __init__(self, app: web.Application, *, header_timeout: float = 10.0, **kwargs: Any) -> None:
-        super().__init__(app, **kwargs)
-        self._header_timeout = header_timeout
-
-    async def _make_runner(self, **kwargs: Any) -> GuardedAppRunner:
-        # As serve runs: a handler is not cancelled when its client hangs up (it sees the disconnect).
-        kwargs["handler_cancellation"] = False
-        return GuardedAppRunner(self.app, header_timeout=self._header_timeout, **kwargs)
 
 
 @pytest.fixture

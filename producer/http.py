@@ -62,6 +62,8 @@ MAX_DEPTH = 64
 ROUTE_SLICE = 2_000
 # Content-Encodings aiohttp inflates as the body arrives; anything else would reach the JSON parser as noise.
 ACCEPTED_ENCODINGS = frozenset({"", "identity", "gzip", "x-gzip", "deflate"})
+# Written (and expiring) by /readyz: only a write tells whether Redis has room for one.
+READINESS_PROBE_KEY = f"{keys.PREFIX}:readyz-probe"
 # Seconds between two readings of the queue's known audiences for the new-audience cap.
 KNOWN_AUDIENCES_REFRESH = 30.0
 # Counted in the requests metric for a client that hung up before its answer (nginx's convention).
@@ -438,13 +440,20 @@ class _Routes:
         return _json(200, {"ready": True})
 
     async def _memory_full(self) -> str | None:
-        """What is wrong when Redis refuses writes for lack of memory; None when it does not (or cannot say)."""
+        """What is wrong when Redis refuses writes for lack of memory; None when it takes them. Asked with a
+        real (tiny, expiring) write: memory use hovers around the limit, only a write says for sure."""
+        client = self._intake.client
         try:
-            info = await asyncio.wait_for(self._intake.client.info("memory"), 2.0)  # type: ignore[arg-type]
+            await asyncio.wait_for(client.set(READINESS_PROBE_KEY, 1, px=5000), 2.0)  # type: ignore[arg-type]
+            return None
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                return None  # PING answered: any other trouble shows in the requests themselves
+        try:
+            info = await asyncio.wait_for(client.info("memory"), 2.0)  # type: ignore[arg-type]
+            return memory_state(info).describe()
         except Exception:
-            return None  # PING answered; a Redis that does not offer INFO (a proxy) is taken as fine
-        state = memory_state(info)
-        return state.describe() if state.full else None
+            return "Redis is out of memory: it refuses writes (maxmemory reached)"
 
     async def metrics(self, request: web.Request) -> web.StreamResponse:
         # On failure keep the last known value; /readyz reports the outage.

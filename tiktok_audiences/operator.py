@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from tiktok_audiences.output import fail, print_json, print_table, when
 from worker.ledger import STATUSES, Ledger
+from worker.redis_memory import memory_state
 from worker.replay import preview, request_replay
 from worker.settings import Settings
 from worker.stats import collect
@@ -113,9 +114,14 @@ def replay(args: argparse.Namespace, settings: Settings, client: redis.Redis) ->
 
 def stats(args: argparse.Namespace, settings: Settings, client: redis.Redis) -> int:
     doc = collect(client, _ledger(settings, client))
+    memory = memory_state(client.info("memory"))
+    doc["redis_memory"] = {"used": memory.used, "maxmemory": memory.limit, "policy": memory.policy,
+                           "full": memory.full}
     if args.json:
         print_json(doc)
         return 0
+    if memory.full:
+        sys.stdout.write(f"WARNING: {memory.describe()}; intake answers 503 meanwhile\n")
     sys.stdout.write(f"backlog: {doc['backlog']} operations\n")
     sys.stdout.write("batches: " + ", ".join(f"{k} {v}" for k, v in doc["batches"].items()) + "\n")
     for destination, info in doc["paused_destinations"].items():

@@ -43,6 +43,9 @@ def make_celery(settings: Settings) -> Celery:
         # On a lost broker connection, running drains finish (they hold their target's lock and are fenced by
         # it); cancelling them would only waste the calls in flight.
         worker_cancel_long_running_tasks_on_connection_loss=False,
+        # A Redis at maxmemory refuses the late ack's MULTI (an error of the channel, not the connection): retry
+        # it like a lost connection instead of exiting the worker ("Unrecoverable error"), until memory frees.
+        broker_channel_error_retry=True,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
         task_send_sent_event=False,

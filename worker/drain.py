@@ -43,6 +43,7 @@ from worker.operations import (
     unpack_all,
 )
 from worker.queue import ENTRY_FIELD
+from worker.redis_memory import is_out_of_memory
 from worker.target_lock import TargetLock
 from worker.tiktok.errors import AuthError, PermanentError, ThrottledError, TikTokError, TransientError
 
@@ -527,6 +528,9 @@ async def _sleep_until(deadline: float) -> None:
         await asyncio.sleep(delay)
 
 
+# What a drain that Redis refused for lack of memory reports (worker.redis_memory).
+OUT_OF_MEMORY = "out_of_memory"
+
 # Drains one task runs at once (each holds its own target's lock, so they never touch the same target): their
 # HTTP calls overlap, and one Celery task carries many small targets instead of one each.
 DRAIN_CONCURRENCY = 16
@@ -543,6 +547,8 @@ async def drain_targets(ctx: WorkerContext, targets: list[str]) -> list[str]:
             try:
                 return await Drainer(ctx, target).run()
             except Exception as exc:
+                if is_out_of_memory(exc):  # a condition, logged once per episode by the task (worker.tasks)
+                    return OUT_OF_MEMORY
                 log.error("drain_failed", target=target, error=f"{type(exc).__name__}: {exc}", exc_info=True)
                 return "error"
 

@@ -58,8 +58,25 @@ class OutOfMemoryEpisode:
     """Tracks one process's view of an out-of-memory episode, so it is logged once when it starts and once
     when it ends rather than on every refused write."""
 
-    def __init__(self) -> None:
+    def __init__(self, where: str) -> None:
+        self.where = where
         self.active = False
+
+    def note(self, exc: BaseException, log: Any) -> bool:
+        """True when ``exc`` is Redis out of memory (logged if it starts an episode): the caller backs off
+        quietly. False for any other error, which the caller handles as before."""
+        if not is_out_of_memory(exc):
+            return False
+        if self.refused():
+            log.warning("redis_out_of_memory", where=self.where,
+                        detail="Redis refuses writes (maxmemory reached): backing off until it has room; "
+                               "nothing accepted is lost")
+        return True
+
+    def note_success(self, log: Any) -> None:
+        """Note that Redis took writes again (logged if it ends an episode)."""
+        if self.active and self.succeeded():
+            log.info("redis_memory_recovered", where=self.where)
 
     def refused(self) -> bool:
         """Note a write refused for lack of memory; True when this starts an episode (log it)."""

@@ -7,18 +7,23 @@ import asyncio
 
 import structlog
 from celery.signals import worker_process_shutdown
+from redis.exceptions import OutOfMemoryError
 
 from worker.celery_app import CREATE_TASK, DRAIN_TASK, app
 from worker.context import WorkerContext
 from worker.creates import process_creates
-from worker.drain import Drainer, drain_targets
+from worker.drain import OUT_OF_MEMORY, Drainer, drain_targets
 from worker.heap import settle_heap
+from worker.redis_memory import OutOfMemoryEpisode
 from worker.settings import get_settings
 
 log = structlog.get_logger(__name__)
 
 _loop: asyncio.AbstractEventLoop | None = None
 _context: WorkerContext | None = None
+# Redis out of memory is a condition, not a crash: tasks report it once per episode and return; the scheduler's
+# lease brings their targets back, and Celery's late ack (which Redis may refuse too) is retried by the consumer.
+_memory = OutOfMemoryEpisode("worker")
 
 
 def _runtime() -> tuple[asyncio.AbstractEventLoop, WorkerContext]:
@@ -42,10 +47,20 @@ def drain(target: str | list[str]) -> str | list[str]:
     """Drain one target (a name), or several (a list of names, drained concurrently: worker.drain)."""
     loop, ctx = _runtime()
     if isinstance(target, str):
-        outcome = loop.run_until_complete(Drainer(ctx, target).run())
+        try:
+            outcome = loop.run_until_complete(Drainer(ctx, target).run())
+        except Exception as exc:
+            if not _memory.note(exc, log):
+                raise
+            return OUT_OF_MEMORY
+        _memory.note_success(log)
         log.debug("drain_finished", target=target, outcome=outcome)
         return outcome
     outcomes = loop.run_until_complete(drain_targets(ctx, list(target)))
+    if OUT_OF_MEMORY in outcomes:
+        _memory.note(_OutOfMemory(), log)
+    else:
+        _memory.note_success(log)
     log.debug("drains_finished", targets=len(target), outcomes=outcomes)
     return outcomes
 
@@ -54,7 +69,16 @@ def drain(target: str | list[str]) -> str | list[str]:
 def create_audiences() -> int:
     """Work through the legacy createAudience stream once; returns how many audiences were created."""
     loop, ctx = _runtime()
-    outcome = loop.run_until_complete(process_creates(ctx))
+    try:
+        outcome = loop.run_until_complete(process_creates(ctx))
+    except Exception as exc:
+        if not _memory.note(exc, log):
+            raise
+        return 0
     log.debug("creates_processed", created=outcome.created, duplicates=outcome.duplicates,
               failed=outcome.failed, waiting=outcome.waiting, busy=outcome.busy)
     return outcome.created
+
+
+class _OutOfMemory(OutOfMemoryError):
+    """Stands for the out-of-memory errors drain_targets reported as outcomes."""

@@ -322,3 +322,27 @@ async def test_redis_out_of_memory_is_503_naming_it(make_client: MakeClient) -> 
     assert resp.status == 503 and int(resp.headers["Retry-After"]) > 0
     answer = await resp.json()
     assert answer["code"] == "store_out_of_memory" and "out of memory" in answer["message"]
+
+
+class _FullRedis(_OomRedis):
+    """Redis at maxmemory: PING and INFO answer, writes are refused."""
+
+    async def set(self, *args: Any, **kwargs: Any) -> Any:
+        raise OutOfMemoryError("command not allowed when used memory > 'maxmemory'.")
+
+    async def info(self, *args: Any, **kwargs: Any) -> Any:
+        return {"used_memory": 41_000_000, "maxmemory": 40_000_000, "maxmemory_policy": "noeviction"}
+
+
+async def test_readyz_names_a_full_redis(make_client: MakeClient) -> None:
+    client = await make_client(_FullRedis())
+    resp = await client.get("/readyz")
+    assert resp.status == 503
+    answer = await resp.json()
+    assert answer["code"] == "store_out_of_memory"
+    assert "41,000,000 bytes used of maxmemory 40,000,000" in answer["message"]
+
+
+async def test_readyz_is_ready_when_redis_takes_writes(make_client: MakeClient) -> None:
+    client = await make_client()
+    assert (await client.get("/readyz")).status == 200

@@ -14,11 +14,14 @@ connects one that keeps ours.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import structlog
 
 from worker.redaction import Redactor
@@ -79,10 +82,21 @@ def configure_logging(settings: Settings) -> None:
 
 def keep_celery_logging() -> None:
     """Stop Celery from replacing the logging set up here with its own text format (its ``setup_logging``
-    signal: with a receiver connected, Celery leaves logging alone)."""
+    signal: with a receiver connected, Celery leaves logging alone), and turn the few lines it writes
+    straight to the terminal from its signal handlers ("worker: Warm shutdown") into JSON lines."""
+    import celery.apps.worker
     from celery.signals import setup_logging
 
     setup_logging.connect(_leave_logging_alone, weak=False)
+    celery.apps.worker.safe_say = _say_as_json
+
+
+def _say_as_json(msg: str, f: Any = None) -> None:
+    # Called from signal handlers: one os.write of a finished line, no logging locks.
+    line = orjson.dumps({"event": msg.strip(), "level": "info", "logger": "celery.worker",
+                         "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z")})
+    with contextlib.suppress(OSError):
+        os.write(2, line + b"\n")
 
 
 def _leave_logging_alone(**_: Any) -> None:

@@ -35,13 +35,13 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import structlog
 from aiohttp import hdrs, web
-from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest, values
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from producer.auth import SIGNATURE_HEADER, Authenticator
+from producer.bodies import MAX_DEPTH, BodyRefused, depth_exceeds, read_body
 from producer.intake import BacklogFull, Intake, IntakeResult, StoreUnavailable
-from producer.limits import NewAudienceGate
+from producer.limits import NewAudienceGate, teaching_known_audiences
 from producer.protocol import serve_until_stopped
 from worker import keys
 from worker.heap import settle_heap
@@ -54,18 +54,11 @@ if TYPE_CHECKING:
 SINGLE_EVENT_LIMIT = 32 * 1024
 BATCH_LIMIT = 500 * 1024
 WEBHOOK_LIMIT = 16 * 1024 * 1024
-# Deepest nesting of objects and arrays accepted where intake walks a body recursively (the batch-level
-# objects merged into every event); far beyond any real context, far below Python's recursion limit.
-MAX_DEPTH = 64
 # A request with more events than this is routed in slices of this many, yielding to the event loop between
 # them: ~30 ms of routing at a time, so one large webhook never stalls the other connections.
 ROUTE_SLICE = 2_000
-# Content-Encodings aiohttp inflates as the body arrives; anything else would reach the JSON parser as noise.
-ACCEPTED_ENCODINGS = frozenset({"", "identity", "gzip", "x-gzip", "deflate"})
 # Written (and expiring) by /readyz: only a write tells whether Redis has room for one.
 READINESS_PROBE_KEY = f"{keys.PREFIX}:readyz-probe"
-# Seconds between two readings of the queue's known audiences for the new-audience cap.
-KNOWN_AUDIENCES_REFRESH = 30.0
 # Counted in the requests metric for a client that hung up before its answer (nginx's convention).
 CLIENT_CLOSED = 499
 
@@ -173,52 +166,6 @@ METRICS_KEY = web.AppKey("metrics", IntakeMetrics)
 INTAKE_KEY = web.AppKey("intake", Intake)
 
 
-async def _read_body(request: web.Request, limit: int, timeout: float) -> bytes:
-    """The body, refused with 413 as soon as it is known to exceed ``limit``: by Content-Length before
-    reading, and while reading (chunked bodies, and gzip bodies that aiohttp inflates as they arrive); with
-    408 when it has not all arrived within ``timeout`` seconds; with 415/400 when its encoding is unknown or
-    it is not what its ``Content-Encoding`` says."""
-    encoding = request.headers.get(hdrs.CONTENT_ENCODING, "").strip().lower()
-    if encoding not in ACCEPTED_ENCODINGS:
-        raise _HttpError(415, "unsupported Content-Encoding: send the body plain, gzip or deflate")
-    length = request.content_length
-    if length is not None and length > limit:
-        raise _HttpError(413, f"body of {length} bytes is over the limit of {limit} bytes for this route")
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async with asyncio.timeout(timeout):
-            while chunk := await request.content.readany():
-                size += len(chunk)
-                if size > limit:
-                    raise _HttpError(413, f"body is over the limit of {limit} bytes for this route")
-                chunks.append(chunk)
-    except TimeoutError:
-        raise _HttpError(408, f"the body did not arrive within {timeout:g} s") from None
-    except HttpProcessingError as exc:  # aiohttp's inflater refused it (aiohttp wraps its own errors too)
-        raise _HttpError(400, f"the body is not valid {encoding or 'data'} as its Content-Encoding says "
-                              f"({type(exc).__name__})", code="bad_encoding") from None
-    except Exception as exc:
-        if is_bad_encoding(exc):
-            raise _HttpError(400, f"the body is not valid {encoding} as its Content-Encoding says",
-                             code="bad_encoding") from None
-        raise
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def is_bad_encoding(exc: BaseException) -> bool:
-    """Whether reading a body failed because it could not be inflated (aiohttp raises its payload error with
-    the inflater's error as the cause, or the inflater's error itself, depending on where it fails)."""
-    seen: BaseException | None = exc
-    for _ in range(5):
-        if seen is None:
-            return False
-        if isinstance(seen, HttpProcessingError) or type(seen).__name__ in ("error", "BadGzipFile"):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
 def _parse_json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
@@ -244,19 +191,6 @@ def _batch_level(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
         if value:
             shared[key] = value
     return shared
-
-
-def depth_exceeds(value: Any, limit: int) -> bool:
-    """Whether objects/arrays in ``value`` nest deeper than ``limit`` levels (iterative: the value itself may
-    be nested deeper than Python's recursion limit)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > limit:
-            return True
-        children = node.values() if isinstance(node, dict) else node
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
-    return False
 
 
 def with_batch_level(event: Any, shared: dict[str, dict[str, Any]]) -> Any:
@@ -303,6 +237,8 @@ class _Routes:
                 response = await handler(request)
             except _HttpError as exc:
                 response = exc.response()
+            except BodyRefused as exc:
+                response = _HttpError(exc.status, str(exc), code=exc.code).response()
             except ConnectionError:
                 # The client hung up (mid-body, say): nothing to answer and nothing wrong on our side.
                 log.debug("client disconnected", route=route)
@@ -330,7 +266,7 @@ class _Routes:
 
     async def batch(self, request: web.Request) -> web.StreamResponse:
         self._require_key(request)
-        doc = _parse_json(await _read_body(request, BATCH_LIMIT, self._body_timeout))
+        doc = _parse_json(await read_body(request, BATCH_LIMIT, self._body_timeout))
         events = doc.get("batch") if isinstance(doc, dict) else None
         if not isinstance(events, list):
             raise _HttpError(400, 'expected a JSON object with a "batch" array of events')
@@ -345,7 +281,7 @@ class _Routes:
         # Refused before a byte of the body is read (or hashed) unless a signature could possibly be valid.
         if not key_ok and not self._auth.could_be_signature(signature):
             raise self._unauthorized()
-        body = await _read_body(request, WEBHOOK_LIMIT, self._body_timeout)
+        body = await read_body(request, WEBHOOK_LIMIT, self._body_timeout)
         if not key_ok and not self._auth.check_signature(body, signature):
             raise self._unauthorized()
         doc = _parse_json(body)
@@ -359,7 +295,7 @@ class _Routes:
 
     async def _single(self, request: web.Request, event_type: str) -> web.StreamResponse:
         self._require_key(request)
-        event = _parse_json(await _read_body(request, SINGLE_EVENT_LIMIT, self._body_timeout))
+        event = _parse_json(await read_body(request, SINGLE_EVENT_LIMIT, self._body_timeout))
         if isinstance(event, dict):
             given = event.get("type")
             if given is None:
@@ -468,7 +404,7 @@ def build_app(intake: Intake, settings: Settings, *, no_auth: bool = False,
     metrics = metrics or IntakeMetrics()
     routes = _Routes(intake, Authenticator.from_settings(settings, no_auth=no_auth), metrics, settings,
                      debug=settings.log_level.lower() == "debug")
-    # Bodies are read by _read_body with per-route limits; this only bounds aiohttp's own readers.
+    # Bodies are read by producer.bodies.read_body with per-route limits; this only bounds aiohttp's own readers.
     app = web.Application(client_max_size=WEBHOOK_LIMIT)
     app[METRICS_KEY] = metrics
     app[INTAKE_KEY] = intake
@@ -574,31 +510,8 @@ async def _make_app(router: Router, settings: Settings, no_auth: bool) -> web.Ap
 
     app.on_cleanup.append(close_client)
     if router.audience_gate is not None:
-        app.cleanup_ctx.append(_teaching_known_audiences(router.audience_gate, client))
+        app.cleanup_ctx.append(teaching_known_audiences(router.audience_gate, client))
     return app
-
-
-def _teaching_known_audiences(gate: NewAudienceGate, client: Any) -> Callable[[web.Application], Any]:
-    """While the app runs, teach ``gate`` the audiences the queue already knows (on start, then every
-    :data:`KNOWN_AUDIENCES_REFRESH` seconds), so existing audiences never count as new."""
-
-    async def teach_forever() -> None:
-        while True:
-            try:
-                async for name in client.sscan_iter(keys.TARGETS, count=1000):
-                    gate.learn((name.decode() if isinstance(name, bytes) else name,))
-            except Exception as exc:  # Redis away: the gate keeps what it knew; /readyz reports the outage
-                log.debug("cannot read known audiences", error=type(exc).__name__)
-            await asyncio.sleep(KNOWN_AUDIENCES_REFRESH)
-
-    async def context(_: web.Application) -> Any:
-        task = asyncio.ensure_future(teach_forever())
-        yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    return context
 
 
 def _run_forked(workers: int, run: Callable[[], None]) -> int:

@@ -18,9 +18,16 @@ Each check returns ``None`` or ``(code, reason)``, a rejection naming the limit,
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
+
+import structlog
+
+from worker.keys import TARGETS as TARGETS_KEY
 
 ID_MAX_DIGITS = 32  # TikTok's ids are 19 digits today; room to grow, nothing like a megabyte
 AUDIENCE_KEY_MAX = 150
@@ -30,6 +37,10 @@ _AUDIENCE_KEY = re.compile(r"[A-Za-z0-9_.\-]+", re.ASCII)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 Problem = tuple[str, str] | None
+# Seconds between two readings of the queue's known audiences for the new-audience cap.
+KNOWN_AUDIENCES_REFRESH = 30.0
+
+log = structlog.get_logger("producer.limits")
 
 
 def id_problem(value: str, source: str) -> Problem:
@@ -112,3 +123,27 @@ class NewAudienceGate:
         self._minute[destination] = (minute, count + 1)
         self.learn((name,))
         return None
+
+
+def teaching_known_audiences(gate: NewAudienceGate, client: Any) -> Callable[[Any], Any]:
+    """An aiohttp cleanup context: while the app runs, teach ``gate`` the audiences the queue already knows
+    (``client``'s target set, on start and then every :data:`KNOWN_AUDIENCES_REFRESH` seconds), so existing
+    audiences never count as new."""
+
+    async def teach_forever() -> None:
+        while True:
+            try:
+                async for name in client.sscan_iter(TARGETS_KEY, count=1000):
+                    gate.learn((name.decode() if isinstance(name, bytes) else name,))
+            except Exception as exc:  # Redis away: the gate keeps what it knew; /readyz reports the outage
+                log.debug("cannot read known audiences", error=type(exc).__name__)
+            await asyncio.sleep(KNOWN_AUDIENCES_REFRESH)
+
+    async def context(_: Any) -> Any:
+        task = asyncio.ensure_future(teach_forever())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return context

@@ -28,6 +28,7 @@ from aiohttp.web_protocol import RequestHandler
 log = structlog.get_logger("producer.protocol")
 
 DEFAULT_HEADER_TIMEOUT = 10.0
+LINGERING_TIME = 2.0
 
 
 class GuardedRequestHandler(RequestHandler):
@@ -106,6 +107,10 @@ class GuardedAppRunner(web.AppRunner):
 
     def __init__(self, app: web.Application, *, header_timeout: float = DEFAULT_HEADER_TIMEOUT,
                  **kwargs: Any) -> None:
+        # After refusing a body it did not read (401, 413), aiohttp reads and discards the rest for up to
+        # lingering_time seconds so the client sees the answer before the connection closes; 10 s by default
+        # is 10 s of a stranger's upload for nothing.
+        kwargs.setdefault("lingering_time", LINGERING_TIME)
         super().__init__(app, **kwargs)
         self._header_timeout = header_timeout
 

@@ -219,6 +219,23 @@ async def test_a_webhook_without_key_or_plausible_signature_is_refused_before_it
     assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
 
 
+async def test_the_signature_path_stops_reading_at_the_size_limit(make_client: MakeClient) -> None:
+    client = await make_client()
+    sent = 0
+
+    async def endless() -> AsyncIterator[bytes]:  # chunked, no Content-Length: only reading can tell
+        nonlocal sent
+        yield b"["
+        while sent < 64 * 2**20:
+            chunk = b'"' + b"x" * 65_534 + b'",'
+            sent += len(chunk)
+            yield chunk
+
+    resp = await client.post("/v1/webhook", data=endless(), headers={"X-Signature": "ab" * 20})
+    assert resp.status == 413
+    assert sent < 32 * 2**20  # refused at 16 MB, not after the whole body
+
+
 async def test_a_valid_signature_is_still_accepted(make_client: MakeClient) -> None:
     client = await make_client()
     body = orjson.dumps(entered())

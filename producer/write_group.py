@@ -19,7 +19,7 @@ import asyncio
 
 import redis.asyncio as aioredis
 
-from worker.queue import backlog_after, queue_commands
+from worker.queue import BacklogCeiling, backlog_after, queue_commands
 
 Grouped = dict[str, list[list[str]]]  # target -> packed operations
 
@@ -55,14 +55,15 @@ class WriteGroup:
             for grouped, _, _ in group:
                 for target, packed in grouped.items():
                     merged.setdefault(target, []).extend(packed)
-            due_at = min(due for _, due, _ in group)
             try:
-                # A one-command pipeline rather than a bare EVAL: the same round trip, and every intake write
-                # goes through pipeline(), one seam for tests to make Redis fail.
-                pipe = self._client.pipeline(transaction=False)
-                queue_commands(pipe, merged, due_at, self._batch_size, self._quiet, self._ceiling)
-                (reply,) = await pipe.execute()
-                backlog = backlog_after(reply, merged, self._ceiling)
+                backlog = await self._write(merged, min(due for _, due, _ in group))
+            except BacklogCeiling as exc:
+                if len(group) == 1:
+                    group[0][2].set_exception(exc)
+                else:
+                    # Together they would pass the ceiling; some may fit alone: each in turn, in order.
+                    await self._write_each(group)
+                continue
             except BaseException as exc:  # every waiting request must hear of it, cancellation included
                 for _, _, future in group:
                     if not future.done():
@@ -73,3 +74,24 @@ class WriteGroup:
             for _, _, future in group:
                 if not future.done():
                     future.set_result(backlog)
+
+    async def _write(self, grouped: Grouped, due_at: float) -> int:
+        # A one-command pipeline rather than a bare EVAL: the same round trip, and every intake write goes
+        # through pipeline(), one seam for tests to make Redis fail.
+        pipe = self._client.pipeline(transaction=False)
+        queue_commands(pipe, grouped, due_at, self._batch_size, self._quiet, self._ceiling)
+        (reply,) = await pipe.execute()
+        return backlog_after(reply, grouped, self._ceiling)
+
+    async def _write_each(self, group: list[tuple[Grouped, float, asyncio.Future[int]]]) -> None:
+        for grouped, due_at, future in group:
+            try:
+                backlog = await self._write(grouped, due_at)
+            except BaseException as exc:
+                if not future.done():
+                    future.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            if not future.done():
+                future.set_result(backlog)

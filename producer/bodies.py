@@ -5,8 +5,10 @@ with the status and code it carries."""
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
+import orjson
 from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
@@ -87,3 +89,48 @@ def depth_exceeds(value: Any, limit: int) -> bool:
     return False
 
 
+
+
+# A JSON array body larger than this is parsed in pieces of about this size, yielding to the event loop between
+# them (orjson parses ~100 MB/s here: ~10 ms a piece instead of ~150 ms for a whole 16 MB webhook).
+PARSE_PIECE = 1024 * 1024
+# Where one element of an array of objects ends and the next begins (whitespace allowed, as any sender may).
+_BETWEEN_OBJECTS = re.compile(rb"\}\s*,\s*\{")
+# A cut can land inside an element (between two objects of a nested array, or in a string): the piece then
+# does not parse and the next cut is tried, this many times before the body is parsed whole.
+_CUT_ATTEMPTS = 16
+
+
+async def parse_large_array(body: bytes) -> list[Any] | None:
+    """The elements of ``body`` when it is a JSON array of objects, parsed piece by piece with the event loop
+    free in between; None when it is not (or not cleanly cut): parse it whole then.
+
+    A piece is cut at a ``},{`` between two elements. A cut that falls inside a string leaves that piece's
+    string unterminated, and one inside a nested array leaves its brackets unbalanced: either way the piece
+    does not parse, and the next cut is tried. So pieces that parse are exactly runs of the array's
+    elements."""
+    if len(body) <= PARSE_PIECE or not body.lstrip().startswith(b"["):
+        return None
+    elements: list[Any] = []
+    start = body.index(b"[") + 1
+    while True:
+        search_from = start + PARSE_PIECE
+        for _ in range(_CUT_ATTEMPTS):
+            cut = _BETWEEN_OBJECTS.search(body, search_from)
+            piece = body[start:cut.start() + 1] if cut else body[start:].rstrip()
+            try:
+                parsed = orjson.loads(b"[" + piece + (b"]" if cut else b""))
+                break
+            except orjson.JSONDecodeError:
+                if cut is None:
+                    return None
+                search_from = cut.end()  # that cut was inside an element: try the next one
+        else:
+            return None
+        if not isinstance(parsed, list):
+            return None
+        elements.extend(parsed)
+        if cut is None:
+            return elements
+        start = cut.end() - 1  # at the next element's "{"
+        await asyncio.sleep(0)

@@ -8,8 +8,8 @@ Hostile clients are refused precisely and cheaply: a webhook with neither a writ
 refused before its body is read; a body that does not arrive within ``TTA_BODY_TIMEOUT`` is 408; an unknown
 ``Content-Encoding`` is 415 and a body that is not the gzip/deflate it claims is 400; JSON nested deeper than
 :data:`MAX_DEPTH` where we merge it is 400; a request of more than ``TTA_MAX_REQUEST_EVENTS`` events is 413; a
-large request is routed in slices that yield to the event loop, so ``/healthz`` and other requests are
-answered meanwhile. No answer repeats a header's value. A client that hangs up mid-request is logged at debug
+large request is parsed (:func:`producer.bodies.parse_large_array`) and routed in slices that yield to the
+event loop, so ``/healthz`` and other requests are answered meanwhile. No answer repeats a header's value. A client that hangs up mid-request is logged at debug
 and counted with status 499, not as a failure of ours (:mod:`producer.protocol` covers what happens before a
 request reaches a handler).
 
@@ -39,7 +39,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from producer.auth import SIGNATURE_HEADER, Authenticator
-from producer.bodies import MAX_DEPTH, BodyRefused, depth_exceeds, read_body
+from producer.bodies import MAX_DEPTH, BodyRefused, depth_exceeds, parse_large_array, read_body
 from producer.intake import BacklogFull, Intake, IntakeResult, StoreUnavailable
 from producer.limits import NewAudienceGate, teaching_known_audiences
 from producer.protocol import serve_until_stopped
@@ -284,7 +284,9 @@ class _Routes:
         body = await read_body(request, WEBHOOK_LIMIT, self._body_timeout)
         if not key_ok and not self._auth.check_signature(body, signature):
             raise self._unauthorized()
-        doc = _parse_json(body)
+        doc = await parse_large_array(body)
+        if doc is None:
+            doc = _parse_json(body)
         if isinstance(doc, dict):
             events = [doc]
         elif isinstance(doc, list):

@@ -15,186 +15,45 @@ directive object: an object whose single key starts with ``@``. Supported, with 
 - ``{"@template": "{{properties.first}} {{{properties.raw}}}"}``: string interpolation; ``{{ }}`` HTML-escapes
   like Segment's renderer, ``{{{ }}}`` does not; a missing value renders as ``""``.
 
-Anything else starting with ``@`` is a :class:`DirectiveError` naming it, raised at load time: the per-event
-path only calls the closures built here and never looks at the mapping spec again.
+- ``@case``, ``@replace``, ``@arrayPath``, ``@json``, ``@flatten``, ``@merge``, ``@transform``,
+  ``@excludeWhenNull`` and ``@liquid``: see :mod:`producer.directive_transforms`.
 
-The path getters are also what :mod:`producer.fql` uses for trigger paths, so both agree on what "missing" is.
+Anything else starting with ``@`` is a :class:`DirectiveError` naming it, raised at load time: the per-event
+path only calls the closures built here and never looks at the mapping spec again. Paths are parsed by
+:mod:`producer.paths`, which the triggers use too.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Callable, Sequence
 from typing import Any
 
 from producer.describe import kind_of
+from producer.directive_transforms import COMPILERS, OMIT
+from producer.paths import (
+    DirectiveError,
+    Event,
+    Resolver,
+    Segment,
+    compile_getter,
+    js_text,
+    parse_path,
+)
 
-Event = dict[str, Any]
-Resolver = Callable[[Event], Any]
-Segment = str | int  # a path step: a key, or an index into a list
+__all__ = [
+    "DirectiveError",
+    "Event",
+    "Resolver",
+    "Segment",
+    "compile_getter",
+    "compile_value",
+    "is_directive",
+    "js_text",
+    "parse_path",
+]
 
-SUPPORTED = ("@path", "@if", "@literal", "@template")
+SUPPORTED = ("@path", "@if", "@literal", "@template", *COMPILERS)
 _IF_KEYS = frozenset({"exists", "blank", "then", "else"})
-
-
-class DirectiveError(ValueError):
-    """A field value that cannot be compiled; the message says which directive and why."""
-
-
-# --------------------------------------------------------------------------------------------------- paths
-
-
-def compile_getter(steps: Sequence[Segment]) -> Resolver:
-    """A closure returning the value at ``steps`` inside an event dict, or ``None`` if any step is missing.
-
-    Specialised by depth because this runs for every trigger comparison and identifier field of every event:
-    an unrolled ``dict.get`` chain is about twice as fast as a generic loop.
-    """
-    steps = tuple(steps)
-    if not steps:
-        return _identity
-    keys = [s for s in steps if isinstance(s, str)]
-    if len(keys) == len(steps):
-        if len(keys) == 1:
-            (a,) = keys
-            return lambda e: e.get(a)
-        if len(keys) == 2:
-            a, b = keys
-
-            def get2(e: Event) -> Any:
-                v = e.get(a)
-                return v.get(b) if isinstance(v, dict) else None
-
-            return get2
-        if len(keys) == 3:
-            a, b, c = keys
-
-            def get3(e: Event) -> Any:
-                v = e.get(a)
-                if not isinstance(v, dict):
-                    return None
-                v = v.get(b)
-                return v.get(c) if isinstance(v, dict) else None
-
-            return get3
-
-    def get_n(e: Event) -> Any:
-        v: Any = e
-        for step in steps:
-            if isinstance(v, dict):
-                v = v.get(step if isinstance(step, str) else str(step))
-            elif isinstance(v, list) and isinstance(step, int):
-                v = v[step] if -len(v) <= step < len(v) else None
-            else:
-                return None
-        return v
-
-    return get_n
-
-
-def _identity(e: Event) -> Any:
-    return e
-
-
-_NAME = re.compile(r"[^.\[\]]+")
-
-
-def parse_path(path: str) -> tuple[Segment, ...]:
-    """``$.a.b``, ``$.a['b c']``, ``$.items[0].sku`` (or the same without ``$.``) -> steps.
-
-    A purely numeric bracket step is a list index; a numeric dotted step (``a.0``) is kept as a key but also
-    indexes lists (see :func:`compile_getter`), which is what Segment's ``get`` does.
-    """
-    # Work on the path as given so error positions count characters of what the user wrote.
-    text = path
-    i, n = len(path) - len(path.lstrip()), len(path.rstrip())
-    if text[i:n] == "$":
-        return ()
-    if text.startswith("$.", i):
-        i += 2
-    elif text.startswith("$[", i):
-        i += 1
-    if i >= n:
-        raise DirectiveError(f"@path {path!r} is empty")
-    steps: list[Segment] = []
-    expect_name = True  # at the start, or right after a '.'
-    while i < n:
-        ch = text[i]
-        if ch == "[":
-            close = _bracket_end(text, i, path)
-            inner = text[i + 1 : close].strip()
-            if inner[:1] in ("'", '"'):
-                if len(inner) < 2 or inner[-1] != inner[0]:
-                    raise DirectiveError(f"@path {path!r}: unterminated quoted key at character {i + 1}")
-                steps.append(inner[1:-1])
-            elif inner.isdigit():
-                steps.append(int(inner))
-            elif inner == "*":
-                raise DirectiveError(f"@path {path!r}: wildcards are not supported")
-            else:
-                raise DirectiveError(
-                    f"@path {path!r}: expected a quoted key or a list index inside [] at character {i + 1}"
-                )
-            i = close + 1
-            expect_name = False
-        elif ch == ".":
-            if expect_name:
-                raise DirectiveError(f"@path {path!r}: empty key at character {i + 1}")
-            i += 1
-            expect_name = True
-        else:
-            if not expect_name:
-                raise DirectiveError(f"@path {path!r}: expected '.' or '[' at character {i + 1}")
-            if ch == "]":
-                raise DirectiveError(f"@path {path!r}: unexpected ']' at character {i + 1}")
-            m = _NAME.match(text, i)
-            assert m is not None  # ch is none of . [ ]
-            name = m.group().strip()
-            steps.append(int(name) if name.isdigit() and steps else name)
-            i = m.end()
-            expect_name = False
-    if expect_name:
-        raise DirectiveError(f"@path {path!r} ends with '.'")
-    return tuple(steps)
-
-
-def _bracket_end(text: str, start: int, path: str) -> int:
-    quote = text[start + 1 : start + 2]
-    if quote in ("'", '"'):
-        end = text.find(quote, start + 2)
-        close = text.find("]", end + 1) if end >= 0 else -1
-    else:
-        close = text.find("]", start)
-    if close < 0:
-        raise DirectiveError(f"@path {path!r}: '[' at character {start + 1} is never closed")
-    return close
-
-
-# --------------------------------------------------------------------------------------------- scalars
-
-
-def js_text(value: Any) -> str | None:
-    """A scalar's text as JavaScript's ``String()`` spells it (Segment compares and renders with it).
-
-    ``True`` -> ``"true"``, ``5.0`` -> ``"5"``, ``1.5`` -> ``"1.5"``; ``None`` for null, objects and lists.
-    """
-    cls = value.__class__
-    if cls is str:
-        return value
-    if cls is bool:
-        return "true" if value else "false"
-    if cls is int:
-        return str(value)
-    if cls is float:
-        if math.isfinite(value) and value.is_integer() and abs(value) < 1e21:
-            return str(int(value))
-        if math.isnan(value):
-            return "NaN"
-        if math.isinf(value):
-            return "Infinity" if value > 0 else "-Infinity"
-        return repr(value)
-    return None
 
 
 def _is_blank(value: Any) -> bool:
@@ -213,16 +72,27 @@ def is_directive(spec: Any) -> bool:
 
 def compile_value(spec: Any) -> Resolver:
     """Compile a field value (literal or directive, nested) into ``resolver(event) -> value``."""
+    resolver = _compile(spec)
+    if "@excludeWhenNull" not in repr(spec):
+        return resolver
+    return lambda e: _none_if_omitted(resolver(e))
+
+
+def _none_if_omitted(value: Any) -> Any:
+    return None if value is OMIT else value
+
+
+def _compile(spec: Any) -> Resolver:
     if spec is None or isinstance(spec, str | int | float | bool):
         return lambda e: spec
     if isinstance(spec, list):
-        items = [compile_value(item) for item in spec]
-        return lambda e: [item(e) for item in items]
+        items = [_compile(item) for item in spec]
+        return lambda e: [v for v in (item(e) for item in items) if v is not OMIT]
     if isinstance(spec, dict):
         if is_directive(spec):
             return _compile_directive(spec)
-        fields = [(str(k), compile_value(v)) for k, v in spec.items()]
-        return lambda e: {k: resolve(e) for k, resolve in fields}
+        fields = [(str(k), _compile(v)) for k, v in spec.items()]
+        return lambda e: {k: v for k, v in ((k, resolve(e)) for k, resolve in fields) if v is not OMIT}
     raise DirectiveError(f"unsupported value of type {type(spec).__name__}")
 
 
@@ -244,11 +114,13 @@ def _compile_directive(spec: dict[Any, Any]) -> Resolver:
     if name == "@if":
         return _compile_if(arg)
     if name == "@literal":
-        return compile_value(arg)
+        return _compile(arg)
     if name == "@template":
         if not isinstance(arg, str):
             raise DirectiveError(f"@template expects a string, got {kind_of(arg)}")
         return _compile_template(arg)
+    if name in COMPILERS:
+        return COMPILERS[name](arg, _compile)
     raise DirectiveError(f"unknown directive {name} (supported: {', '.join(SUPPORTED)})")
 
 
@@ -266,9 +138,9 @@ def _compile_if(arg: Any) -> Resolver:
         condition_spec, blank = arg["blank"], True
     else:
         raise DirectiveError('@if needs an "exists" or a "blank" key')
-    condition = compile_value(condition_spec)
-    then = compile_value(arg["then"]) if "then" in arg else None
-    otherwise = compile_value(arg["else"]) if "else" in arg else None
+    condition = _compile(condition_spec)
+    then = _compile(arg["then"]) if "then" in arg else None
+    otherwise = _compile(arg["else"]) if "else" in arg else None
 
     if not blank and then is not None and arg["then"] == condition_spec:
         # The common "this path if present, else that one" (Segment's default email/phone): resolve the

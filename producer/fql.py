@@ -1,148 +1,56 @@
-"""Mapping triggers: the subset of Segment's FQL that subscriptions use, compiled to a predicate.
+"""Mapping triggers: Segment's Filter Query Language (FQL), compiled once to a predicate over the event.
 
-Grammar (precedence ``not`` > ``and`` > ``or``; keywords are lower case)::
+What Segment's trigger builder and destination filters write, with the semantics Segment documents for FQL::
 
     trigger    := or_expr END
     or_expr    := and_expr ("or" and_expr)*
-    and_expr   := not_expr ("and" not_expr)*
-    not_expr   := ("not" | "!") not_expr | "(" or_expr ")" | comparison
-    comparison := path ("=" | "!=") literal
-    path       := name ("." name)*          e.g. type, event, userId, properties.plan, context.traits.email
-    literal    := "string with \\" escapes" | number | true | false | null
+    and_expr   := unary ("and" unary)*
+    unary      := ("!" | "not") unary | comparison
+    comparison := operand [("=" | "!=" | "<" | "<=" | ">" | ">=") operand | "in" operand]
+    operand    := "(" or_expr ")" | literal | "[" literal ("," literal)* "]" | function "(" args ")" | path
+    path       := name ("." name)*     e.g. event, properties.plan, properties.product\\ 1.price
+    literal    := "string" | 'string' | number | true | false | null
+    function   := contains | match | length | lowercase | uppercase | snakecase | kebabcase | typeof
 
-Semantics follow Segment's ``destination-subscriptions`` so a pasted trigger behaves the same:
+Semantics:
 
-- a missing path is null: ``properties.x = null`` holds when ``x`` is absent or null, ``!= null`` when
-  present;
-- other comparisons compare text the way JavaScript's ``String()`` spells values, so ``properties.n = 5``
-  matches ``5``, ``5.0`` and ``"5"``, and ``properties.flag = true`` matches ``true`` and ``"true"``; objects,
-  lists and missing values equal no literal; ``!=`` is always the exact negation of ``=``;
-- on ``identify`` and ``group`` events ``properties.*`` reads ``traits`` (Segment does the same).
+- ``=`` holds when both sides have the same type (string, number, bool, list, null) and are equal:
+  ``properties.n = 5`` matches the number ``5`` (or ``5.0``) but not the string ``"5"``; ``!=`` is its exact
+  negation. A missing path is ``null``.
+- ``<``, ``<=``, ``>``, ``>=`` hold only between two numbers.
+- ``contains(s, sub)`` holds when ``s`` is a string containing ``sub``; ``match(s, pattern)`` when the glob
+  ``pattern`` matches all of ``s`` (``*`` any run, ``?`` one character, ``[abc]``, ``[a-z]``, ``\\x`` a literal
+  ``x``; case sensitive). Both are false on ``null``.
+- ``x in [..]`` holds when ``x`` equals (as ``=``) an item of the list.
+- ``and``, ``or`` and ``!`` read anything but ``true`` as false, so a bare ``properties.enabled`` holds only
+  when it is the boolean ``true``.
+- A field name with a character outside ``a-z A-Z 0-9 _ -`` is escaped with ``\\`` (``properties.a\\ b``).
+- On ``identify`` and ``group`` events ``properties.*`` reads ``traits``.
 
-:func:`compile_trigger` parses once at load time; a syntax error is a :class:`TriggerError` carrying the
-1-based character position and what was expected there.
+:func:`compile_trigger` parses at load time; a syntax error is a :class:`TriggerError` carrying the 1-based
+character position and what was expected there.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from producer.directives import compile_getter, js_text
+from producer.directives import compile_getter
+from producer.fql_tokens import Token, TriggerError, tokenize
+from producer.fql_values import FUNCTIONS, equal, glob_regex, less
+
+__all__ = ["Predicate", "TriggerError", "compile_trigger"]
 
 Event = dict[str, Any]
 Predicate = Callable[[Event], bool]
+Value = Callable[[Event], Any]
 
-_KEYWORDS = frozenset({"and", "or", "not", "true", "false", "null"})
+_LITERAL_WORDS = {"true": True, "false": False, "null": None}
+_RESERVED = frozenset({"and", "or", "not", "in", *_LITERAL_WORDS})
 _TRAITS_TYPES = ("identify", "group")  # a tuple: `in` must not hash odd event values
-
-
-class TriggerError(ValueError):
-    """A trigger that does not parse. ``position`` is 1-based; ``expected`` says what would have fitted."""
-
-    def __init__(self, position: int, expected: str, found: str) -> None:
-        self.position = position
-        self.expected = expected
-        self.found = found
-        super().__init__(f"at position {position}: expected {expected}, found {found}")
-
-
-# ---------------------------------------------------------------------------------------------- tokens
-
-
-@dataclass(frozen=True, slots=True)
-class _Token:
-    kind: str  # name, string, number, =, !=, !, (, ), end
-    value: Any
-    pos: int  # 1-based
-    text: str
-
-    def describe(self) -> str:
-        return "end of trigger" if self.kind == "end" else repr(self.text)
-
-
-_NAME = re.compile(r"[A-Za-z_$][A-Za-z0-9_$\-]*(?:\.[A-Za-z0-9_$\-]+)*")
-_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
-_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
-
-
-def _tokenize(text: str) -> list[_Token]:
-    tokens: list[_Token] = []
-    i, n = 0, len(text)
-    while i < n:
-        ch = text[i]
-        if ch.isspace():
-            i += 1
-            continue
-        start = i + 1
-        if ch == '"':
-            value, i = _read_string(text, i)
-            tokens.append(_Token("string", value, start, text[start - 1 : i]))
-            continue
-        if text.startswith("!=", i):
-            tokens.append(_Token("!=", None, start, "!="))
-            i += 2
-            continue
-        if text.startswith("==", i):
-            raise TriggerError(start, "'=' (FQL compares with a single '=')", "'=='")
-        if ch in "=!()":
-            tokens.append(_Token(ch, None, start, ch))
-            i += 1
-            continue
-        m = _NUMBER.match(text, i)
-        if m and (ch == "-" or ch.isdigit()):
-            tokens.append(_Token("number", _number(m.group()), start, m.group()))
-            i = m.end()
-            continue
-        m = _NAME.match(text, i)
-        if m:
-            tokens.append(_Token("name", m.group(), start, m.group()))
-            i = m.end()
-            if i < n and text[i] == ".":
-                raise TriggerError(i + 1, "a name after '.'", _found_at(text, i + 1))
-            continue
-        raise TriggerError(start, "a path, a literal, '(', 'not' or an operator", repr(ch))
-    tokens.append(_Token("end", None, n + 1, ""))
-    return tokens
-
-
-def _read_string(text: str, i: int) -> tuple[str, int]:
-    """Read the string literal opening at ``text[i]``; return its value and the index after its end."""
-    out: list[str] = []
-    j = i + 1
-    n = len(text)
-    while j < n:
-        ch = text[j]
-        if ch == '"':
-            return "".join(out), j + 1
-        if ch == "\\":
-            if j + 1 >= n:
-                break
-            esc = text[j + 1]
-            if esc in _ESCAPES:
-                out.append(_ESCAPES[esc])
-                j += 2
-                continue
-            if esc == "u" and re.fullmatch(r"[0-9a-fA-F]{4}", text[j + 2 : j + 6]):
-                out.append(chr(int(text[j + 2 : j + 6], 16)))
-                j += 6
-                continue
-            raise TriggerError(
-                j + 1, 'an escape (\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX)', repr("\\" + esc)
-            )
-        out.append(ch)
-        j += 1
-    raise TriggerError(n + 1, f"'\"' closing the string opened at position {i + 1}", "end of trigger")
-
-
-def _number(text: str) -> int | float:
-    return float(text) if any(c in text for c in ".eE") else int(text)
-
-
-def _found_at(text: str, pos: int) -> str:
-    return repr(text[pos - 1]) if pos <= len(text) else "end of trigger"
+_COMPARE = ("=", "!=", "<", "<=", ">", ">=")
 
 
 # ---------------------------------------------------------------------------------------------- parser
@@ -150,20 +58,26 @@ def _found_at(text: str, pos: int) -> str:
 
 class _Parser:
     def __init__(self, text: str) -> None:
-        self.tokens = _tokenize(text)
+        self.tokens = tokenize(text)
         self.i = 0
 
-    def peek(self) -> _Token:
+    def peek(self) -> Token:
         return self.tokens[self.i]
 
-    def take(self) -> _Token:
+    def take(self) -> Token:
         tok = self.tokens[self.i]
         self.i += 1
         return tok
 
-    def is_keyword(self, word: str) -> bool:
+    def expect(self, kind: str, what: str) -> Token:
+        tok = self.take()
+        if tok.kind != kind:
+            raise TriggerError(tok.pos, what, tok.describe())
+        return tok
+
+    def is_word(self, word: str) -> bool:
         tok = self.peek()
-        return tok.kind == "name" and tok.value == word
+        return tok.kind == "name" and tok.value == [word]
 
     def trigger(self) -> Predicate:
         if self.peek().kind == "end":
@@ -178,54 +92,141 @@ class _Parser:
 
     def or_expr(self) -> Predicate:
         parts = [self.and_expr()]
-        while self.is_keyword("or"):
+        while self.is_word("or"):
             self.take()
             parts.append(self.and_expr())
         return _any(parts)
 
     def and_expr(self) -> Predicate:
-        parts = [self.not_expr()]
-        while self.is_keyword("and"):
+        parts = [self.unary()]
+        while self.is_word("and"):
             self.take()
-            parts.append(self.not_expr())
+            parts.append(self.unary())
         return _all(parts)
 
-    def not_expr(self) -> Predicate:
-        tok = self.peek()
-        if tok.kind == "!" or self.is_keyword("not"):
+    def unary(self) -> Predicate:
+        if self.peek().kind == "!" or self.is_word("not"):
             self.take()
-            inner = self.not_expr()
+            inner = self.unary()
             return lambda e: not inner(e)
-        if tok.kind == "(":
-            self.take()
-            pred = self.or_expr()
-            close = self.take()
-            if close.kind != ")":
-                raise TriggerError(close.pos, "')' or 'and' or 'or'", close.describe())
-            return pred
         return self.comparison()
 
     def comparison(self) -> Predicate:
+        first, start = self.peek(), self.i
+        left, left_literal = self.operand()
+        plain_name = first.kind == "name" and len(first.value) == 1 and self.i == start + 1
+        tok = self.peek()
+        if tok.kind in _COMPARE:
+            if left_literal is not None:
+                raise TriggerError(first.pos, "a path or a function left of the operator", first.describe())
+            self.take()
+            literal = self.operand()[1]
+            if literal is None:
+                at = self.tokens[self.i - 1]
+                raise TriggerError(
+                    at.pos, 'a literal ("string", number, true, false, null or a list)', at.describe()
+                )
+            if plain_name and tok.kind in ("=", "!=") and literal[0].__class__ is str:
+                # `event = "Audience Entered"`: nearly every trigger; one closure, no getter call
+                key, text = first.value[0], literal[0]
+                if tok.kind == "=":
+                    return lambda e: e.get(key) == text
+                return lambda e: e.get(key) != text
+            return _compare(tok.kind, left, literal[0])
+        if self.is_word("in"):
+            self.take()
+            items = self.operand()[0]
+            return lambda e: _is_in(left(e), items(e))
+        if tok.kind in ("string", "number"):
+            raise TriggerError(tok.pos, "'=', '!=', '<', '<=', '>', '>=' or 'in'", tok.describe())
+        if left_literal is not None:
+            raise TriggerError(tok.pos, "a comparison after a literal", tok.describe())
+        return lambda e: left(e) is True
+
+    def operand(self) -> tuple[Value, tuple[Any] | None]:
+        """An operand's value getter, and ``(value,)`` when it is a literal known at load time."""
         tok = self.take()
-        if tok.kind != "name" or tok.value in _KEYWORDS:
-            raise TriggerError(
-                tok.pos, "a path (such as event or properties.x), '(' or 'not'", tok.describe()
-            )
-        op = self.take()
-        if op.kind not in ("=", "!="):
-            raise TriggerError(op.pos, "'=' or '!='", op.describe())
-        lit = self.take()
-        if lit.kind in ("string", "number"):
-            value = lit.value
-        elif lit.kind == "name" and lit.value in ("true", "false", "null"):
-            value = {"true": True, "false": False, "null": None}[lit.value]
-        else:
-            raise TriggerError(lit.pos, 'a literal ("string", number, true, false or null)', lit.describe())
-        pred = _compare(tok.value, value)
-        if op.kind == "!=":
-            positive = pred
-            return lambda e: not positive(e)
-        return pred
+        if tok.kind == "(":
+            inner = self.or_expr()
+            self.expect(")", "')' or 'and' or 'or'")
+            return inner, None
+        if tok.kind in ("string", "number"):
+            return _const(tok.value), (tok.value,)
+        if tok.kind == "[":
+            items = self.list_items()
+            return _const(items), (items,)
+        if tok.kind == "name" and len(tok.value) == 1 and tok.value[0] in _LITERAL_WORDS:
+            value = _LITERAL_WORDS[tok.value[0]]
+            return _const(value), (value,)
+        if tok.kind == "name" and not (len(tok.value) == 1 and tok.value[0] in _RESERVED):
+            if self.peek().kind == "(" and len(tok.value) == 1:
+                return self.call(tok), None
+            return _path_getter(tok.value), None
+        raise TriggerError(
+            tok.pos, "a path (such as event or properties.x), a literal, '(' or 'not'", tok.describe()
+        )
+
+    def list_items(self) -> list[Any]:
+        items: list[Any] = []
+        while True:
+            value = self.operand()[1]
+            if value is None:
+                tok = self.tokens[self.i - 1]
+                raise TriggerError(tok.pos, "a literal in the list", tok.describe())
+            items.append(value[0])
+            tok = self.take()
+            if tok.kind == "]":
+                return items
+            if tok.kind != ",":
+                raise TriggerError(tok.pos, "',' or ']'", tok.describe())
+
+    def call(self, name_tok: Token) -> Value:
+        name = name_tok.value[0]
+        self.take()  # (
+        args: list[tuple[Value, tuple[Any] | None]] = []
+        if self.peek().kind != ")":
+            args.append(self.operand())
+            while self.peek().kind == ",":
+                self.take()
+                args.append(self.operand())
+        self.expect(")", "',' or ')' closing the function's arguments")
+        if name == "match":
+            return self.match(name_tok, args)
+        if name not in FUNCTIONS:
+            known = ", ".join(["match", *FUNCTIONS])
+            raise TriggerError(name_tok.pos, f"a function ({known})", repr(name))
+        function, arity = FUNCTIONS[name]
+        if len(args) != arity:
+            raise TriggerError(name_tok.pos, f"{name}() with {arity} argument(s)", f"{len(args)}")
+        getters = [getter for getter, _ in args]
+        if arity == 1:
+            (only,) = getters
+            return lambda e: function(only(e))
+        first, second = getters
+        return lambda e: function(first(e), second(e))
+
+    def match(self, name_tok: Token, args: list[tuple[Value, tuple[Any] | None]]) -> Value:
+        if len(args) != 2 or args[1][1] is None or not isinstance(args[1][1][0], str):
+            raise TriggerError(name_tok.pos, 'match(value, "glob pattern")', f"{len(args)} argument(s)")
+        try:
+            regex = glob_regex(args[1][1][0])
+        except re.error as exc:
+            raise TriggerError(name_tok.pos, "a valid glob pattern", f"{args[1][1][0]!r} ({exc})") from None
+        subject = args[0][0]
+
+        def matches(e: Event) -> bool:
+            value = subject(e)
+            return value.__class__ is str and regex.fullmatch(value) is not None
+
+        return matches
+
+
+def _const(value: Any) -> Value:
+    return lambda e: value
+
+
+def _is_in(value: Any, items: Any) -> bool:
+    return isinstance(items, list) and any(equal(value, item) for item in items)
 
 
 def _all(parts: list[Predicate]) -> Predicate:
@@ -233,8 +234,8 @@ def _all(parts: list[Predicate]) -> Predicate:
         return parts[0]
     if len(parts) == 2:
         a, b = parts
-        return lambda e: a(e) and b(e)
-    return lambda e: all(p(e) for p in parts)
+        return lambda e: a(e) is True and b(e) is True
+    return lambda e: all(p(e) is True for p in parts)
 
 
 def _any(parts: list[Predicate]) -> Predicate:
@@ -242,15 +243,14 @@ def _any(parts: list[Predicate]) -> Predicate:
         return parts[0]
     if len(parts) == 2:
         a, b = parts
-        return lambda e: a(e) or b(e)
-    return lambda e: any(p(e) for p in parts)
+        return lambda e: a(e) is True or b(e) is True
+    return lambda e: any(p(e) is True for p in parts)
 
 
 # --------------------------------------------------------------------------------------------- compile
 
 
-def _path_getter(path: str) -> Callable[[Event], Any]:
-    steps = path.split(".")
+def _path_getter(steps: list[str]) -> Value:
     if steps[0] != "properties" or len(steps) == 1:
         return compile_getter(steps)
     in_properties = compile_getter(steps)
@@ -262,35 +262,32 @@ def _path_getter(path: str) -> Callable[[Event], Any]:
     return properties_or_traits
 
 
-def _compare(path: str, literal: Any) -> Predicate:
-    """The predicate for ``path = literal`` (``!=`` negates it)."""
-    expected = js_text(literal)
-    plain = isinstance(literal, str) and not _could_be_scalar_text(literal)
-    if "." not in path:
-        # Top-level keys (type, event, userId): one closure, no getter call. These are nearly every trigger.
-        if literal is None:
-            return lambda e: e.get(path) is None
-        if plain:
-            return lambda e: e.get(path) == expected
-        return lambda e: js_text(e.get(path)) == expected
-    get = _path_getter(path)
+def _compare(op: str, left: Value, literal: Any) -> Predicate:
+    if op in ("=", "!="):
+        positive = _equals_literal(left, literal)
+        if op == "!=":
+            return lambda e: not positive(e)
+        return positive
+    if op == "<":
+        return lambda e: less(left(e), literal, strict=True)
+    if op == "<=":
+        return lambda e: less(left(e), literal, strict=False)
+    if op == ">":
+        return lambda e: less(literal, left(e), strict=True)
+    return lambda e: less(literal, left(e), strict=False)
+
+
+def _equals_literal(get: Value, literal: Any) -> Predicate:
+    """``get(e) = literal``, specialised: nearly every trigger is a path compared with a string."""
+    if literal.__class__ is str:
+        return lambda e: get(e) == literal  # only a str equals a str
     if literal is None:
         return lambda e: get(e) is None
-    if plain:
-        # Only a string can spell this literal, so plain equality is exact.
-        return lambda e: get(e) == expected
-    return lambda e: js_text(get(e)) == expected
-
-
-def _could_be_scalar_text(text: str) -> bool:
-    """Whether a boolean or a number could have ``text`` as its JavaScript spelling."""
-    if text in ("true", "false", "NaN", "Infinity", "-Infinity"):
-        return True
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+    if literal is True:
+        return lambda e: get(e) is True
+    if literal is False:
+        return lambda e: get(e) is False
+    return lambda e: equal(get(e), literal)
 
 
 def compile_trigger(text: str) -> Predicate:

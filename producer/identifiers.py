@@ -39,6 +39,9 @@ except ImportError:  # pragma: no cover - other Pythons
 from worker.operations import AAID_SHA256, IDFA_SHA256
 
 PhoneNormalization = Literal["e164", "as_is"]
+# A destination's hashing: ours ("normalized": trimmed, E.164 phones, lower-cased advertising ids) or exactly
+# Segment's TikTok Audiences destination's ("segment"), so digests match audiences Segment built.
+Hashing = Literal["normalized", "segment"]
 AdvertisingIdMode = Literal["idfa", "auto"]
 
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
@@ -104,6 +107,51 @@ def hash_advertising_id(value: Any) -> str | None:
     if len(text) == 64 and _HEX64.fullmatch(text):
         return text.lower()
     return sha256(text.lower().encode()).hexdigest()
+
+
+# Segment's email rule, as its regexes write it: from the first "+" to the last "@", and every "." before the
+# last "@", go; then lower case. Nothing is trimmed.
+_SEGMENT_PLUS_TAG = re.compile(r"\+.*@")
+_SEGMENT_LOCAL_DOTS = re.compile(r"\.(?=.*@)")
+
+
+def hash_email_as_segment(value: Any) -> str | None:
+    """Segment's email digest: its normalisation (no trimming), then SHA-256; a 64-hex value passes through.
+
+    Segment sends a value that merely *contains* 64 hex characters unhashed; here it is hashed, since raw
+    values never leave intake.
+    """
+    if value.__class__ is not str:
+        if value is None:
+            return None
+        raise InvalidIdentifier("email", f"must be a string, not {kind_of(value)}")
+    if not value.strip():
+        return None
+    text = _SEGMENT_LOCAL_DOTS.sub("", _SEGMENT_PLUS_TAG.sub("@", value, count=1)).lower()
+    if len(text) == 64 and _HEX64.fullmatch(text):
+        return text
+    return sha256(text.encode()).hexdigest()
+
+
+def hash_advertising_id_as_segment(value: Any) -> str | None:
+    """Segment's advertising id digest: SHA-256 of the value exactly as given (case and spaces kept)."""
+    if value is None:
+        return None
+    if value.__class__ is not str:
+        raise InvalidIdentifier("advertising_id", f"must be a string, not {kind_of(value)}")
+    if not value.strip():
+        return None
+    if len(value) == 64 and _HEX64.fullmatch(value):
+        return value.lower()  # TikTok takes lower-case digests only
+    return sha256(value.encode()).hexdigest()
+
+
+def email_hasher(hashing: Hashing) -> Callable[[Any], str | None]:
+    return hash_email_as_segment if hashing == "segment" else hash_email
+
+
+def advertising_id_hasher(hashing: Hashing) -> Callable[[Any], str | None]:
+    return hash_advertising_id_as_segment if hashing == "segment" else hash_advertising_id
 
 
 def advertising_id_type(mode: AdvertisingIdMode, device_type: Any) -> str:

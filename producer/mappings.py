@@ -15,9 +15,10 @@ A mapping entry in the destinations file::
 
 Everything that can be checked without an event is checked here and reported as a
 :class:`worker.destinations.ConfigError` whose message names the destination, the mapping (1-based index and
-action) and the problem. ``event_name``, ``enable_batching``, ``batch_keys`` and ``id_type`` are accepted so a
-Segment mapping can be pasted unchanged, but do not change what this service does (it always batches, and
-audiences are created with the identifiers they receive).
+action) and the problem. ``event_name``, ``enable_batching`` and ``batch_keys`` are accepted so a Segment
+mapping can be pasted unchanged, but do not change what this service does (it always batches). ``id_type``
+chooses the advertising id column (:mod:`producer.id_type`). The destination's ``hashing`` decides how
+identifiers are hashed (:mod:`producer.identifiers`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,17 @@ import orjson
 
 from producer.directives import DirectiveError, Resolver, compile_value, is_directive
 from producer.fql import Predicate, TriggerError, compile_trigger
-from producer.identifiers import AdvertisingIdMode, PhoneNormalization, phone_hasher
+from producer.id_type import ID_TYPES
+from producer.identifiers import (
+    AdvertisingIdMode,
+    Hashing,
+    PhoneNormalization,
+    advertising_id_hasher,
+    email_hasher,
+    hash_advertising_id,
+    hash_email,
+    phone_hasher,
+)
 from worker.destinations import ConfigError, Destination
 from worker.keys import Target
 
@@ -81,7 +92,7 @@ ACTIONS: dict[str, ActionSpec] = {
             'event = "Audience Entered"',
             "native",
             "add",
-            {*_IDENTIFIER_FIELDS, "external_audience_id", *_OPTIONS},
+            {*_IDENTIFIER_FIELDS, "external_audience_id", "id_type", *_OPTIONS},
         ),
         _spec(
             "removeFromAudience",
@@ -89,7 +100,7 @@ ACTIONS: dict[str, ActionSpec] = {
             'event = "Audience Exited"',
             "native",
             "delete",
-            {*_IDENTIFIER_FIELDS, "external_audience_id", *_OPTIONS},
+            {*_IDENTIFIER_FIELDS, "external_audience_id", "id_type", *_OPTIONS},
         ),
         _spec(
             "syncAudience",
@@ -97,7 +108,7 @@ ACTIONS: dict[str, ActionSpec] = {
             'type = "track"',
             "sync",
             None,
-            {*_IDENTIFIER_FIELDS, "external_audience_id", "batch_keys", *_OPTIONS},
+            {*_IDENTIFIER_FIELDS, "external_audience_id", "batch_keys", "id_type", *_OPTIONS},
         ),
         _spec(
             "addUser",
@@ -105,7 +116,7 @@ ACTIONS: dict[str, ActionSpec] = {
             'event = "Audience Entered"',
             "legacy",
             "add",
-            {*_IDENTIFIER_FIELDS, "selected_advertiser_id", "audience_id", *_OPTIONS},
+            {*_IDENTIFIER_FIELDS, "selected_advertiser_id", "audience_id", "id_type", *_OPTIONS},
         ),
         _spec(
             "removeUser",
@@ -113,7 +124,7 @@ ACTIONS: dict[str, ActionSpec] = {
             'event = "Audience Exited"',
             "legacy",
             "delete",
-            {*_IDENTIFIER_FIELDS, "selected_advertiser_id", "audience_id", *_OPTIONS},
+            {*_IDENTIFIER_FIELDS, "selected_advertiser_id", "audience_id", "id_type", *_OPTIONS},
         ),
         _spec(
             "createAudience",
@@ -194,6 +205,13 @@ class CompiledMapping:
     # All three at once (read_default_identifiers when the mapping keeps the defaults); None-s where not sent.
     read_identifiers: IdentifierReader | None = None
     phone_hash: IdentifierHasher | None = None
+    email_hash: IdentifierHasher = hash_email
+    advertising_id_hash: IdentifierHasher = hash_advertising_id
+    hashing: Hashing = "normalized"
+    # The ID Type (producer.id_type): the mapping's id_type field, and whether the event's audience setting
+    # counts (native actions: audience settings belong to Engage audiences).
+    id_type: str | None = None
+    reads_audience_id_type: bool = False
     phone_normalization: PhoneNormalization = "e164"
     advertising_id_type: AdvertisingIdMode = "idfa"
     # Mappings with equal keys read and hash identifiers identically, so one event hashes them once.
@@ -297,7 +315,12 @@ def compile_mapping(
             raise where.error(f"field {field!r}: {exc}") from None
 
     if spec.kind in ("native", "sync", "legacy"):
-        compiled.update(_identifier_fields(fields, options, value, where, default_phone_country))
+        compiled.update(
+            _identifier_fields(fields, options, value, where, default_phone_country, dest.hashing)
+        )
+        compiled["id_type"] = _id_type(fields, where)
+        compiled["reads_audience_id_type"] = spec.kind in ("native", "sync")
+        compiled["identity_key"] += (compiled["id_type"], compiled["reads_audience_id_type"])
     if spec.kind in ("native", "sync"):
         compiled["external_audience_id"] = value("external_audience_id")
         compiled["audience_key"] = _canonical(
@@ -312,6 +335,7 @@ def compile_mapping(
         _check_literal_audience(fields["audience_id"], where)
     if spec.kind == "create":
         compiled["custom_audience_name"] = value("custom_audience_name", required=True)
+        _id_type(fields, where)  # checked like the other actions' (TikTok's create call does not carry it here)
     return CompiledMapping(**compiled)
 
 
@@ -335,6 +359,7 @@ def _identifier_fields(
     value: Callable[[str], Resolver | None],
     where: _Where,
     default_phone_country: str,
+    hashing: Hashing,
 ) -> dict[str, Any]:
     sends = {}
     for flag in ("send_email", "send_phone", "send_advertising_id"):
@@ -346,7 +371,9 @@ def _identifier_fields(
             "send_email, send_phone and send_advertising_id are all false: "
             "at least one identifier must be sent"
         )
-    phone_normalization = cast(PhoneNormalization, options.get("phone_normalization", "e164"))
+    # Segment hashes phones exactly as given; a mapping's own phone_normalization still wins.
+    default_normalization = "as_is" if hashing == "segment" else "e164"
+    phone_normalization = cast(PhoneNormalization, options.get("phone_normalization", default_normalization))
     adid_mode = cast(AdvertisingIdMode, options.get("advertising_id_type", "idfa"))
     try:
         phone_hash = phone_hasher(phone_normalization, default_phone_country)
@@ -377,6 +404,9 @@ def _identifier_fields(
         "advertising_id": adid,
         "read_identifiers": reader,
         "phone_hash": phone_hash,
+        "email_hash": email_hasher(hashing),
+        "advertising_id_hash": advertising_id_hasher(hashing),
+        "hashing": hashing,
         "phone_normalization": phone_normalization,
         "advertising_id_type": adid_mode,
         "identity_key": (
@@ -385,8 +415,18 @@ def _identifier_fields(
             canonical("advertising_id", "send_advertising_id"),
             phone_normalization,
             adid_mode,
+            hashing,
         ),
     }
+
+
+def _id_type(fields: dict[str, Any], where: _Where) -> str | None:
+    given = fields.get("id_type")
+    if given is None or given == "":
+        return None
+    if given not in ID_TYPES:
+        raise where.error(f"id_type must be one of {', '.join(ID_TYPES)}, not {given!r}")
+    return str(given)
 
 
 def _canonical(spec_value: Any) -> bytes:

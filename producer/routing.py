@@ -31,11 +31,10 @@ from typing import Any
 
 from producer.describe import kind_of
 from producer.directives import js_text
+from producer.id_type import advertising_id_column, audience_id_type
 from producer.identifiers import (
     InvalidIdentifier,
     advertising_id_type,
-    hash_advertising_id,
-    hash_email,
 )
 from producer.limits import NewAudienceGate, audience_name_problem, target_problem
 from producer.mappings import CompiledMapping, compile_destination
@@ -393,7 +392,7 @@ def _identifiers(m: CompiledMapping, event: dict[str, Any], dropped: dict[str, i
     unusable: list[InvalidIdentifier] = []
     if raw_email is not None:
         try:
-            email = hash_email(raw_email) or ""
+            email = m.email_hash(raw_email) or ""
         except InvalidIdentifier as exc:
             unusable.append(exc)
     if raw_phone is not None:
@@ -403,15 +402,15 @@ def _identifiers(m: CompiledMapping, event: dict[str, Any], dropped: dict[str, i
             unusable.append(exc)
     if raw_adid is not None:
         try:
-            adid = hash_advertising_id(raw_adid) or ""
+            adid = m.advertising_id_hash(raw_adid) or ""
         except InvalidIdentifier as exc:
             unusable.append(exc)
         if adid:
-            adid_type = (
-                advertising_id_type("auto", _device_type(event))
-                if m.advertising_id_type == "auto"
-                else IDFA_SHA256
-            )
+            try:
+                adid_type = _advertising_id_column(m, event)
+            except InvalidIdentifier as exc:
+                unusable.append(exc)
+                adid = ""
     if unusable:
         if not (email or phone or adid):
             details = "; ".join(str(problem) for problem in unusable)
@@ -422,6 +421,17 @@ def _identifiers(m: CompiledMapping, event: dict[str, Any], dropped: dict[str, i
     elif not (email or phone or adid):
         raise Rejected("no_identifier", NO_IDENTIFIER)
     return email, phone, adid, adid_type
+
+
+def _advertising_id_column(m: CompiledMapping, event: dict[str, Any]) -> str:
+    """IDFA_SHA256 or AAID_SHA256: the ID Type's choice, else the mapping's advertising_id_type option."""
+    if m.hashing != "segment" and (m.id_type is not None or m.reads_audience_id_type):
+        column = advertising_id_column(audience_id_type(event) if m.reads_audience_id_type else None, m.id_type)
+        if column is not None:
+            return column
+    if m.advertising_id_type == "auto":
+        return advertising_id_type("auto", _device_type(event))
+    return IDFA_SHA256
 
 
 def _membership(event: dict[str, Any], personas: dict[str, Any]) -> Action:

@@ -68,6 +68,12 @@ def _config_check(args: argparse.Namespace, settings: Settings) -> int:
     return config_check(args.file or settings.config_path)
 
 
+def _import_segment(args: argparse.Namespace, settings: Settings) -> int:
+    from tiktok_audiences.segment_import import import_segment
+
+    return import_segment(args.files, args.output, args.id)
+
+
 def _operator(name: str) -> Handler:
     def run(args: argparse.Namespace, settings: Settings) -> int:
         from tiktok_audiences import operator
@@ -177,6 +183,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = cfg.add_parser("check")
     p.add_argument("file", nargs="?")
     p.set_defaults(handler=_config_check)
+    p = cfg.add_parser(
+        "import-segment",
+        help="a destinations file from a Segment TikTok Audiences destination and its subscriptions",
+        description="Reads what Segment's Public API answers for GET /destinations/{id} and "
+        "GET /destinations/{id}/subscriptions (one file or several; '-' is stdin), writes a destinations file "
+        "and lists what could not be carried over.",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("-o", "--output", help="write the destinations file here (default: standard output)")
+    p.add_argument("--id", help="the destination's id (default: from its Segment name)")
+    p.set_defaults(handler=_import_segment)
 
     auth = sub.add_parser("auth", help="TikTok authorisation").add_subparsers(dest="verb", required=True)
     p = auth.add_parser("exchange", help="exchange an OAuth auth code for an access token")

@@ -42,6 +42,8 @@ def config_check(path: str) -> int:
         out.write(f"\ndestination {destination.id}" + (f" ({destination.name})" if destination.name else "") + "\n")
         out.write(f"  token: {token_source(destination)}\n")
         out.write(f"  advertisers: {', '.join(destination.advertiser_ids)}\n")
+        if destination.hashing == "segment":
+            out.write("  hashing: segment (identifiers hashed exactly as Segment's destination hashes them)\n")
         if destination.native:
             out.write(f"  native: advertiser {destination.native_advertiser_id or '(from each event)'}, "
                       f"auto-create {'on' if destination.auto_create else 'off'}\n")

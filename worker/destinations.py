@@ -11,7 +11,7 @@ import hashlib
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -46,6 +46,9 @@ class Destination(BaseModel):
     access_token_file: str | None = None
     advertiser_ids: list[str] = Field(min_length=1)
     native: NativeSettings | None = None
+    # How identifiers are normalised before hashing: ours, or exactly as Segment's destination does (so
+    # digests match audiences Segment built); see producer.identifiers.
+    hashing: Literal["normalized", "segment"] = "normalized"
     mappings: list[dict[str, Any]] = Field(default_factory=list)
 
     @field_validator("id")

@@ -206,9 +206,9 @@ def test_template_renders_and_escapes_like_segment() -> None:
 
 
 def test_unknown_directive_is_named() -> None:
-    with pytest.raises(DirectiveError, match="unknown directive @arrayPath") as err:
-        compile_value({"@arrayPath": ["$.items", {}]})
-    assert "@path" in str(err.value)  # and says what is supported
+    with pytest.raises(DirectiveError, match="unknown directive @arrayPaths") as err:
+        compile_value({"@arrayPaths": ["$.items", {}]})
+    assert "@path" in str(err.value) and "@arrayPath," in str(err.value)  # and says what is supported
 
 
 def test_one_directive_per_object() -> None:

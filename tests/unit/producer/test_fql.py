@@ -71,28 +71,31 @@ def test_an_explicit_null_value_is_null() -> None:
     ("trigger", "expected"),
     [
         ("properties.count = 5", True),
-        ('properties.count = "5"', True),  # Segment compares String(actual) with String(expected)
-        ("properties.count = 5.0", True),
+        ('properties.count = "5"', False),  # same type and equal: a number is not the string "5"
+        ("properties.count = 5.0", True),  # numbers compare by value
         ("properties.count != 5", False),
+        ('properties.count != "5"', True),  # != is true across types
         ("properties.count = 6", False),
         ("properties.ratio = 1.5", True),
         ("properties.vip = true", True),
-        ('properties.vip = "true"', True),
+        ('properties.vip = "true"', False),
+        ("properties.vip = 1", False),  # a boolean is not a number
         ("properties.vip = false", False),
         ("properties.vip != false", True),
         ("properties.nested = true", False),  # objects equal no literal
         ('properties.nested = "[object Object]"', False),
     ],
 )
-def test_literals_compare_as_segment_does(trigger: str, expected: bool) -> None:
+def test_equality_needs_the_same_type(trigger: str, expected: bool) -> None:
     assert holds(trigger) is expected
 
 
-def test_string_values_match_number_literals() -> None:
-    assert holds("properties.n = 5", {"type": "track", "properties": {"n": "5"}})
-    assert holds("properties.b = true", {"type": "track", "properties": {"b": "true"}})
+def test_string_values_do_not_match_number_or_boolean_literals() -> None:
+    assert not holds("properties.n = 5", {"type": "track", "properties": {"n": "5"}})
+    assert not holds("properties.b = true", {"type": "track", "properties": {"b": "true"}})
     assert holds("userId = 123", {"type": "track", "userId": 123})
-    assert holds('userId = "123"', {"type": "track", "userId": 123})
+    assert not holds('userId = "123"', {"type": "track", "userId": 123})
+    assert holds('userId = "123"', {"type": "track", "userId": "123"})
 
 
 def test_negative_and_exponent_numbers() -> None:
@@ -159,7 +162,7 @@ def test_default_triggers_of_the_actions() -> None:
         ("", 1, "a condition"),
         ("event = ", 9, "a literal"),
         ('event == "x"', 7, "'='"),
-        ('event "x"', 7, "'=' or '!='"),
+        ('event "x"', 7, "'=', '!='"),
         ('= "x"', 1, "a path"),
         ("event = Audience", 9, "a literal"),
         ('event = "x" and', 16, "a path"),
@@ -190,3 +193,165 @@ def test_error_says_what_it_found() -> None:
     with pytest.raises(TriggerError) as err:
         compile_trigger("event =")
     assert err.value.found == "end of trigger"
+
+
+# ------------------------------------------------- what Segment's trigger builder and destination filters write
+
+PLAN: dict[str, Any] = {
+    "type": "track",
+    "event": "Audience Entered",
+    "properties": {
+        "plan": "enterprise pro",
+        "score": 12,
+        "ratio": 0.5,
+        "flag": True,
+        "label": "10",
+        "features": ["discounts", "dark-mode"],
+        "product 1": {"price": "19.99"},
+        "a.b": "dotted",
+    },
+    "context": {"library": {"name": "analytics.js", "version": "1.0"}},
+}
+
+
+@pytest.mark.parametrize(
+    ("trigger", "expected"),
+    [
+        ('contains(properties.plan, "pro")', True),
+        ('contains(properties.plan, "basic")', False),
+        ('!contains(properties.plan, "basic")', True),
+        ('!contains(properties.plan, "pro")', False),
+        ('contains(properties.missing, "pro")', False),  # contains(null, s) is false
+        ('!contains(properties.missing, "pro")', True),
+        ('contains(properties.score, "1")', False),  # only strings contain
+        ('contains( context.library.name, "js" )', True),
+        ("contains(event, 'Entered')", True),  # single quotes, as Segment's documentation writes them
+    ],
+)
+def test_contains(trigger: str, expected: bool) -> None:
+    assert holds(trigger, PLAN) is expected
+
+
+@pytest.mark.parametrize(
+    ("trigger", "expected"),
+    [
+        ('match(event, "Audience Ent*")', True),
+        ('match(event, "Audience Ex*")', False),
+        ('!match(event, "Audience Ex*")', True),
+        ('match(event, "*Entered")', True),
+        ('match(event, "Audience")', False),  # the pattern must match the whole string
+        ('match(event, "Audience?Entered")', True),
+        ('match(event, "audience*")', False),  # case sensitive
+        ('match(event, "[Aa]udience*")', True),
+        ('match(event, "[a-z]udience*")', False),
+        ('match(context.library.version, "1.*")', True),
+        ('match(context.library.version, "2.*")', False),
+        ('match(properties.missing, "*")', False),  # match(null, pattern) is false
+        ('match(properties.score, "*")', False),
+    ],
+)
+def test_match_is_a_glob(trigger: str, expected: bool) -> None:
+    assert holds(trigger, PLAN) is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "pattern", "expected"),
+    [
+        ("abcd", "a*d", True),
+        ("", "*", True),
+        ("abc", "ab", False),
+        ("abcd", "a??d", True),
+        ("abcd", "*d", True),
+        ("ab*d", r"ab\\*d", True),  # \\ in the FQL string is one backslash: \* is a literal star
+        ("abxd", r"ab\\*d", False),
+        ("abCd", "ab[cC]d", True),
+        ("abcd", "ab[a-z]d", True),
+        ("abcd", "ab[A-Z]d", False),
+        ("a.c", "a.c", True),  # regex characters are plain characters
+        ("abc", "a.c", False),
+    ],
+)
+def test_glob_patterns_as_segment_documents_them(text: str, pattern: str, expected: bool) -> None:
+    assert holds(f'match(properties.s, "{pattern}")', {"properties": {"s": text}}) is expected
+
+
+@pytest.mark.parametrize(
+    ("trigger", "expected"),
+    [
+        ("properties.score >= 10", True),
+        ("properties.score >= 12", True),
+        ("properties.score > 12", False),
+        ("properties.score < 12.5", True),
+        ("properties.score <= 11", False),
+        ("properties.ratio < 1", True),
+        ("properties.score > -1", True),
+        ("properties.label > 5", False),  # a string is not a number
+        ("properties.flag > 0", False),  # nor is a boolean
+        ("properties.missing < 5", False),
+        ("!(properties.score < 10)", True),
+    ],
+)
+def test_numeric_order(trigger: str, expected: bool) -> None:
+    assert holds(trigger, PLAN) is expected
+
+
+@pytest.mark.parametrize(
+    ("trigger", "expected"),
+    [
+        (r'properties.product\ 1.price = "19.99"', True),
+        (r'properties.a\.b = "dotted"', True),
+        ('properties.a.b = "dotted"', False),  # unescaped, the dot separates names
+        (r"properties.product\ 1 != null", True),
+    ],
+)
+def test_backslash_escaped_paths(trigger: str, expected: bool) -> None:
+    assert holds(trigger, PLAN) is expected
+
+
+@pytest.mark.parametrize(
+    ("trigger", "expected"),
+    [
+        ('"dark-mode" in properties.features', True),
+        ('"blink" in properties.features', False),
+        ('type in ["track", "identify"]', True),
+        ('!(type in ["page", "identify"])', True),
+        ("properties.score in [10, 12]", True),
+        ('properties.score in ["12"]', False),
+        ('"x" in properties.missing', False),
+        ("properties.flag", True),  # a bare value holds when it is true
+        ("properties.plan", False),
+        ("properties.missing or properties.flag", True),
+        ('length(properties.features) = 2', True),
+        ('length(properties.plan) > 3', True),
+        ("length(properties.missing) = 0", True),
+        ('lowercase(event) = "audience entered"', True),
+        ('uppercase(properties.missing) = null', True),
+        ('typeof(properties.score) = "number"', True),
+        ('typeof(properties.features) = "list"', True),
+        ('snakecase(event) = "Audience_Entered"', True),
+        ('kebabcase(event) = "Audience-Entered"', True),
+    ],
+)
+def test_in_lists_bare_values_and_functions(trigger: str, expected: bool) -> None:
+    assert holds(trigger, PLAN) is expected
+
+
+@pytest.mark.parametrize(
+    ("trigger", "position", "expected"),
+    [
+        ('nope(event, "x")', 1, "a function"),
+        ("contains(event)", 1, "contains() with 2 argument(s)"),
+        ("match(event, properties.x)", 1, "match(value"),
+        ('match(event, "[z-a]")', 1, "a valid glob pattern"),
+        ('contains(event, "x"', 20, "',' or ')'"),
+        ("properties.score >= properties.other", 21, "a literal"),
+        ('type in ["track", properties.x]', 19, "a literal in the list"),
+        ('type in ["track" "page"]', 18, "',' or ']'"),
+        ('"x" = "y"', 1, "a path"),
+    ],
+)
+def test_function_and_operator_errors(trigger: str, position: int, expected: str) -> None:
+    with pytest.raises(TriggerError) as err:
+        compile_trigger(trigger)
+    assert err.value.position == position
+    assert expected in err.value.expected

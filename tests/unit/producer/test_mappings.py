@@ -242,8 +242,8 @@ def test_mappings_with_the_same_identifier_fields_share_an_identity_key() -> Non
         ({"action": "addToAudience", "subscribe": 5}, "'subscribe' must be an FQL string"),
         ({"action": "addToAudience", "fields": ["email"]}, "'fields' must be an object"),
         (
-            {"action": "addToAudience", "fields": {"email": {"@arrayPath": ["$.a"]}}},
-            "(addToAudience): field 'email': unknown directive @arrayPath",
+            {"action": "addToAudience", "fields": {"email": {"@arrayPaths": ["$.a"]}}},
+            "(addToAudience): field 'email': unknown directive @arrayPaths (supported: @path, @if",
         ),
         (
             {"action": "addToAudience", "fields": {"email": {"@path": "$.a..b"}}},

@@ -9,9 +9,9 @@ refused before its body is read; a body that does not arrive within ``TTA_BODY_T
 ``Content-Encoding`` is 415 and a body that is not the gzip/deflate it claims is 400; JSON nested deeper than
 :data:`MAX_DEPTH` where we merge it is 400; a request of more than ``TTA_MAX_REQUEST_EVENTS`` events is 413; a
 large request is parsed (:func:`producer.bodies.parse_large_array`) and routed in slices that yield to the
-event loop, so ``/healthz`` and other requests are answered meanwhile. No answer repeats a header's value. A client that hangs up mid-request is logged at debug
-and counted with status 499, not as a failure of ours (:mod:`producer.protocol` covers what happens before a
-request reaches a handler).
+event loop, so ``/healthz`` and other requests are answered meanwhile. No answer repeats a header's value. A
+client that hangs up mid-request is logged at debug and counted with status 499, not as a failure of ours
+(:mod:`producer.protocol` covers what happens before a request reaches a handler).
 
 The request path stays thin (one orjson parse, one intake call, a few counter increments) because the
 per-event cost of routing is the budget; there is no access log and at most one debug line per request.

@@ -26,7 +26,8 @@ def _shapes(secret: str) -> set[str]:
     shapes = {secret, quote(secret, safe=""), quote_plus(secret, safe=""), quote(secret),
               orjson.dumps(secret).decode()[1:-1]}
     for suffix in (":", ""):
-        shapes.add(base64.b64encode(f"{secret}{suffix}".encode()).decode().rstrip("="))
+        encoded = base64.b64encode(f"{secret}{suffix}".encode()).decode()
+        shapes |= {encoded, encoded.rstrip("=")}  # padded (longest, matched first) or not
     return {shape for shape in shapes if len(shape) >= MIN_SECRET_LENGTH}
 
 

@@ -1,35 +1,90 @@
--- Record what a delivered request did to each user, and keep the audience's net size.
--- KEYS: membership hash, size counter. ARGV[1]: 'a' or 'd'; ARGV[2]: position tag (sortable string);
--- ARGV[3..]: row keys. A stored value is tag .. action; a newer tag is never overwritten by an older one.
--- One HMGET and a few HSETs of many fields, not two calls per row: redis.call per row was most of the cost.
-local action, tag = ARGV[1], ARGV[2]
-local taglen = string.len(tag)
-local value = tag .. action
-local olds = redis.call('HMGET', KEYS[1], unpack(ARGV, 3))
-local written = {}  -- row key -> true once set by this call (a repeated key sees its own earlier write)
-local pairs_out = {}
-local delta = 0
-for i = 3, #ARGV do
-  local key = ARGV[i]
-  local old = olds[i - 2]
-  if written[key] then old = value end
-  local apply = true
-  local was_member = false
-  if old then
-    if string.sub(old, 1, taglen) > tag then apply = false end
-    was_member = string.sub(old, -1) == 'a'
+-- The delivered-membership record of audiences: per user, the last applied action and its event's order.
+-- KEYS: per audience, its membership hash, its size counter and its newest order key (3 keys each).
+-- ARGV[1]: 'check' or 'record';
+-- ARGV[2 .. audiences + 1]: how many operations each audience has here; then the operations, audience by
+-- audience, each its user's field (20 chars) .. its value: order key (25 chars: event ms + 10^13, 14 digits,
+-- then the message id's tie-break + 10^10, 11 digits) .. 'a' (added) or 'd' (removed).
+-- Values written before event times existed hold a stream position tag (15-digit ms, 8-digit sequence) ..
+-- action, 24 chars: they read as that ms with the lowest tie-break (their event time was their acceptance).
+-- An operation applies when its order key is greater than the recorded one; an equal key is the same event
+-- again (a no-op), unless its action differs (operations without event time or message id): then the later
+-- arrival wins, as before event times existed.
+-- check: returns a string with '1' per operation that would apply, '0' per one superseded (read only).
+-- record: writes the values that apply and returns each audience's net size afterwards; only a change of state
+-- (absent or removed -> added, added -> removed) moves the size, so recording a batch twice changes nothing.
+-- It also keeps the newest order key the record holds, which lets a check skip operations newer than it; a
+-- record that predates that key (it has entries but no newest key) never gets one, as its entries' greatest
+-- key is unknown: it is always checked in full.
+-- One HMGET and a few HSETs of many fields per audience, not calls per row: redis.call per row was most of
+-- the cost.
+local FIELDLEN, KEYLEN = 20, 25
+local ADDED = string.byte('a')
+local mode = ARGV[1]
+local audiences = #KEYS / 3
+
+local function applies(new, old)
+  if not old then return true end
+  if #old == 24 then  -- written before event times: its position's ms, the lowest tie-break
+    old = '1' .. string.sub(old, 3, 15) .. '10000000000' .. string.sub(old, -1)
   end
-  if apply then
-    written[key] = true
-    pairs_out[#pairs_out + 1] = key
-    pairs_out[#pairs_out + 1] = value
-    if action == 'a' and not was_member then delta = delta + 1 end
-    if action == 'd' and was_member then delta = delta - 1 end
+  -- Values are fixed-width order keys followed by the action, so whole values compare like their keys; only
+  -- when the keys are equal does the action matter (equal values: the same event again).
+  if new > old then return true end
+  if new == old then return false end
+  return string.sub(new, 1, KEYLEN) == string.sub(old, 1, KEYLEN)  -- same key, another action
+end
+
+local function record(hash, size, newest, fields, values, olds)
+  local newest_known = redis.call('EXISTS', hash) == 0 or redis.call('EXISTS', newest) == 1
+  local written = {}  -- field -> value set by this call (a repeated field sees its own earlier write)
+  local pairs_out = {}
+  local delta = 0
+  local greatest = ''
+  for i = 1, #fields do
+    local field, value = fields[i], values[i]
+    local old = written[field] or olds[i]
+    if applies(value, old) then
+      written[field] = value
+      pairs_out[#pairs_out + 1] = field
+      pairs_out[#pairs_out + 1] = value
+      if value > greatest then greatest = value end
+      local was_member = old and string.byte(old, -1) == ADDED
+      local is_member = string.byte(value, -1) == ADDED
+      if is_member and not was_member then delta = delta + 1 end
+      if was_member and not is_member then delta = delta - 1 end
+    end
+  end
+  -- Lua's unpack takes at most ~8,000 values: write in slices.
+  local slice = 4000
+  for first = 1, #pairs_out, slice do
+    redis.call('HSET', hash, unpack(pairs_out, first, math.min(first + slice - 1, #pairs_out)))
+  end
+  if newest_known and greatest ~= '' then
+    greatest = string.sub(greatest, 1, KEYLEN)
+    local before = redis.call('GET', newest)
+    if not before or greatest > before then redis.call('SET', newest, greatest) end
+  end
+  return redis.call('INCRBY', size, delta)
+end
+
+local flags, sizes = {}, {}
+local next_argument = audiences + 2
+for a = 1, audiences do
+  local count = tonumber(ARGV[a + 1])
+  local fields, values = {}, {}
+  for i = 1, count do
+    local argument = ARGV[next_argument + i - 1]
+    fields[i] = string.sub(argument, 1, FIELDLEN)
+    values[i] = string.sub(argument, FIELDLEN + 1)
+  end
+  next_argument = next_argument + count
+  local hash, size, newest = KEYS[3 * a - 2], KEYS[3 * a - 1], KEYS[3 * a]
+  local olds = count > 0 and redis.call('HMGET', hash, unpack(fields)) or {}
+  if mode == 'check' then
+    for i = 1, count do flags[#flags + 1] = applies(values[i], olds[i]) and '1' or '0' end
+  else
+    sizes[a] = record(hash, size, newest, fields, values, olds)
   end
 end
--- Lua's unpack takes at most ~8,000 values: write in slices.
-local slice = 4000
-for first = 1, #pairs_out, slice do
-  redis.call('HSET', KEYS[1], unpack(pairs_out, first, math.min(first + slice - 1, #pairs_out)))
-end
-return redis.call('INCRBY', KEYS[2], delta)
+if mode == 'check' then return table.concat(flags) end
+return sizes

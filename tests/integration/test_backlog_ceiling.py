@@ -40,6 +40,7 @@ def test_a_60000_event_webhook_over_the_limit_is_refused_whole(near_the_limit: S
     assert body["code"] == "backlog_full" and "limit of 5,000" in body["message"]
     # Routed in slices of 2,000: the first slice fits (1,100 + 2,000), the second does not, and the answer
     # says from which event on nothing was stored.
+    print(f"60,000-event webhook at 1,100 of {LIMIT:,}: {status}, backlog {backlog(near_the_limit):,}")
     assert backlog(near_the_limit) <= LIMIT
     assert f"from index {backlog(near_the_limit) - 1_100:,} on were not stored" in body["message"]
 
@@ -55,6 +56,8 @@ def test_40_concurrent_requests_near_the_limit_never_pass_it(near_the_limit: Sta
     refused = [body for status, body in answers if status == 503]
     assert len(accepted) + len(refused) == 40
     assert all(body["code"] == "backlog_full" for body in refused)
+    print(f"40 concurrent requests of 200 at 1,100 of {LIMIT:,}: {len(accepted)} accepted, {len(refused)} refused, "
+          f"backlog {backlog(near_the_limit):,}")
     assert backlog(near_the_limit) == 1_100 + 200 * len(accepted) <= LIMIT
     assert len(accepted) >= 1  # the ceiling refuses what would pass it, not everything
 

@@ -46,6 +46,8 @@ def make_celery(settings: Settings) -> Celery:
         # A Redis at maxmemory refuses the late ack's MULTI (an error of the channel, not the connection): retry
         # it like a lost connection instead of exiting the worker ("Unrecoverable error"), until memory frees.
         broker_channel_error_retry=True,
+        # ...and waits between those retries, logging the episode once (worker.oom_consumer).
+        worker_consumer="worker.oom_consumer:Consumer",
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
         task_send_sent_event=False,

@@ -18,7 +18,7 @@ MAX_DEPTH = 64
 # Content-Encodings aiohttp inflates as the body arrives; anything else would reach the JSON parser as noise.
 ACCEPTED_ENCODINGS = frozenset({"", "identity", "gzip", "x-gzip", "deflate"})
 
-_CODES = {400: "invalid_request", 408: "request_timeout", 413: "too_large", 415: "unsupported_encoding"}
+_CODES = {400: "invalid_request", 408: "request_timeout", 413: "body_too_large", 415: "unsupported_encoding"}
 
 
 class BodyRefused(Exception):
@@ -40,7 +40,7 @@ async def read_body(request: web.Request, limit: int, timeout: float) -> bytes:
         raise BodyRefused(415, "unsupported Content-Encoding: send the body plain, gzip or deflate")
     length = request.content_length
     if length is not None and length > limit:
-        raise BodyRefused(413, f"body of {length} bytes is over the limit of {limit} bytes for this route")
+        raise BodyRefused(413, f"body of {length} bytes is over this route's limit of {limit} bytes")
     chunks: list[bytes] = []
     size = 0
     try:
@@ -48,7 +48,7 @@ async def read_body(request: web.Request, limit: int, timeout: float) -> bytes:
             while chunk := await request.content.readany():
                 size += len(chunk)
                 if size > limit:
-                    raise BodyRefused(413, f"body is over the limit of {limit} bytes for this route")
+                    raise BodyRefused(413, f"body is over this route's limit of {limit} bytes")
                 chunks.append(chunk)
     except TimeoutError:
         raise BodyRefused(408, f"the body did not arrive within {timeout:g} s") from None

@@ -4,6 +4,10 @@ Routes: ``POST /v1/track``, ``/v1/identify``, ``/v1/batch``, ``/v1/webhook``; ``
 ``/metrics``. Answers follow Segment's (``{"success": true}``); a 200 always means the events are stored in
 Redis, and while they cannot be stored the answer is 503, so senders retry instead of losing events.
 
+Every error answer is ``{"success": false, "code": "<snake_case>", "message": "..."}``: Segment's and
+RudderStack's Python libraries read ``code`` and ``message`` from it (RudderStack's turns any other shape into
+a KeyError that it retries and then drops).
+
 Hostile clients are refused precisely and cheaply: a webhook with neither a write key nor a signature is
 refused before its body is read; a body that does not arrive within ``TTA_BODY_TIMEOUT`` is 408; an unknown
 ``Content-Encoding`` is 415 and a body that is not the gzip/deflate it claims is 400; JSON nested deeper than
@@ -52,7 +56,6 @@ if TYPE_CHECKING:
     from producer.routing import Router
 
 SINGLE_EVENT_LIMIT = 32 * 1024
-BATCH_LIMIT = 500 * 1024
 WEBHOOK_LIMIT = 16 * 1024 * 1024
 # A request with more events than this is routed in slices of this many, yielding to the event loop between
 # them: ~30 ms of routing at a time, so one large webhook never stalls the other connections.
@@ -61,9 +64,6 @@ ROUTE_SLICE = 2_000
 READINESS_PROBE_KEY = f"{keys.PREFIX}:readyz-probe"
 # Counted in the requests metric for a client that hung up before its answer (nginx's convention).
 CLIENT_CLOSED = 499
-
-_DEFAULT_CODES = {400: "invalid_request", 401: "unauthorized", 408: "request_timeout", 413: "too_large",
-                  415: "unsupported_encoding", 503: "unavailable"}
 
 log = structlog.get_logger("producer.http")
 
@@ -75,17 +75,22 @@ class StartupError(Exception):
 
 
 class _HttpError(Exception):
-    """An answer other than success, raised from deep in a handler and turned into a response at the top."""
+    """An answer other than success, raised from deep in a handler and turned into a response at the top.
+    ``code`` is a stable snake_case name for the problem; the message says it in a sentence."""
 
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None, *,
-                 code: str | None = None) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.code = code
         self.headers = headers
-        self.code = code or _DEFAULT_CODES.get(status, "error")
 
     def response(self) -> web.Response:
-        return _json(self.status, {"success": False, "code": self.code, "message": str(self)}, self.headers)
+        return error_response(self.status, self.code, str(self), self.headers)
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    """The one shape of every error answer."""
+    return _json(status, {"success": False, "code": code, "message": message}, headers)
 
 
 def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> web.Response:
@@ -134,6 +139,13 @@ class IntakeMetrics:
                                 ["route", "status"], registry=self.registry)
         self.operations = Counter("tta_intake_operations_enqueued", "Operations written to the queue",
                                   registry=self.registry)
+        self.unmatched = Counter("tta_intake_events_unmatched", "Accepted events no mapping subscribed to",
+                                 registry=self.registry)
+        self.opted_out = Counter("tta_intake_events_opted_out",
+                                 "Accepted events whose integrations turned a destination off", registry=self.registry)
+        self.clamped = Counter("tta_intake_event_times_clamped",
+                               "Event times too far in the future, clamped to the time received",
+                               registry=self.registry)
         # Set from Redis just before each scrape, by whichever process answers it: the latest value is the truth.
         self.backlog = Gauge("tta_backlog_operations", "Operations accepted and not yet settled (fleet-wide)",
                              registry=self.registry, multiprocess_mode="mostrecent")
@@ -153,6 +165,12 @@ class IntakeMetrics:
             self.events_rejected.labels(code).inc(n)
         if result.operations:
             self.operations.inc(result.operations)
+        if result.unmatched:
+            self.unmatched.inc(result.unmatched)
+        if result.opted_out:
+            self.opted_out.inc(result.opted_out)
+        if result.clamped:
+            self.clamped.inc(result.clamped)
 
     def render(self) -> bytes:
         if not self._shared:
@@ -160,6 +178,20 @@ class IntakeMetrics:
         everyone = CollectorRegistry()
         MultiProcessCollector(everyone)
         return generate_latest(everyone)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp's own refusals (unknown path 404, wrong method 405, its body-size 413...) in the one error
+    shape, so a client reading ``code``/``message`` never meets a plain-text body."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = exc.reason.lower().replace(" ", "_").replace("-", "_")
+        headers = {k: v for k, v in exc.headers.items() if k not in (hdrs.CONTENT_TYPE, hdrs.CONTENT_LENGTH)}
+        return error_response(exc.status, code, exc.text or exc.reason, headers)
 
 
 METRICS_KEY = web.AppKey("metrics", IntakeMetrics)
@@ -170,7 +202,7 @@ def _parse_json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise _HttpError(400, f"invalid JSON: {exc}") from None
+        raise _HttpError(400, "invalid_json", f"invalid JSON: {exc}") from None
 
 
 # Objects a /v1/batch body may carry beside "batch", applying to every event in it (Segment's HTTP API).
@@ -184,10 +216,9 @@ def _batch_level(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
         if value is None:
             continue
         if not isinstance(value, dict):
-            raise _HttpError(400, f'the batch-level "{key}" must be an object')
+            raise _HttpError(400, "invalid_field", f'the batch-level "{key}" must be an object')
         if depth_exceeds(value, MAX_DEPTH):
-            raise _HttpError(400, f'the batch-level "{key}" is nested deeper than {MAX_DEPTH} levels',
-                             code="too_deep")
+            raise _HttpError(400, "too_deep", f'the batch-level "{key}" is nested deeper than {MAX_DEPTH} levels')
         if value:
             shared[key] = value
     return shared
@@ -221,6 +252,7 @@ class _Routes:
     def __init__(self, intake: Intake, auth: Authenticator, metrics: IntakeMetrics, settings: Settings, *,
                  debug: bool) -> None:
         self._intake = intake
+        self._batch_limit = settings.max_batch_bytes
         self._auth = auth
         self._metrics = metrics
         self._debug = debug
@@ -238,7 +270,7 @@ class _Routes:
             except _HttpError as exc:
                 response = exc.response()
             except BodyRefused as exc:
-                response = _HttpError(exc.status, str(exc), code=exc.code).response()
+                response = error_response(exc.status, exc.code, str(exc))
             except ConnectionError:
                 # The client hung up (mid-body, say): nothing to answer and nothing wrong on our side.
                 log.debug("client disconnected", route=route)
@@ -248,7 +280,7 @@ class _Routes:
                 # Frames only, no locals or message: either could hold an identifier from the body.
                 log.error("request failed", route=route, error=type(exc).__name__,
                           where="".join(traceback.format_tb(exc.__traceback__)[-3:]))
-                response = _json(500, {"success": False, "code": "internal_error", "message": "internal error"})
+                response = error_response(500, "internal_error", "internal error")
             metrics.request(route, response.status)
             if self._debug:
                 log.debug("request", route=route, status=response.status)
@@ -266,14 +298,16 @@ class _Routes:
 
     async def batch(self, request: web.Request) -> web.StreamResponse:
         self._require_key(request)
-        doc = _parse_json(await read_body(request, BATCH_LIMIT, self._body_timeout))
+        doc = _parse_json(await read_body(request, self._batch_limit, self._body_timeout))
         events = doc.get("batch") if isinstance(doc, dict) else None
         if not isinstance(events, list):
-            raise _HttpError(400, 'expected a JSON object with a "batch" array of events')
+            raise _HttpError(400, "invalid_batch", 'expected a JSON object with a "batch" array of events')
         shared = _batch_level(doc)
         if shared:
             events = [with_batch_level(event, shared) for event in events]
-        return await self._many(events)
+        # Libraries stamp sentAt on the batch, not on each event: it corrects their originalTimestamps.
+        sent_at = doc.get("sentAt")
+        return await self._many(events, sent_at if isinstance(sent_at, str) else None)
 
     async def webhook(self, request: web.Request) -> web.StreamResponse:
         key_ok = self._auth.check_key(request.headers.get(hdrs.AUTHORIZATION))
@@ -292,7 +326,7 @@ class _Routes:
         elif isinstance(doc, list):
             events = doc
         else:
-            raise _HttpError(400, "expected an event object or a JSON array of events")
+            raise _HttpError(400, "invalid_batch", "expected an event object or a JSON array of events")
         return await self._many(events)
 
     async def _single(self, request: web.Request, event_type: str) -> web.StreamResponse:
@@ -304,46 +338,57 @@ class _Routes:
                 event["type"] = event_type
             elif given != event_type:
                 raise _HttpError(
-                    400, f'/v1/{event_type} takes "{event_type}" events, not type {repr(given)[:40]}'
+                    400, "invalid_type", f'/v1/{event_type} takes "{event_type}" events, not type {repr(given)[:40]}'
                 )
         result = await self._accept([event])
         if result.rejected:
-            raise _HttpError(400, result.results[0]["reason"])
-        return _json(200, {"success": True})
+            first = result.results[0]
+            return error_response(400, first["code"], first["reason"])
+        payload: dict[str, Any] = {"success": True}
+        if result.results:  # accepted, but some mapping refused it: say which
+            payload["results"] = result.results
+        elif result.unmatched:
+            payload["unmatched"] = True
+        elif result.opted_out:
+            payload["opted_out"] = True
+        return _json(200, payload)
 
-    async def _many(self, events: list[Any]) -> web.StreamResponse:
-        result = await self._accept(events)
+    async def _many(self, events: list[Any], sent_at: str | None = None) -> web.StreamResponse:
+        result = await self._accept(events, sent_at)
         payload: dict[str, Any] = {"success": True, "accepted": result.accepted, "rejected": result.rejected}
-        if result.rejected:
+        if result.unmatched:
+            payload["unmatched"] = result.unmatched
+        if result.opted_out:
+            payload["opted_out"] = result.opted_out
+        if result.results:
             payload["results"] = result.results
         return _json(200, payload)
 
-    async def _accept(self, events: list[Any]) -> IntakeResult:
+    async def _accept(self, events: list[Any], sent_at: str | None = None) -> IntakeResult:
         if len(events) > self._max_events:
-            raise _HttpError(413, f"{len(events):,} events in one request is over the limit of "
-                                  f"{self._max_events:,}; send them in several requests", code="too_many_events")
+            raise _HttpError(413, "too_many_events", f"{len(events):,} events in one request is over the limit of "
+                                                     f"{self._max_events:,}; send them in several requests")
         result = IntakeResult()
         try:
             for start in range(0, len(events), ROUTE_SLICE):
                 if start:
                     await asyncio.sleep(0)  # let other connections (and /healthz) in between slices
                 part = events if len(events) <= ROUTE_SLICE else events[start:start + ROUTE_SLICE]
-                result.merge(await self._intake.accept_async(part), start)
+                result.merge(await self._intake.accept_async(part, sent_at=sent_at), start)
         except BacklogFull as exc:
             self._metrics.record(result)
             done = result.accepted + result.rejected
             stored = f"the events from index {done:,} on were not stored" if done else "the events were not stored"
-            raise _HttpError(503, f"{exc}; {stored}",
-                             {"Retry-After": str(exc.retry_after)}, code="backlog_full") from None
+            raise _HttpError(503, "backlog_full", f"{exc}; {stored}",
+                             {"Retry-After": str(exc.retry_after)}) from None
         except StoreUnavailable as exc:
             self._metrics.record(result)
             self._warn_store(exc)
             if is_out_of_memory(exc):
-                raise _HttpError(503, "the event store (Redis) is out of memory: the events were not stored; "
-                                      "retry later", {"Retry-After": str(exc.retry_after)},
-                                 code="store_out_of_memory") from None
-            raise _HttpError(503, "the event store (Redis) is unavailable: the events may not have been stored; "
-                                  "retry", {"Retry-After": str(exc.retry_after)}) from None
+                raise _HttpError(503, "store_out_of_memory", "the event store (Redis) is out of memory: the events "
+                                 "were not stored; retry later", {"Retry-After": str(exc.retry_after)}) from None
+            raise _HttpError(503, "store_unavailable", "the event store (Redis) is unavailable: the events may not "
+                             "have been stored; retry", {"Retry-After": str(exc.retry_after)}) from None
         self._metrics.record(result)
         return result
 
@@ -361,7 +406,7 @@ class _Routes:
 
     @staticmethod
     def _unauthorized() -> _HttpError:
-        return _HttpError(401, "a valid write key is required",
+        return _HttpError(401, "unauthorized", "a valid write key is required",
                           {"WWW-Authenticate": 'Basic realm="tiktok-audiences"'})
 
     # -- operations routes -----------------------------------------------------------------------------------
@@ -371,10 +416,11 @@ class _Routes:
 
     async def readyz(self, request: web.Request) -> web.StreamResponse:
         if not await self._intake.ready_async():
-            return _json(503, {"ready": False, "code": "store_unreachable", "message": "Redis does not answer"})
+            return _json(503, {"ready": False, "success": False, "code": "store_unavailable",
+                               "message": "Redis does not answer"})
         full = await self._memory_full()
         if full:
-            return _json(503, {"ready": False, "code": "store_out_of_memory", "message": full})
+            return _json(503, {"ready": False, "success": False, "code": "store_out_of_memory", "message": full})
         return _json(200, {"ready": True})
 
     async def _memory_full(self) -> str | None:
@@ -407,7 +453,8 @@ def build_app(intake: Intake, settings: Settings, *, no_auth: bool = False,
     routes = _Routes(intake, Authenticator.from_settings(settings, no_auth=no_auth), metrics, settings,
                      debug=settings.log_level.lower() == "debug")
     # Bodies are read by producer.bodies.read_body with per-route limits; this only bounds aiohttp's own readers.
-    app = web.Application(client_max_size=WEBHOOK_LIMIT)
+    app = web.Application(client_max_size=max(WEBHOOK_LIMIT, settings.max_batch_bytes),
+                          middlewares=[json_errors])
     app[METRICS_KEY] = metrics
     app[INTAKE_KEY] = intake
     for path, handler in (("/v1/track", routes.track), ("/v1/identify", routes.identify),

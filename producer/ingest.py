@@ -39,17 +39,23 @@ class IngestSummary:
     rejected: int = 0
     operations: int = 0
     unmatched: int = 0
+    opted_out: int = 0
+    clamped: int = 0
     lines: int = 0  # lines read, blank ones included
     rejected_by_code: dict[str, ReasonSummary] = field(default_factory=dict)
+    # Accepted events that some (not all) of their matched mappings refused, by the first refusal's code.
+    partial_by_code: dict[str, ReasonSummary] = field(default_factory=dict)
     dropped_identifiers: dict[str, int] = field(default_factory=dict)
     error: str | None = None  # set when the load stopped early
     stored_through_line: int = 0  # every event up to this line was handled (stored or rejected)
 
-    def reject(self, code: str, reason: str, line: int) -> None:
-        self.rejected += 1
-        entry = self.rejected_by_code.get(code)
+    def reject(self, code: str, reason: str, line: int, *, partial: bool = False) -> None:
+        by_code = self.partial_by_code if partial else self.rejected_by_code
+        if not partial:
+            self.rejected += 1
+        entry = by_code.get(code)
         if entry is None:
-            entry = self.rejected_by_code[code] = ReasonSummary(example=reason)
+            entry = by_code[code] = ReasonSummary(example=reason)
         entry.count += 1
         if len(entry.lines) < FIRST_LINES_KEPT:
             entry.lines.append(line)
@@ -58,11 +64,14 @@ class IngestSummary:
         self.accepted += result.accepted
         self.operations += result.operations
         self.unmatched += result.unmatched
+        self.opted_out += result.opted_out
+        self.clamped += result.clamped
         for name, n in result.dropped_identifiers.items():
             self.dropped_identifiers[name] = self.dropped_identifiers.get(name, 0) + n
         for r in result.results:
             line = line_numbers[r["index"]]
-            self.reject(r.get("code") or "rejected", f"line {line}: {r['reason']}", line)
+            self.reject(r.get("code") or "rejected", f"line {line}: {r['reason']}", line,
+                        partial=r.get("status") == "partial")
 
     def render(self) -> str:
         out = [f"accepted: {self.accepted}", f"rejected: {self.rejected}"]
@@ -70,9 +79,20 @@ class IngestSummary:
             more = ", ..." if entry.count > len(entry.lines) else ""
             out.append(f"  {code}: {entry.count} (lines {', '.join(map(str, entry.lines))}{more})")
             out.append(f"    e.g. {entry.example}")
+        if self.partial_by_code:
+            out.append(f"accepted, but some of their mappings refused them: "
+                       f"{sum(e.count for e in self.partial_by_code.values())}")
+            for code, entry in sorted(self.partial_by_code.items(), key=lambda kv: -kv[1].count):
+                more = ", ..." if entry.count > len(entry.lines) else ""
+                out.append(f"  {code}: {entry.count} (lines {', '.join(map(str, entry.lines))}{more})")
+                out.append(f"    e.g. {entry.example}")
         out.append(f"operations enqueued: {self.operations}")
         if self.unmatched:
             out.append(f"accepted but matched no mapping: {self.unmatched}")
+        if self.opted_out:
+            out.append(f"accepted, opted out of a destination by their integrations: {self.opted_out}")
+        if self.clamped:
+            out.append(f"event times too far in the future, clamped to the time received: {self.clamped}")
         for name, n in sorted(self.dropped_identifiers.items()):
             out.append(f"identifiers dropped ({name}): {n}")
         if self.error:

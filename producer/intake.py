@@ -2,8 +2,10 @@
 
 Per request, each event is validated and routed into operations; then everything the request produces goes to
 Redis in *one* pipelined MULTI/EXEC round trip: the operations (queue contract of :mod:`worker.queue`),
-audience-create requests, and the rejection counters and log. Either all of it is stored or the caller gets
-:class:`StoreUnavailable` and answers the sender with a failure, so a success answer always means "stored".
+audience-create requests, the rejection counters and log, and the intake's counters in ``keys.METRICS``
+(``unmatched``, ``opted_out``, ``clamped``). Each event's time is read first (:mod:`producer.event_time`).
+Either all of it is stored or the caller gets :class:`StoreUnavailable` and answers the sender with a failure,
+so a success answer always means "stored".
 (The converse is not guaranteed: a reply lost after EXEC turns a stored request into a failure answer, and the
 sender's resend duplicates it, which at-least-once delivery tolerates.)
 
@@ -28,13 +30,15 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
+from producer.event_time import MESSAGE_ID_MAX, EventTimeError, event_ms
 from producer.write_group import WriteGroup
 from worker import keys
+from worker.event_order import METRIC_CLAMPED
 from worker.queue import BacklogCeiling, backlog_after, queue_commands
 from worker.settings import Settings
 
 if TYPE_CHECKING:
-    from producer.routing import AudienceCreate, Router, RouteResult
+    from producer.routing import AudienceCreate, MappingOutcome, Router, RouteResult
 
 # Stream of legacy ``createAudience`` requests, one entry per distinct request, field ``c`` = JSON object
 # ``{"destination", "advertiser_id", "name"}``. (Belongs in worker.keys once the worker consumes it.)
@@ -76,13 +80,17 @@ class StoreUnavailable(IntakeError):
 class IntakeResult:
     accepted: int = 0
     rejected: int = 0
-    # One entry per *rejected* event (accepted ones need no answer): index in the request, messageId, status,
-    # reason (human-readable) and code (stable reason code).
+    # One entry per event a mapping refused (others need no answer): index in the request, messageId, status
+    # ("rejected": nothing of it was kept; "partial": other mappings accepted it), reason (human-readable),
+    # code (stable reason code) and, when mappings judged it, "mappings": each matched mapping's outcome.
     results: list[dict[str, Any]] = field(default_factory=list)
     operations: int = 0  # operations written to the queue
     creates: int = 0  # audience-create requests written
     unmatched: int = 0  # accepted events no mapping subscribed to
+    opted_out: int = 0  # accepted events whose ``integrations`` turned a destination off
+    clamped: int = 0  # events whose time was too far in the future, clamped to the time received
     dropped_identifiers: dict[str, int] = field(default_factory=dict)
+    # Refusals by code: of rejected events, and of single mappings refusing an otherwise accepted event.
     rejected_by_code: dict[str, int] = field(default_factory=dict)
 
     def merge(self, other: IntakeResult, offset: int) -> None:
@@ -93,6 +101,8 @@ class IntakeResult:
         self.operations += other.operations
         self.creates += other.creates
         self.unmatched += other.unmatched
+        self.opted_out += other.opted_out
+        self.clamped += other.clamped
         for counts, more in ((self.dropped_identifiers, other.dropped_identifiers),
                              (self.rejected_by_code, other.rejected_by_code)):
             for name, n in more.items():
@@ -106,6 +116,9 @@ class _Rejection(NamedTuple):
     code: str
     destination: str | None = None  # the destination and 1-based mapping that refused it, when one did
     mapping: int | None = None
+    # Every matched mapping's outcome, when mappings judged the event; ``partial``: others accepted it.
+    outcomes: tuple[MappingOutcome, ...] = ()
+    partial: bool = False
 
 
 @dataclass(slots=True)
@@ -113,14 +126,21 @@ class _Routed:
     """What a request's events made, before anything is written."""
 
     creates: list[AudienceCreate]
-    rejections: list[_Rejection]
+    rejections: list[_Rejection]  # whole events refused, and single mappings' refusals (``partial``)
     unmatched: int
     dropped: dict[str, int]
     count: int
     now: float
+    opted_out: int = 0
+    clamped: int = 0
 
     def writes_anything(self, grouped: Grouped) -> bool:
-        return bool(grouped or self.creates or self.rejections)
+        return bool(grouped or self.creates or self.rejections or self.counters())
+
+    def counters(self) -> dict[str, int]:
+        """The intake counters (``keys.METRICS`` fields) this request adds to; only non-zero ones."""
+        return {name: n for name, n in (("unmatched", self.unmatched), ("opted_out", self.opted_out),
+                                        (METRIC_CLAMPED, self.clamped)) if n}
 
 
 def _message_id(obj: object) -> str | None:
@@ -141,6 +161,12 @@ def _store_errors(what: str) -> Iterator[None]:
         raise StoreUnavailable(f"{what}: {exc}") from exc
     except BacklogCeiling as exc:
         raise BacklogFull(f"{exc}; retry in {RETRY_AFTER_SECONDS} s") from None
+
+
+def _codes(rejection: _Rejection) -> list[str]:
+    """The refusal codes a rejection counts under: each refusing mapping's, or the event's one code."""
+    codes = [o.code for o in rejection.outcomes if o.code is not None]
+    return codes or [rejection.code]
 
 
 def _log_entry(rejection: _Rejection, now: float) -> bytes:
@@ -188,6 +214,7 @@ class Intake:
         self._flush_interval = settings.flush_interval
         self._batch_size = settings.batch_size
         self._quiet = settings.quiet_flush
+        self._max_skew_ms = round(settings.max_event_skew * 1000)
         self._backlog_limit = settings.backlog_limit
         self._clock = clock
         self._backlog = 0
@@ -205,15 +232,16 @@ class Intake:
 
     # -- sync ------------------------------------------------------------------------------------------------
 
-    def accept(self, events: Sequence[object]) -> IntakeResult:
+    def accept(self, events: Sequence[object], *, sent_at: str | None = None) -> IntakeResult:
         """Validate, route and store ``events``. Raises :class:`BacklogFull` or :class:`StoreUnavailable`, in
-        which case nothing of the request was stored."""
+        which case nothing of the request was stored. ``sent_at``: the ``sentAt`` of the body that carried
+        the events (a ``/v1/batch``), for events without their own."""
         client = self._sync_client()
         if self._backlog_stale():
             with _store_errors("cannot reach Redis"):
                 self._note_backlog(client.get(keys.BACKLOG))
         self._check_backlog()
-        routed, grouped = self._route_all(events)
+        routed, grouped = self._route_all(events, sent_at)
         writes = (0, 0)
         if routed.writes_anything(grouped):
             with _store_errors("cannot store events in Redis"):
@@ -226,20 +254,20 @@ class Intake:
 
     # -- async -----------------------------------------------------------------------------------------------
 
-    async def accept_async(self, events: Sequence[object]) -> IntakeResult:
+    async def accept_async(self, events: Sequence[object], *, sent_at: str | None = None) -> IntakeResult:
         """:meth:`accept` for asyncio callers (the HTTP intake); needs a ``redis.asyncio`` client."""
         client = self._async_client()
         if self._backlog_stale():
             with _store_errors("cannot reach Redis"):
                 self._note_backlog(await client.get(keys.BACKLOG))
         self._check_backlog()
-        routed, grouped = self._route_all(events)
+        routed, grouped = self._route_all(events, sent_at)
         writes = (0, 0)
         if grouped and not routed.creates and not routed.rejections:
             # The usual request: operations only, written together with other requests waiting right now.
             with _store_errors("cannot store events in Redis"):
-                backlog = await self._write_group(client).append(grouped,
-                                                                 routed.now + self._flush_interval)
+                backlog = await self._write_group(client).append(
+                    grouped, routed.now + self._flush_interval, routed.counters())
             self._note_backlog(backlog)
             writes = (sum(len(packed) for packed in grouped.values()), 0)
         elif routed.writes_anything(grouped):
@@ -295,40 +323,55 @@ class Intake:
                 f"retry in {RETRY_AFTER_SECONDS} s"
             )
 
-    def _route_all(self, events: Iterable[object]) -> tuple[_Routed, Grouped]:
+    def _route_all(self, events: Iterable[object], sent_at: str | None = None) -> tuple[_Routed, Grouped]:
         """The per-event hot loop: keep it free of I/O, logging and attribute look-ups it can hoist.
 
-        Events go through :meth:`Router.route_into` (operations packed straight into ``grouped``, no result
-        objects); one it declines (a rejection, a create, a dropped identifier) is routed again with
-        :meth:`Router.route`, which says why."""
+        Each event gets its time (:func:`producer.event_time.event_ms`, against one receive time for the
+        request) and goes through :meth:`Router.route_into` (operations packed straight into ``grouped``, no
+        result objects); one it declines (a refusal, a create, a dropped identifier, an opt-out) is routed
+        again with :meth:`Router.route`, which says why."""
         validate = self._validate
         event_error = self._event_error
         route = self._router.route
         route_into = getattr(self._router, "route_into", None)  # test doubles may offer route() only
+        now = self._clock()
+        received_ms = int(now * 1000)
+        max_skew_ms = self._max_skew_ms
+        if sent_at.__class__ is not str:
+            sent_at = None
         grouped: Grouped = {}
         creates: list[AudienceCreate] = []
         rejections: list[_Rejection] = []
         dropped: dict[str, int] = {}
-        unmatched = 0
+        unmatched = opted_out = clamped = 0
         count = 0
         routing_errors: list[BaseException] = []
         for index, obj in enumerate(events):
             count += 1
             try:
                 event = validate(obj)
-            except event_error as exc:
+                ms = event_ms(event, received_ms, sent_at)
+            except (event_error, EventTimeError) as exc:
                 code = getattr(exc, "code", None)
                 rejections.append(_Rejection(index, _message_id(obj), str(exc),
                                              code if isinstance(code, str) else "invalid_event"))
                 continue
+            if ms - received_ms > max_skew_ms:  # producer.event_time.clamp, inline
+                ms = received_ms
+                clamped += 1
+            mid = event.get("messageId")  # producer.event_time.message_id, inline: this runs per event
+            if mid.__class__ is not str:
+                mid = ""
+            elif len(mid) > MESSAGE_ID_MAX:
+                mid = mid[:MESSAGE_ID_MAX]
             try:
                 if route_into is not None:
-                    matched = route_into(event, grouped)
+                    matched = route_into(event, grouped, ms, mid)
                     if matched is not None:
                         if not matched:
                             unmatched += 1
                         continue
-                outcome: RouteResult = route(event)
+                outcome: RouteResult = route(event, ms, mid)
             except Exception as exc:
                 # A routing bug on one event must not fail (and make the sender resend) the whole request;
                 # the rejection is answered and counted so it is not silent.
@@ -340,20 +383,29 @@ class Intake:
             if outcome.rejection is not None:
                 rejections.append(_Rejection(index, _message_id(event), outcome.rejection,
                                              outcome.rejection_code or "rejected",
-                                             outcome.rejected_destination, outcome.rejected_mapping))
+                                             outcome.rejected_destination, outcome.rejected_mapping,
+                                             tuple(outcome.outcomes)))
                 continue
+            refusals = outcome.refusals
+            if refusals:
+                first = refusals[0]
+                rejections.append(_Rejection(index, _message_id(event), "; ".join(str(o.reason) for o in refusals),
+                                             first.code or "rejected", first.destination, first.mapping,
+                                             tuple(outcome.outcomes), partial=True))
             for op in outcome.operations:
                 grouped.setdefault(op.target.name, []).append(op.pack())
             if outcome.creates:
                 creates.extend(outcome.creates)
-            if not outcome.matched_mappings:
+            if outcome.opted_out:
+                opted_out += 1
+            elif not outcome.matched_mappings:
                 unmatched += 1
             if outcome.dropped_identifiers:
                 for name, n in outcome.dropped_identifiers.items():
                     dropped[name] = dropped.get(name, 0) + n
         if routing_errors:
             _log_routing_errors(routing_errors)
-        routed = _Routed(creates, rejections, unmatched, dropped, count, self._clock())
+        routed = _Routed(creates, rejections, unmatched, dropped, count, now, opted_out, clamped)
         return routed, grouped
 
     def _queue_writes(self, pipe: Any, routed: _Routed, grouped: Grouped) -> tuple[int, int]:
@@ -370,8 +422,10 @@ class Intake:
         for destination, advertiser_id, name in distinct_creates:
             entry = {"destination": destination, "advertiser_id": advertiser_id, "name": name}
             pipe.xadd(CREATES, {CREATE_FIELD: orjson.dumps(entry)})
+        for counter, n in routed.counters().items():
+            pipe.hincrby(keys.METRICS, counter, n)
         if routed.rejections:
-            for code, n in Counter(r.code for r in routed.rejections).items():
+            for code, n in Counter(code for r in routed.rejections for code in _codes(r)).items():
                 pipe.hincrby(keys.REJECTED, code, n)
             log = [_log_entry(r, now) for r in routed.rejections[-REJECTED_LOG_CAP:]]
             pipe.lpush(keys.REJECTED_LOG, *log)
@@ -392,17 +446,27 @@ class Intake:
     def _result(routed: _Routed, operations: int, creates: int) -> IntakeResult:
         rejected_by_code: dict[str, int] = {}
         results = []
+        partial = 0
         for r in routed.rejections:
-            results.append({"index": r.position, "messageId": r.message_id, "status": "rejected",
-                            "reason": r.reason, "code": r.code})
-            rejected_by_code[r.code] = rejected_by_code.get(r.code, 0) + 1
+            entry: dict[str, Any] = {"index": r.position, "messageId": r.message_id,
+                                     "status": "partial" if r.partial else "rejected",
+                                     "reason": r.reason, "code": r.code}
+            if r.outcomes:
+                entry["mappings"] = [o.describe() for o in r.outcomes]
+            results.append(entry)
+            partial += r.partial
+            for code in _codes(r):
+                rejected_by_code[code] = rejected_by_code.get(code, 0) + 1
+        rejected = len(routed.rejections) - partial
         return IntakeResult(
-            accepted=routed.count - len(routed.rejections),
-            rejected=len(routed.rejections),
+            accepted=routed.count - rejected,
+            rejected=rejected,
             results=results,
             operations=operations,
             creates=creates,
             unmatched=routed.unmatched,
+            opted_out=routed.opted_out,
+            clamped=routed.clamped,
             dropped_identifiers=routed.dropped,
             rejected_by_code=rejected_by_code,
         )

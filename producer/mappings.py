@@ -142,14 +142,18 @@ def _path(path: str) -> dict[str, str]:
     return {"@path": path}
 
 
-def _first_present(primary: str, fallback: str) -> dict[str, Any]:
-    return {"@if": {"exists": _path(primary), "then": _path(primary), "else": _path(fallback)}}
+def _first_present(*paths: str) -> dict[str, Any]:
+    """The first of ``paths`` that exists (the last one whether or not it does)."""
+    if len(paths) == 1:
+        return _path(paths[0])
+    return {"@if": {"exists": _path(paths[0]), "then": _path(paths[0]), "else": _first_present(*paths[1:])}}
 
 
-# Segment's defaults, written as the directives a user would paste; see behaviour.md §1.
+# Segment's defaults, written as the directives a user would paste; see behaviour.md §1. Identify calls carry
+# traits at the top (Segment's libraries) or in context.traits (RudderStack's), so both are read.
 DEFAULT_FIELDS: dict[str, Any] = {
-    "email": _first_present("$.context.traits.email", "$.properties.email"),
-    "phone": _first_present("$.context.traits.phone", "$.properties.phone"),
+    "email": _first_present("$.context.traits.email", "$.traits.email", "$.properties.email"),
+    "phone": _first_present("$.context.traits.phone", "$.traits.phone", "$.properties.phone"),
     "advertising_id": _path("$.context.device.advertisingId"),
     "external_audience_id": _path("$.context.personas.external_audience_id"),
     "event_name": _path("$.event"),
@@ -176,6 +180,13 @@ def read_default_identifiers(e: dict[str, Any]) -> tuple[Any, Any, Any]:
         device = context.get("device")
         if device.__class__ is dict:
             adid = device.get("advertisingId")
+    if email is None or phone is None:
+        traits = e.get("traits")
+        if traits.__class__ is dict:
+            if email is None:
+                email = traits.get("email")
+            if phone is None:
+                phone = traits.get("phone")
     if email is None or phone is None:
         properties = e.get("properties")
         if properties.__class__ is dict:

@@ -11,13 +11,18 @@ that matches turns the event into operations (or, for ``createAudience``, an :cl
   ``context.personas.audience_settings.advertiserId``, else the destination's ``native.advertiser_id``, and
   to the audience in ``external_audience_id``; without one, a destination with ``native.auto_create`` targets
   ``@<context.personas.computation_key>`` (the worker creates that audience once);
-- ``syncAudience`` adds when ``properties[computation_key]`` (track) / ``traits[computation_key]``
-  (identify) is ``true`` and deletes when it is ``false``;
+- ``syncAudience`` adds when ``properties[computation_key]`` (track) / ``traits[computation_key]``, else
+  ``context.traits[computation_key]`` (identify) is ``true`` and deletes when it is ``false``;
 - legacy actions send to the mapping's ``selected_advertiser_id`` / ``audience_id``.
 
-An event is all or nothing: if any matched mapping rejects it, ``route`` returns no operations and a
-rejection naming the mapping (``"mapping 2 (addToAudience): <reason>"``) and a short code for counting.
-Rejection texts never contain identifier values. Identical operations from several mappings (e.g.
+Each matched mapping is judged on its own (Segment runs each mapping as its own action): one mapping's
+rejection never stops another's operation, and when one refuses, the result lists every matched mapping's
+outcome. The event
+as a whole is rejected only when every matched mapping refused it; the rejection names each mapping
+(``"mapping 2 (addToAudience): <reason>"``) with a short code for counting. Rejection texts never contain
+identifier values. Every operation carries the event's time and message id (:mod:`producer.event_time`).
+An event whose ``integrations`` object turns a destination off (Segment's rule, by the destination's
+``integration_name``) skips that destination's mappings. Identical operations from several mappings (e.g.
 ``addToAudience`` and ``syncAudience`` on one "Audience Entered" event) are sent once.
 
 Cost: the per-event path is closures and ``dict.get`` chains built at load time, one SHA-256 per distinct
@@ -38,7 +43,7 @@ from producer.identifiers import (
 )
 from producer.limits import NewAudienceGate, audience_name_problem, target_problem
 from producer.mappings import CompiledMapping, compile_destination
-from worker.destinations import DestinationsFile
+from worker.destinations import DEFAULT_INTEGRATION_NAME, DestinationsFile
 from worker.keys import Target
 from worker.operations import ACTION_CODE as _ACTION_CODE
 from worker.operations import ADID_TYPE_CODE as _ADID_TYPE_CODE
@@ -58,6 +63,25 @@ class AudienceCreate:
     name: str  # as given; the worker cuts names over 70 characters
 
 
+@dataclass(frozen=True, slots=True)
+class MappingOutcome:
+    """What one matched mapping made of an event: ``code`` and ``reason`` are None when it accepted it."""
+
+    destination: str
+    mapping: int  # 1-based index in the destination's mappings
+    action: str
+    code: str | None = None
+    reason: str | None = None
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"destination": self.destination, "mapping": self.mapping, "action": self.action,
+                               "status": "accepted" if self.code is None else "rejected"}
+        if self.code is not None:
+            out["code"] = self.code
+            out["reason"] = self.reason
+        return out
+
+
 @dataclass(slots=True)
 class RouteResult:
     operations: list[Operation] = field(default_factory=list)
@@ -72,6 +96,14 @@ class RouteResult:
     # With a rejection: the destination id and 1-based mapping index that rejected the event.
     rejected_destination: str | None = None
     rejected_mapping: int | None = None
+    # When a mapping refused the event: every matched mapping's outcome, in file order (empty when all accepted).
+    outcomes: list[MappingOutcome] = field(default_factory=list)
+    # Whether the event's ``integrations`` turned at least one destination off (Segment's opt-out).
+    opted_out: bool = False
+
+    @property
+    def refusals(self) -> list[MappingOutcome]:
+        return [o for o in self.outcomes if o.code is not None]
 
 
 class Rejected(Exception):
@@ -89,6 +121,7 @@ class _Destination:
     advertiser_ids: frozenset[str]
     native_advertiser_id: str | None
     auto_create: bool
+    integration_name: str = DEFAULT_INTEGRATION_NAME
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +141,7 @@ _Identifiers = tuple[str, str, str, str]
 class Router:
     def __init__(self, routes: list[_Route], mappings: list[CompiledMapping]) -> None:
         self._routes = tuple(routes)  # enabled mappings only, in file order
+        self._destinations = tuple({r.dest.id: r.dest for r in routes}.values())
         self.mappings = tuple(mappings)  # every compiled mapping (also disabled ones), for `config check`
         self._targets: dict[tuple[str, str, str], Target] = {}
         # route_into's memo: (target slot, advertiserId, external_audience_id, computation_key) -> target name
@@ -125,7 +159,8 @@ class Router:
         slots: dict[tuple[Any, ...], int] = {}
         for dest in destinations.destinations:
             info = _Destination(
-                dest.id, frozenset(dest.advertiser_ids), dest.native_advertiser_id, dest.auto_create
+                dest.id, frozenset(dest.advertiser_ids), dest.native_advertiser_id, dest.auto_create,
+                dest.integration_name,
             )
             compiled = compile_destination(dest, default_phone_country=default_phone_country)
             everything.extend(compiled)
@@ -139,20 +174,28 @@ class Router:
 
     # ------------------------------------------------------------------------------------------- route
 
-    def route(self, event: dict[str, Any]) -> RouteResult:
+    def route(self, event: dict[str, Any], event_ms: int = 0, message_id: str = "") -> RouteResult:
+        """The event's operations (each carrying ``event_ms`` and ``message_id``), creates and per-mapping
+        outcomes. Each matched mapping is judged on its own: one mapping's rejection never stops another's."""
         operations: list[Operation] = []
         creates: list[AudienceCreate] = []
         dropped: dict[str, int] = {}
+        matched: list[_Route] = []
+        refused: dict[int, MappingOutcome] = {}  # by position in ``matched``
         # Per-event memos by slot: mappings that read identifiers or targets the same way share the result.
         identifiers: dict[int, _Identifiers] = {}
         targets: dict[int, Target] = {}
         personas: dict[str, Any] | None = None  # context.personas, looked up once
-        matched = 0
+        integrations = event.get("integrations")
+        opted_out = False
         for route in self._routes:
             m = route.mapping
+            if integrations and _opted_out(integrations, route.dest):
+                opted_out = True
+                continue
             if not m.trigger(event):
                 continue
-            matched += 1
+            matched.append(route)
             try:
                 kind = m.kind
                 if kind == "create":
@@ -177,30 +220,46 @@ class Router:
                         )
                     target = cached
                     action = m.operation or _membership(event, personas)
-                email, phone, adid, adid_type = ids
-                for op in operations:
-                    if (
-                        op.target is target
-                        and op.action == action
-                        and op.email == email
-                        and op.phone == phone
-                        and op.advertising_id == adid
-                    ):
-                        break  # the same operation from another mapping: send it once
-                else:
-                    operations.append(Operation(target, action, email, phone, adid, adid_type))
             except Rejected as rejected:
-                return self._rejection(event, route, rejected)
-        return RouteResult(operations, creates, None, None, matched, dropped)
+                refused[len(matched) - 1] = MappingOutcome(route.dest.id, m.index, m.action, rejected.code,
+                                                           f"{m.label}: {rejected.reason}")
+                continue
+            email, phone, adid, adid_type = ids
+            for op in operations:
+                if (
+                    op.target is target
+                    and op.action == action
+                    and op.email == email
+                    and op.phone == phone
+                    and op.advertising_id == adid
+                ):
+                    break  # the same operation from another mapping: send it once
+            else:
+                operations.append(Operation(target, action, email, phone, adid, adid_type, event_ms, message_id))
+        result = RouteResult(operations, creates, None, None, len(matched), dropped, opted_out=opted_out)
+        if not refused:
+            return result
+        result.outcomes = [refused.get(i) or MappingOutcome(r.dest.id, r.mapping.index, r.mapping.action)
+                           for i, r in enumerate(matched)]
+        refusals = list(refused.values())
+        if not operations and not creates:
+            first = refusals[0]
+            result.rejection = "; ".join(str(o.reason) for o in refusals)
+            result.rejection_code = first.code
+            result.rejected_destination = first.destination
+            result.rejected_mapping = first.mapping
+        return result
 
-    def route_into(self, event: dict[str, Any], groups: dict[str, list[list[Any]]]) -> int | None:
+    def route_into(self, event: dict[str, Any], groups: dict[str, list[list[Any]]], event_ms: int = 0,
+                   message_id: str = "") -> int | None:
         """:meth:`route` for the intake's common case, without per-event result objects: append the event's
         operations, packed (:meth:`Operation.pack`), to ``groups`` (target name -> packed operations, in
         order) and return how many mappings matched.
 
         Returns ``None`` and leaves ``groups`` untouched when the event needs :meth:`route`'s full answer: a
-        mapping rejects it, makes an audience create, or an identifier is dropped. ``route`` is pure (but for
-        its target cache), so the caller routes such an event again with it and gets the same outcome.
+        mapping rejects it, makes an audience create, an identifier is dropped, or its ``integrations`` turn a
+        destination off. ``route`` is pure (but for its target cache), so the caller routes such an event again
+        with it and gets the same outcome.
         Operations are the ones ``route`` makes, in its order, with its de-duplication."""
         # Memos of the last slot read (mappings sharing a slot read identically; recomputing is only slower).
         ids_slot = target_slot = -1
@@ -210,6 +269,9 @@ class Router:
         made: list[tuple[str, list[Any]]] = []
         matched = 0
         dropped: dict[str, int] = {}
+        integrations = event.get("integrations")
+        if integrations and self._any_opted_out(integrations):
+            return None
         try:
             for route in self._routes:
                 m = route.mapping
@@ -243,7 +305,8 @@ class Router:
                             and packed[2] == phone and packed[3] == adid):
                         break  # the same operation from another mapping: send it once
                 else:
-                    made.append((name, [code, email, phone, adid, _ADID_TYPE_CODE[adid_type] if adid else "", 0, ""]))
+                    made.append((name, [code, email, phone, adid, _ADID_TYPE_CODE[adid_type] if adid else "",
+                                       event_ms, message_id]))
         except Rejected:
             return None
         for name, packed in made:
@@ -276,15 +339,8 @@ class Router:
             return name
         return self._native_target(route.dest, m, event, personas).name
 
-    def _rejection(self, event: dict[str, Any], route: _Route, rejected: Rejected) -> RouteResult:
-        m = route.mapping
-        return RouteResult(
-            rejection=f"{m.label}: {rejected.reason}",
-            rejection_code=rejected.code,
-            matched_mappings=sum(1 for r in self._routes if r.mapping.trigger(event)),
-            rejected_destination=route.dest.id,
-            rejected_mapping=m.index,
-        )
+    def _any_opted_out(self, integrations: Any) -> bool:
+        return any(_opted_out(integrations, dest) for dest in self._destinations)
 
     # ----------------------------------------------------------------------------------------- targets
 
@@ -445,7 +501,13 @@ def _membership(event: dict[str, Any], personas: dict[str, Any]) -> Action:
     if kind == "track":
         where, bag = "properties", event.get("properties")
     elif kind == "identify":
+        # Segment's libraries put identify traits at the top; RudderStack's in context.traits.
         where, bag = "traits", event.get("traits")
+        if not isinstance(bag, dict) or bag.get(key) is None:
+            context = event.get("context")
+            inner = context.get("traits") if isinstance(context, dict) else None
+            if isinstance(inner, dict) and inner.get(key) is not None:
+                where, bag = "context.traits", inner
     else:
         raise Rejected(
             "invalid_membership", f"syncAudience reads membership from track or identify events, not {kind}"
@@ -477,6 +539,17 @@ def _legacy_advertiser(dest: _Destination, m: CompiledMapping, event: dict[str, 
 
 
 _EMPTY: dict[str, Any] = {}
+
+
+def _opted_out(integrations: Any, dest: _Destination) -> bool:
+    """Segment's ``integrations`` rule: ``{name: false}`` turns the destination off; ``{"All": false}`` turns
+    it off unless ``{name: true}`` (or an options object) turns it back on."""
+    if integrations.__class__ is not dict:
+        return False
+    own = integrations.get(dest.integration_name)
+    if own is False:
+        return True
+    return integrations.get("All") is False and not own
 
 
 def _personas(event: dict[str, Any]) -> dict[str, Any]:

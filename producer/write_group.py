@@ -19,6 +19,7 @@ import asyncio
 
 import redis.asyncio as aioredis
 
+from worker import keys
 from worker.queue import BacklogCeiling, backlog_after, queue_commands
 
 Grouped = dict[str, list[list[str]]]  # target -> packed operations
@@ -35,15 +36,16 @@ class WriteGroup:
         self._batch_size = batch_size
         self._quiet = quiet
         self._ceiling = ceiling  # the backlog limit the script enforces (0: none)
-        self._waiting: list[tuple[Grouped, float, asyncio.Future[int]]] = []
+        self._waiting: list[tuple[Grouped, float, asyncio.Future[int], dict[str, int] | None]] = []
         self._writer: asyncio.Task[None] | None = None
 
-    async def append(self, grouped: Grouped, due_at: float) -> int:
-        """Store ``grouped`` (due at ``due_at`` at the latest); returns the backlog after the write that
-        stored it. Raises what the write raised (:class:`worker.queue.BacklogCeiling` when the group would have
-        passed the backlog ceiling: then none of it is stored)."""
+    async def append(self, grouped: Grouped, due_at: float, counters: dict[str, int] | None = None) -> int:
+        """Store ``grouped`` (due at ``due_at`` at the latest) and add ``counters`` to the intake's counters
+        (``keys.METRICS``); returns the backlog after the write that stored it. Raises what the write
+        raised (:class:`worker.queue.BacklogCeiling` when it would have passed the backlog ceiling: then none of
+        it is stored or counted)."""
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._waiting.append((grouped, due_at, future))
+        self._waiting.append((grouped, due_at, future, counters))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.ensure_future(self._write_all())
         return await future
@@ -52,11 +54,15 @@ class WriteGroup:
         while self._waiting:
             group, self._waiting = self._waiting[:MAX_GROUP], self._waiting[MAX_GROUP:]
             merged: Grouped = {}
-            for grouped, _, _ in group:
+            counted: dict[str, int] = {}
+            for grouped, _, _, counters in group:
                 for target, packed in grouped.items():
                     merged.setdefault(target, []).extend(packed)
+                if counters:
+                    for name, n in counters.items():
+                        counted[name] = counted.get(name, 0) + n
             try:
-                backlog = await self._write(merged, min(due for _, due, _ in group))
+                backlog = await self._write(merged, min(due for _, due, _, _ in group), counted)
             except BacklogCeiling as exc:
                 if len(group) == 1:
                     group[0][2].set_exception(exc)
@@ -65,28 +71,39 @@ class WriteGroup:
                     await self._write_each(group)
                 continue
             except BaseException as exc:  # every waiting request must hear of it, cancellation included
-                for _, _, future in group:
+                for _, _, future, _ in group:
                     if not future.done():
                         future.set_exception(exc)
                 if not isinstance(exc, Exception):
                     raise
                 continue
-            for _, _, future in group:
+            for _, _, future, _ in group:
                 if not future.done():
                     future.set_result(backlog)
 
-    async def _write(self, grouped: Grouped, due_at: float) -> int:
+    async def _write(self, grouped: Grouped, due_at: float, counted: dict[str, int]) -> int:
         # A one-command pipeline rather than a bare EVAL: the same round trip, and every intake write goes
         # through pipeline(), one seam for tests to make Redis fail.
-        pipe = self._client.pipeline(transaction=False)
+        pipe = self._client.pipeline(transaction=bool(counted))
         queue_commands(pipe, grouped, due_at, self._batch_size, self._quiet, self._ceiling)
-        (reply,) = await pipe.execute()
-        return backlog_after(reply, grouped, self._ceiling)
+        for name, n in counted.items():
+            pipe.hincrby(keys.METRICS, name, n)
+        reply = (await pipe.execute())[0]
+        try:
+            return backlog_after(reply, grouped, self._ceiling)
+        except BacklogCeiling:
+            if counted:  # the counters went in with the append the script refused: take them back
+                pipe = self._client.pipeline(transaction=True)
+                for name, n in counted.items():
+                    pipe.hincrby(keys.METRICS, name, -n)
+                await pipe.execute()
+            raise
 
-    async def _write_each(self, group: list[tuple[Grouped, float, asyncio.Future[int]]]) -> None:
-        for grouped, due_at, future in group:
+    async def _write_each(self, group: list[tuple[Grouped, float, asyncio.Future[int], dict[str, int] | None]]
+                          ) -> None:
+        for grouped, due_at, future, counters in group:
             try:
-                backlog = await self._write(grouped, due_at)
+                backlog = await self._write(grouped, due_at, dict(counters or {}))
             except BaseException as exc:
                 if not future.done():
                     future.set_exception(exc)

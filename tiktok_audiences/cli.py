@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--demo", action="store_true", help="feed a generated Engage audience through it")
     p.add_argument("--once", action="store_true", help="exit when everything fed has been delivered")
     p.add_argument("--users", type=int, default=30_000, help="users in the --demo audience")
-    p.add_argument("--port", type=int, default=8080, help="intake port")
+    p.add_argument("--port", type=int, default=8080, help="intake port (0: a free one, printed)")
     p.set_defaults(handler=_run)
 
     p = sub.add_parser("sandbox", help="a local stand-in for TikTok's Business API")

@@ -13,7 +13,7 @@ import orjson
 
 from producer.mappings import compile_destination
 from tiktok_audiences.output import fail
-from worker.destinations import ConfigError, Destination, load_destinations
+from worker.destinations import DEFAULT_INTEGRATION_NAME, ConfigError, Destination, load_destinations
 from worker.settings import get_settings
 
 
@@ -44,6 +44,8 @@ def config_check(path: str) -> int:
         out.write(f"  advertisers: {', '.join(destination.advertiser_ids)}\n")
         if destination.hashing == "segment":
             out.write("  hashing: segment (identifiers hashed exactly as Segment's destination hashes them)\n")
+        if destination.integration_name != DEFAULT_INTEGRATION_NAME:
+            out.write(f"  integrations name: {destination.integration_name!r}\n")
         if destination.native:
             out.write(f"  native: advertiser {destination.native_advertiser_id or '(from each event)'}, "
                       f"auto-create {'on' if destination.auto_create else 'off'}\n")

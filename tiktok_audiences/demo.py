@@ -12,6 +12,7 @@ import base64
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -48,19 +49,30 @@ def demo_events(users: int) -> tuple[list[dict[str, Any]], set[str]]:
             ids.append(f"PHONE_SHA256:{hash_phone(traits['phone'])}")
         return traits, ids
 
+    # Every event carries the time Engage computed it, as Segment's do: entries one millisecond apart, each exit
+    # after every entry. The demo's concurrent senders deliver them in no particular order; the times, not the
+    # arrival order, decide the membership.
+    start_ms = int(time.time() * 1000) - 2 * users - 60_000
     for i in range(users):
         traits, ids = user(i)
         events.append({"type": "track", "event": "Audience Entered", "userId": f"user-{i}",
-                       "messageId": f"demo-enter-{i}", "properties": {AUDIENCE_KEY: True},
+                       "messageId": f"demo-enter-{i}", "timestamp": _iso(start_ms + i),
+                       "properties": {AUDIENCE_KEY: True},
                        "context": {"traits": traits, "personas": personas}})
         members.update(ids)
     for i in range(0, users, 10):
         traits, ids = user(i)
         events.append({"type": "track", "event": "Audience Exited", "userId": f"user-{i}",
-                       "messageId": f"demo-exit-{i}", "properties": {AUDIENCE_KEY: False},
+                       "messageId": f"demo-exit-{i}", "timestamp": _iso(start_ms + users + i),
+                       "properties": {AUDIENCE_KEY: False},
                        "context": {"traits": traits, "personas": personas}})
         members.difference_update(ids)
     return events, members
+
+
+def _iso(ms: int) -> str:
+    """Epoch milliseconds as Segment writes times: ISO-8601, UTC, millisecond precision."""
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass

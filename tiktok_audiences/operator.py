@@ -131,6 +131,8 @@ def stats(args: argparse.Namespace, settings: Settings, client: redis.Redis) -> 
     sys.stdout.write(f"rejected events: {doc['rejected_total']}\n")
     for reason, count in sorted(doc["rejected"].items(), key=lambda kv: -kv[1]):
         sys.stdout.write(f"  {reason}: {count}\n")
+    if doc["counters"]:
+        sys.stdout.write("counters: " + ", ".join(f"{k} {v}" for k, v in sorted(doc["counters"].items())) + "\n")
     sys.stdout.write("audiences:\n")
     print_table(
         ["destination", "advertiser", "audience", "backlog", "oldest pending", "delivered members",

@@ -39,6 +39,8 @@ def sandbox_destinations(path: Path) -> None:
 def run_stack(settings: Settings, *, demo: bool, once: bool, users: int, port: int) -> int:
     from producer.http import StartupError, ensure_port_free
 
+    if port == 0:  # a free port, chosen here so the intake's address can be printed and used
+        port = free_port()
     try:
         ensure_port_free("127.0.0.1", port)
     except StartupError as exc:

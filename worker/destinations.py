@@ -17,6 +17,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 MAX_MAPPINGS = 50
+# The name an event's ``integrations`` object uses for a destination, as in Segment.
+DEFAULT_INTEGRATION_NAME = "TikTok Audiences"
 _ID = re.compile(r"^[A-Za-z0-9_.\-]+$")
 _ADVERTISER = re.compile(r"^[0-9]{1,32}$")
 
@@ -50,6 +52,8 @@ class Destination(BaseModel):
     # digests match audiences Segment built); see producer.identifiers.
     hashing: Literal["normalized", "segment"] = "normalized"
     mappings: list[dict[str, Any]] = Field(default_factory=list)
+    # Events whose ``integrations`` turn this name off skip the destination (Segment's rule).
+    integration_name: str = Field(DEFAULT_INTEGRATION_NAME, min_length=1)
 
     @field_validator("id")
     @classmethod

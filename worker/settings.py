@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     # Intake back-pressure: above this many pending operations, intake answers 503.
     backlog_limit: int = Field(5_000_000, alias="TTA_BACKLOG_LIMIT", ge=1)
     default_phone_country: str = Field("US", alias="TTA_DEFAULT_PHONE_COUNTRY")
+    # An event time further than this many seconds ahead of the time received is clamped to the time received.
+    max_event_skew: float = Field(24 * 3600.0, alias="TTA_MAX_EVENT_SKEW", ge=0)
+    # Largest /v1/batch body, in bytes (Segment's and RudderStack's libraries send up to 500 KB and 4 MB).
+    max_batch_bytes: int = Field(4 * 1024 * 1024, alias="TTA_MAX_BATCH_BYTES", ge=1024)
 
     # Intake connections: seconds a client has to send a request's head, then its body, and how long an idle
     # kept-alive connection stays open. Slow or stalled clients must not hold connections indefinitely.

@@ -55,6 +55,9 @@ def collect(client: redis.Redis, ledger: Ledger) -> dict[str, Any]:
         "rejected": rejected,
         "rejected_total": sum(rejected.values()),
         "recent_rejections": recent,
+        # Fleet-wide counters: operations superseded by newer events; intake's events no mapping matched, opted
+        # out by their integrations, and event times clamped.
+        "counters": {_text(k): int(v) for k, v in client.hgetall(keys.METRICS).items()},
         "paused_destinations": paused,
         "audiences": audiences,
     }

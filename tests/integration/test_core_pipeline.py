@@ -115,7 +115,7 @@ def test_an_event_without_a_usable_identifier_is_rejected_and_nothing_enqueued(r
     event = engage("Audience Entered", 1, "3000000000000000001", email=False)
     status, body = running.post("/v1/track", event)
     assert status == 400
-    assert NO_IDENTIFIER in body["message"]
+    assert body["code"] == "no_identifier" and NO_IDENTIFIER in body["message"]
     assert running.redis.smembers("tta:targets") == set()
     assert int(running.redis.hget("tta:rejected", "no_identifier")) == 1
 

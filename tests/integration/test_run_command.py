@@ -59,3 +59,15 @@ def test_run_refuses_a_port_that_is_taken(tmp_path: Path) -> None:
                               cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+
+
+@pytest.mark.parametrize("users", [10, 1000])
+def test_run_demo_once_on_port_zero_picks_a_free_port_and_ends_exact(tmp_path: Path, users: int) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "TIKTOK_ACCESS_TOKEN", "TTA_CONFIG")}
+    done = subprocess.run([sys.executable, "-m", "tiktok_audiences", "run", "--demo", "--once", "--users",
+                           str(users), "--port", "0"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=240)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    assert "intake on http://127.0.0.1:" in output and "intake on http://127.0.0.1:0 " not in output
+    assert "MISMATCH" not in output

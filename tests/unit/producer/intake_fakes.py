@@ -44,10 +44,10 @@ def router() -> Router:
 class ExplodingRouter:
     """The real router, except that an event named "Explode" hits a bug."""
 
-    def route(self, event: dict[str, Any]) -> RouteResult:
+    def route(self, event: dict[str, Any], event_ms: int = 0, message_id: str = "") -> RouteResult:
         if event.get("event") == "Explode":
             raise RuntimeError("boom")
-        return router().route(event)
+        return router().route(event, event_ms, message_id)
 
 
 def sha(value: str) -> str:

@@ -18,6 +18,7 @@ from producer.auth import sign
 from producer.http import SINGLE_EVENT_LIMIT, StartupError, build_app, ensure_port_free, serve, with_batch_level
 from producer.intake import Intake
 from tests.unit.producer.intake_fakes import (
+    NO_IDENTIFIER,
     TARGET,
     AsyncDownRedis,
     AsyncPipelineDownRedis,
@@ -79,13 +80,14 @@ async def test_track_stores_the_event_and_answers_success(make_client: MakeClien
     client = await make_client()
     event = entered()
     del event["type"]  # the route supplies it
+    event["timestamp"] = "2026-12-07T03:30:00.250Z"
 
     resp = await client.post("/v1/track", data=orjson.dumps(event), headers=AUTH)
 
     assert resp.status == 200
     assert await resp.json() == {"success": True}
     [(_, fields)] = store.xrange(keys.stream(TARGET.name))
-    assert orjson.loads(fields[b"o"]) == [["a", sha("person@example.com"), "", "", "", 0, ""]]
+    assert orjson.loads(fields[b"o"]) == [["a", sha("person@example.com"), "", "", "", 1_796_614_200_250, "m1"]]
 
 
 async def test_identify_route_takes_identify_events(make_client: MakeClient) -> None:
@@ -102,6 +104,7 @@ async def test_an_event_of_another_type_than_the_route_is_refused(make_client: M
     assert resp.status == 400
     body = await resp.json()
     assert body["success"] is False and '"identify"' in body["message"]
+    assert body["code"] == "invalid_type"
     assert stored(store) == 0
 
 
@@ -111,7 +114,9 @@ async def test_a_rejected_event_answers_400_with_the_reason(make_client: MakeCli
     resp = await client.post("/v1/track", data=orjson.dumps(entered(None)), headers=AUTH)
 
     assert resp.status == 400
-    assert "At least one enabled identifier" in (await resp.json())["message"]
+    body = await resp.json()
+    assert body == {"success": False, "code": "no_identifier",
+                    "message": f"mapping 1 (addToAudience): {NO_IDENTIFIER}"}
     assert store.hget(keys.REJECTED, "no_identifier") == b"1"
 
 
@@ -120,7 +125,8 @@ async def test_invalid_json_is_named(make_client: MakeClient) -> None:
     resp = await client.post("/v1/track", data=b'{"type": "track",', headers=AUTH)
 
     assert resp.status == 400
-    assert (await resp.json())["message"].startswith("invalid JSON")
+    body = await resp.json()
+    assert body["code"] == "invalid_json" and body["message"].startswith("invalid JSON")
 
 
 # -- batches and webhooks ----------------------------------------------------------------------------------
@@ -181,7 +187,8 @@ async def test_a_batch_level_context_that_is_not_an_object_is_refused(make_clien
     resp = await client.post("/v1/batch", data=orjson.dumps({"batch": [entered()], "context": [1]}),
                              headers=AUTH)
     assert resp.status == 400
-    assert "batch-level" in (await resp.json())["message"]
+    body = await resp.json()
+    assert body["code"] == "invalid_field" and "batch-level" in body["message"]
 
 
 async def test_batch_needs_a_batch_array(make_client: MakeClient) -> None:
@@ -252,15 +259,37 @@ async def test_bodies_over_the_route_limit_are_413(make_client: MakeClient,
     resp = await client.post("/v1/track", data=big, headers=AUTH)
     assert resp.status == 413
 
+    assert await resp.json() == {"success": False, "code": "body_too_large",
+                                 "message": f"body of {len(big)} bytes is over this route's limit of "
+                                            f"{SINGLE_EVENT_LIMIT} bytes"}
+
     async def chunked() -> AsyncIterator[bytes]:  # no Content-Length: the limit applies while reading
         yield b'{"batch": ['
         for _ in range(600):
             yield orjson.dumps(entered(padding="x" * 1000)) + b","
         yield b"{}]}"
 
-    resp = await client.post("/v1/batch", data=chunked(), headers=AUTH)
+    small = await make_client(max_batch_bytes=500 * 1024)
+    resp = await small.post("/v1/batch", data=chunked(), headers=AUTH)
     assert resp.status == 413
+    assert (await resp.json())["message"] == f"body is over this route's limit of {500 * 1024} bytes"
     assert stored(store) == 0
+
+
+async def test_batches_up_to_four_megabytes_are_taken_as_rudderstack_sends_them(
+        make_client: MakeClient, store: fakeredis.FakeRedis) -> None:
+    client = await make_client()
+    events = [entered(f"u{i}@example.com", f"m{i}", padding="x" * 3000) for i in range(1200)]
+    body = orjson.dumps({"batch": events})
+    assert 3_500_000 < len(body) < 4 * 1024 * 1024
+
+    resp = await client.post("/v1/batch", data=body, headers=AUTH)
+    assert resp.status == 200
+    assert (await resp.json())["accepted"] == 1200
+
+    resp = await client.post("/v1/batch", data=body + b" " * (4 * 1024 * 1024 - len(body) + 1), headers=AUTH)
+    assert resp.status == 413
+    assert f"limit of {4 * 1024 * 1024} bytes" in (await resp.json())["message"]
 
 
 async def test_gzip_bodies_are_accepted(make_client: MakeClient) -> None:
@@ -299,7 +328,8 @@ async def test_backlog_full_is_503_with_retry_after(make_client: MakeClient,
 
     assert resp.status == 503
     assert int(resp.headers["Retry-After"]) > 0
-    assert "backlog" in (await resp.json())["message"]
+    body = await resp.json()
+    assert body["code"] == "backlog_full" and "backlog" in body["message"]
     assert store.xlen(keys.stream(TARGET.name)) == 0
 
 
@@ -355,3 +385,84 @@ async def test_serve_refuses_a_port_another_server_listens_on(capsys: pytest.Cap
         assert serve("127.0.0.1", port, settings(write_keys=KEY), workers=2) == 2
     assert "another intake" in capsys.readouterr().err
     ensure_port_free("127.0.0.1", port)  # free again once it is closed
+
+
+# -- answers every client library understands ---------------------------------------------------------------
+
+
+async def test_every_error_answer_has_success_code_and_message(make_client: MakeClient,
+                                                               server: fakeredis.FakeServer) -> None:
+    client = await make_client()
+    answers = [
+        await client.post("/v1/track", data=orjson.dumps(entered()), headers={}),  # 401
+        await client.post("/v1/track", data=b"[", headers=AUTH),  # 400
+        await client.get("/v1/track"),  # 405
+        await client.post("/v1/nowhere", data=b"{}", headers=AUTH),  # 404
+        await (await make_client(AsyncPipelineDownRedis(server=server))).post(
+            "/v1/track", data=orjson.dumps(entered()), headers=AUTH),  # 503
+    ]
+    assert [a.status for a in answers] == [401, 400, 405, 404, 503]
+    codes = []
+    for answer in answers:
+        body = await answer.json()
+        assert set(body) == {"success", "code", "message"} and body["success"] is False
+        assert body["message"]
+        codes.append(body["code"])
+    assert codes == ["unauthorized", "invalid_json", "method_not_allowed", "not_found", "store_unavailable"]
+
+
+async def test_an_event_no_mapping_subscribes_to_is_answered_200_and_counted(
+        make_client: MakeClient, store: fakeredis.FakeRedis) -> None:
+    client = await make_client()
+    event = {"type": "track", "event": "Order Completed", "userId": "u1", "properties": {"total": 3}}
+
+    resp = await client.post("/v1/track", data=orjson.dumps(event), headers=AUTH)
+
+    assert resp.status == 200
+    assert await resp.json() == {"success": True, "unmatched": True}
+    assert store.hget(keys.METRICS, "unmatched") == b"1"
+    metrics = await (await client.get("/metrics")).text()
+    assert "tta_intake_events_unmatched_total 1.0" in metrics
+
+
+async def test_an_opted_out_event_is_answered_200_and_counted(make_client: MakeClient,
+                                                             store: fakeredis.FakeRedis) -> None:
+    client = await make_client()
+    batch = {"batch": [entered("a@example.com", "m0"), entered("b@example.com", "m1")],
+             "integrations": {"All": False}}
+
+    resp = await client.post("/v1/batch", data=orjson.dumps(batch), headers=AUTH)
+
+    assert await resp.json() == {"success": True, "accepted": 2, "rejected": 0, "opted_out": 2}
+    assert store.hget(keys.METRICS, "opted_out") == b"2"
+    assert store.xlen(keys.stream(TARGET.name)) == 0
+
+
+async def test_the_batch_sent_at_corrects_original_timestamps(make_client: MakeClient,
+                                                             store: fakeredis.FakeRedis) -> None:
+    # The device's clock runs an hour fast: its event happened 2 s before it sent the batch.
+    client = await make_client()
+    event = entered()
+    event["originalTimestamp"] = "2026-12-07T04:30:00.000Z"
+    batch = {"batch": [event], "sentAt": "2026-12-07T04:30:02.000Z"}
+
+    before = __import__("time").time()
+    resp = await client.post("/v1/batch", data=orjson.dumps(batch), headers=AUTH)
+    after = __import__("time").time()
+
+    assert resp.status == 200
+    [(_, fields)] = store.xrange(keys.stream(TARGET.name))
+    [packed] = orjson.loads(fields[b"o"])
+    assert int(before * 1000) - 2000 <= packed[5] <= int(after * 1000) - 2000
+
+
+async def test_an_unreadable_timestamp_is_400_naming_the_field(make_client: MakeClient) -> None:
+    client = await make_client()
+    event = entered()
+    event["timestamp"] = "yesterday"
+
+    resp = await client.post("/v1/track", data=orjson.dumps(event), headers=AUTH)
+
+    assert resp.status == 400
+    body = await resp.json()
+    assert body["code"] == "invalid_timestamp" and "'timestamp'" in body["message"]

@@ -173,9 +173,9 @@ async def test_healthz_answers_while_a_16_mb_webhook_is_routed(make_client: Make
     turns_at_each_part: list[int] = []
     accept = Intake.accept_async
 
-    async def counting_accept(self: Intake, part: Any) -> Any:
+    async def counting_accept(self: Intake, part: Any, **kwargs: Any) -> Any:
         turns_at_each_part.append(turns)
-        return await accept(self, part)
+        return await accept(self, part, **kwargs)
 
     monkeypatch.setattr(Intake, "accept_async", counting_accept)
 

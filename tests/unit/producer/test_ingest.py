@@ -157,3 +157,25 @@ def test_command_exits_2_on_errors(tmp_path: Path, command_env: tuple[Path, fake
 
     code, _, err = run("-", tmp_path / "no-config.yaml")
     assert code == 2 and "destinations file" in err
+
+
+def test_events_some_mappings_refused_are_accepted_and_summarised_apart() -> None:
+    from producer.routing import Router
+    from tests.unit.producer.intake_fakes import ADVERTISER
+    from worker.destinations import parse_destinations
+
+    data = {"destinations": [{
+        "id": "tiktok-main", "access_token_env": "TIKTOK_ACCESS_TOKEN", "advertiser_ids": [ADVERTISER],
+        "mappings": [{"action": "addToAudience"},
+                     {"action": "syncAudience", "subscribe": 'event = "Audience Entered"'}]}]}
+    event = entered()
+    event["properties"]["vip"] = "yes"  # syncAudience needs a boolean; addToAudience does not care
+    intake = Intake(Router.from_destinations(parse_destinations(data)), fakeredis.FakeRedis(), settings())
+    summary = ingest_lines([line(event), line({**entered(), "integrations": {"All": False}})], intake,
+                           progress=False)
+
+    assert (summary.accepted, summary.rejected, summary.operations, summary.opted_out) == (2, 0, 1, 1)
+    assert summary.partial_by_code["invalid_membership"].lines == [1]
+    text = summary.render()
+    assert "accepted, but some of their mappings refused them: 1" in text
+    assert "opted out of a destination by their integrations: 1" in text

@@ -127,7 +127,10 @@ def test_rejected_events_are_counted_by_reason_and_nothing_is_enqueued(client: f
     assert (result.accepted, result.rejected, result.operations) == (0, 2, 0)
     assert result.results == [
         {"index": 0, "messageId": "m-no-id", "status": "rejected", "code": "no_identifier",
-         "reason": f"mapping 1 (addToAudience): {NO_IDENTIFIER}"},
+         "reason": f"mapping 1 (addToAudience): {NO_IDENTIFIER}",
+         "mappings": [{"destination": "tiktok-main", "mapping": 1, "action": "addToAudience",
+                       "status": "rejected", "code": "no_identifier",
+                       "reason": f"mapping 1 (addToAudience): {NO_IDENTIFIER}"}]},
         {"index": 1, "messageId": None, "status": "rejected", "code": "invalid_event",
          "reason": "an event must be a JSON object, not a string"},
     ]
@@ -263,3 +266,73 @@ def test_async_redis_down_accepts_nothing(server: fakeredis.FakeServer) -> None:
 def test_the_client_kind_must_match_the_call(client: fakeredis.FakeRedis) -> None:
     with pytest.raises(TypeError):
         asyncio.run(make_intake(client).accept_async([entered()]))
+
+
+# -- event time ------------------------------------------------------------------------------------------------
+
+
+def test_operations_carry_the_event_time_and_message_id(client: fakeredis.FakeRedis) -> None:
+    timed = {**entered("a@example.com", "m-a"), "timestamp": "1970-01-01T00:15:00Z"}
+    untimed = entered("b@example.com", "m-b")
+    make_intake(client).accept([timed, untimed])
+
+    [(_, fields)] = client.xrange(keys.stream(TARGET.name))
+    packed = orjson.loads(fields[ENTRY_FIELD.encode()])
+    assert [p[5:] for p in packed] == [[900_000, "m-a"], [1_000_000, "m-b"]]  # else the time received
+
+
+def test_times_too_far_ahead_are_clamped_and_counted(client: fakeredis.FakeRedis) -> None:
+    ahead = {**entered("a@example.com"), "timestamp": "1970-01-01T00:16:41Z"}  # 1,001 s: 1 s past the skew
+    result = make_intake(client, max_event_skew=0.5).accept([ahead])
+
+    assert result.clamped == 1
+    [(_, fields)] = client.xrange(keys.stream(TARGET.name))
+    assert orjson.loads(fields[ENTRY_FIELD.encode()])[0][5] == 1_000_000
+    assert client.hget(keys.METRICS, "clamped") == b"1"
+
+
+def test_clamped_and_unmatched_counts_ride_on_the_grouped_write(server: fakeredis.FakeServer) -> None:
+    aclient = fakeredis.aioredis.FakeRedis(server=server)
+    ahead = {**entered("a@example.com"), "timestamp": "1970-01-03T00:00:00Z"}
+    other = {"type": "track", "event": "Order Completed", "userId": "u2"}
+    result = asyncio.run(make_intake(aclient).accept_async([ahead, other, entered("b@example.com")]))
+
+    assert (result.accepted, result.clamped, result.unmatched, result.operations) == (3, 1, 1, 2)
+    store = fakeredis.FakeRedis(server=server)
+    assert store.hgetall(keys.METRICS) == {b"clamped": b"1", b"unmatched": b"1"}
+
+
+def test_an_unreadable_timestamp_rejects_that_event_naming_the_field(client: fakeredis.FakeRedis) -> None:
+    bad = {**entered("a@example.com", "m-bad"), "originalTimestamp": "tomorrow-ish"}
+    result = make_intake(client).accept([bad, entered("b@example.com")])
+
+    assert (result.accepted, result.rejected) == (1, 1)
+    assert result.results[0]["code"] == "invalid_timestamp" and "'originalTimestamp'" in result.results[0]["reason"]
+    assert client.hget(keys.REJECTED, "invalid_timestamp") == b"1"
+
+
+# -- mappings judged one by one ----------------------------------------------------------------------------------
+
+
+def test_an_event_one_mapping_refuses_is_kept_for_the_others_and_the_refusal_counted(
+        client: fakeredis.FakeRedis) -> None:
+    # "Create Audience" without a name: createAudience refuses it; an addToAudience subscribed to every
+    # track event still adds the user.
+    from producer.routing import Router
+    from worker.destinations import parse_destinations
+    data = {"destinations": [{
+        "id": "tiktok-main", "access_token_env": "TIKTOK_ACCESS_TOKEN", "advertiser_ids": [TARGET.advertiser_id],
+        "mappings": [
+            {"action": "addToAudience", "subscribe": 'type = "track"'},
+            {"action": "createAudience", "fields": {"selected_advertiser_id": TARGET.advertiser_id,
+                                                    "custom_audience_name": {"@path": "$.properties.nope"}}},
+        ]}]}
+    both = Router.from_destinations(parse_destinations(data))
+    event = {**entered("a@example.com", "m-c"), "event": "Create Audience"}
+    result = Intake(both, client, settings(), clock=lambda: 1_000.0).accept([event])
+
+    assert (result.accepted, result.rejected, result.operations) == (1, 0, 1)
+    [entry] = result.results
+    assert (entry["status"], entry["code"]) == ("partial", "missing_field")
+    assert [m["status"] for m in entry["mappings"]] == ["accepted", "rejected"]
+    assert client.hget(keys.REJECTED, "missing_field") == b"1"

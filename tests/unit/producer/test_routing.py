@@ -26,17 +26,20 @@ PHONE_SHA = hashlib.sha256(b"+14155550123").hexdigest()
 _route = Router.route
 
 
-def _route_checking_route_into(self: Router, event: dict[str, Any]) -> RouteResult:
+def _route_checking_route_into(self: Router, event: dict[str, Any], event_ms: int = 0,
+                               message_id: str = "") -> RouteResult:
     """Router.route, and a check that the intake's fast path (Router.route_into) agrees with it: the same
     packed operations by target and matched count, or a refusal exactly when route has more to say."""
-    result = _route(self, event)
+    result = _route(self, event, event_ms, message_id)
     groups: dict[str, list[list[str]]] = {"untouched": []}
-    matched = self.route_into(copy.deepcopy(event), groups)
+    matched = self.route_into(copy.deepcopy(event), groups, event_ms, message_id)
     if matched is None:
-        assert result.rejection is not None or result.creates or result.dropped_identifiers
+        assert (result.rejection is not None or result.refusals or result.creates or result.dropped_identifiers
+                or result.opted_out)
         assert groups == {"untouched": []}
     else:
         assert result.rejection is None and not result.creates and not result.dropped_identifiers
+        assert not result.refusals and not result.opted_out
         assert matched == result.matched_mappings
         expected: dict[str, list[list[str]]] = {"untouched": []}
         for operation in result.operations:
@@ -454,23 +457,128 @@ def test_create_audience() -> None:
 # --------------------------------------------------------------------------------------- whole-event rules
 
 
-def test_any_mapping_rejecting_rejects_the_whole_event() -> None:
-    # addToAudience could send this event; syncAudience cannot (no boolean membership): nothing is sent.
+def test_one_mappings_refusal_does_not_block_another() -> None:
+    # addToAudience can send this event; syncAudience cannot (no boolean membership): the add still goes.
     result = router("addToAudience", "syncAudience").route(engage(member="yes"))
-    assert result.operations == [] and result.creates == []
-    assert result.rejection == "mapping 2 (syncAudience): properties.vip must be true or false, not a string"
-    assert result.rejection_code == "invalid_membership"
+    assert accepted(result) == [op()]
     assert result.matched_mappings == 2
-    assert (result.rejected_destination, result.rejected_mapping) == ("tiktok-main", 2)
+    assert [o.describe() for o in result.outcomes] == [
+        {"destination": "tiktok-main", "mapping": 1, "action": "addToAudience", "status": "accepted"},
+        {"destination": "tiktok-main", "mapping": 2, "action": "syncAudience", "status": "rejected",
+         "code": "invalid_membership",
+         "reason": "mapping 2 (syncAudience): properties.vip must be true or false, not a string"},
+    ]
 
 
-def test_a_rejection_in_another_destination_rejects_the_whole_event() -> None:
+def test_the_event_is_rejected_only_when_every_matched_mapping_refuses_it() -> None:
+    result = router("addToAudience", "syncAudience").route(engage(member="yes", traits={}))
+    assert result.operations == [] and result.creates == []
+    assert result.rejection == (f"mapping 1 (addToAudience): {NO_IDENTIFIER}; "
+                                f"mapping 2 (syncAudience): {NO_IDENTIFIER}")
+    assert result.rejection_code == "no_identifier"
+    assert (result.rejected_destination, result.rejected_mapping) == ("tiktok-main", 1)
+    assert [o.code for o in result.refusals] == ["no_identifier", "no_identifier"]
+
+
+def test_a_create_audience_event_is_created_though_sync_audience_refuses_it() -> None:
+    create = {"action": "createAudience",
+              "fields": {"selected_advertiser_id": ADVERTISER, "custom_audience_name": {"@path": "$.properties.name"}}}
+    event = {"type": "track", "event": "Create Audience", "userId": "u1", "properties": {"name": "Buyers"}}
+    result = router("syncAudience", create).route(event)
+    assert result.rejection is None
+    assert result.creates == [AudienceCreate("tiktok-main", ADVERTISER, "Buyers")]
+    assert [(o.action, o.code) for o in result.outcomes] == [("syncAudience", "no_identifier"),
+                                                             ("createAudience", None)]
+
+
+def test_an_event_no_mapping_subscribes_to_matches_nothing_and_is_not_rejected() -> None:
+    result = router("addToAudience", "removeFromAudience").route(engage("Order Completed"))
+    assert result == RouteResult(matched_mappings=0)
+
+
+def test_a_refusal_in_another_destination_does_not_block_the_first() -> None:
     data = {"destinations": [dest("addToAudience", dest_id="first"), dest("addToAudience", dest_id="second")]}
     data["destinations"][1]["advertiser_ids"] = [NATIVE_ADVERTISER]
     result = Router.from_destinations(parse_destinations(data)).route(engage())
-    assert result.operations == []
-    assert result.rejected_destination == "second"
-    assert result.rejection_code == "advertiser_not_allowed"
+    assert [o.target.destination for o in accepted(result)] == ["first"]
+    assert [(o.destination, o.code) for o in result.refusals] == [("second", "advertiser_not_allowed")]
+
+
+# ------------------------------------------------------------------------------------------- integrations
+
+
+@pytest.mark.parametrize("integrations", [
+    {"TikTok Audiences": False},
+    {"All": False},
+    {"All": False, "Google Ads": True},
+])
+def test_integrations_turning_the_destination_off_skip_it(integrations: dict[str, Any]) -> None:
+    result = router("addToAudience").route(engage(integrations=integrations))
+    assert result.operations == [] and result.rejection is None
+    assert result.opted_out and result.matched_mappings == 0
+
+
+@pytest.mark.parametrize("integrations", [
+    {"All": False, "TikTok Audiences": True},
+    {"All": False, "TikTok Audiences": {"some": "option"}},
+    {"Google Ads": False},
+    {"All": True},
+    {},
+])
+def test_integrations_leaving_the_destination_on_keep_it(integrations: dict[str, Any]) -> None:
+    result = router("addToAudience").route(engage(integrations=integrations))
+    assert accepted(result) == [op()] and not result.opted_out
+
+
+def test_the_integration_name_is_configurable_per_destination() -> None:
+    data = {"destinations": [dest("addToAudience", dest_id="first"), dest("addToAudience", dest_id="second")]}
+    data["destinations"][1]["integration_name"] = "TikTok (EU)"
+    r = Router.from_destinations(parse_destinations(data))
+    result = r.route(engage(integrations={"TikTok (EU)": False}))
+    assert [o.target.destination for o in result.operations] == ["first"]
+    assert result.opted_out
+    result = r.route(engage(integrations={"All": False, "TikTok (EU)": True}))
+    assert [o.target.destination for o in result.operations] == ["second"]
+
+
+# ---------------------------------------------------------------------------------------------- event time
+
+
+def test_operations_carry_the_event_time_and_message_id() -> None:
+    r = router("addToAudience", {"action": "addUser", "fields": {"selected_advertiser_id": ADVERTISER,
+                                                                 "audience_id": "777"}})
+    result = r.route(engage(), 1_796_614_446_471, "msg-1")
+    assert [(o.event_ms, o.message_id) for o in accepted(result)] == [(1_796_614_446_471, "msg-1")] * 2
+    assert result.operations[0].pack()[5:] == [1_796_614_446_471, "msg-1"]
+
+
+# ---------------------------------------------------------------------------------------------- identify
+
+
+def test_identify_reads_top_level_traits_as_segment_libraries_send_them() -> None:
+    identify = {"type": "identify", "userId": "u1", "traits": {"email": EMAIL, "phone": PHONE}}
+    r = router({"action": "addUser", "subscribe": 'type = "identify"',
+                "fields": {"selected_advertiser_id": ADVERTISER, "audience_id": AUDIENCE}})
+    assert accepted(r.route(identify)) == [op(phone=PHONE_SHA)]
+
+
+def test_context_traits_win_over_top_level_traits() -> None:
+    identify = {"type": "identify", "userId": "u1", "traits": {"email": "other@example.com"},
+                "context": {"traits": {"email": EMAIL}}}
+    r = router({"action": "addUser", "subscribe": 'type = "identify"',
+                "fields": {"selected_advertiser_id": ADVERTISER, "audience_id": AUDIENCE}})
+    assert accepted(r.route(identify)) == [op()]
+
+
+@pytest.mark.parametrize("member, action", [(True, "add"), (False, "delete")])
+def test_sync_audience_reads_identify_membership_from_context_traits(member: bool, action: str) -> None:
+    # RudderStack's library puts identify traits in context.traits only.
+    identify = {"type": "identify", "userId": "u1",
+                "context": {"traits": {"email": EMAIL, "vip": member},
+                            "personas": {"computation_key": "vip", "external_audience_id": AUDIENCE,
+                                         "audience_settings": {"advertiserId": ADVERTISER}}}}
+    r = router({"action": "syncAudience", "subscribe": 'type = "identify"'})
+    assert accepted(r.route(identify)) == [op(action)]
 
 
 def test_every_destination_gets_its_operations() -> None:

@@ -58,3 +58,12 @@ def test_a_51st_mapping_is_a_configuration_error(tmp_path: Path, capsys: pytest.
     many = CONFIG.split("    mappings:")[0] + "    mappings:\n" + "      - action: addToAudience\n" * 51
     assert config_check(write(tmp_path, many)) == 1
     assert "at most 50" in capsys.readouterr().err
+
+
+def test_shows_an_integration_name_other_than_the_default(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    assert config_check(write(tmp_path, CONFIG)) == 0
+    assert "integrations name" not in capsys.readouterr().out
+    named = CONFIG.replace("    native:", "    integration_name: TikTok (EU)\n    native:")
+    assert config_check(write(tmp_path, named)) == 0
+    assert "integrations name: 'TikTok (EU)'" in capsys.readouterr().out

@@ -23,6 +23,7 @@ demo: setup           ## the same, exiting with a summary once everything fed is
 
 test: setup           ## unit tests, then integration tests against a real redis-server and Celery workers
 	./deploy/ensure-redis.sh
+	./deploy/ensure-promtool.sh
 	$(PY) -m pytest
 
 unit: setup
@@ -30,13 +31,14 @@ unit: setup
 
 integration: setup
 	./deploy/ensure-redis.sh
+	./deploy/ensure-promtool.sh
 	$(PY) -m pytest tests/integration
 
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-bench: setup          ## end-to-end throughput against a one-task-per-event baseline
+bench: setup          ## end-to-end throughput against a one-task-per-event baseline, then the rate-limited grid
 	./deploy/ensure-redis.sh
 	$(CLI) bench
 

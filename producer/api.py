@@ -63,8 +63,9 @@ def _defaults(settings: Settings) -> tuple[Router, redis_lib.Redis]:
     if _default is None or _default[0] is not settings:
         from producer.routing import Router
         from worker.destinations import load_destinations
+        from worker.redis_client import redis_from_url
 
         router = Router.from_destinations(load_destinations(settings.config_path),
                                           default_phone_country=settings.default_phone_country)
-        _default = (settings, router, redis_lib.Redis.from_url(settings.redis_url))
+        _default = (settings, router, redis_from_url(settings.redis_url))
     return _default[1], _default[2]

@@ -39,7 +39,16 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import structlog
 from aiohttp import hdrs, web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest, values
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+    values,
+)
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from producer.auth import SIGNATURE_HEADER, Authenticator
@@ -47,12 +56,14 @@ from producer.bodies import MAX_DEPTH, BodyRefused, depth_exceeds, parse_large_a
 from producer.intake import BacklogFull, Intake, IntakeResult, StoreUnavailable
 from producer.limits import NewAudienceGate, teaching_known_audiences
 from producer.protocol import serve_until_stopped
-from worker import keys
 from worker.heap import settle_heap
+from worker.readiness import check_write_path_async
 from worker.redis_memory import is_out_of_memory, memory_state
 from worker.settings import Settings
 
 if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
     from producer.routing import Router
 
 SINGLE_EVENT_LIMIT = 32 * 1024
@@ -60,8 +71,6 @@ WEBHOOK_LIMIT = 16 * 1024 * 1024
 # A request with more events than this is routed in slices of this many, yielding to the event loop between
 # them: ~30 ms of routing at a time, so one large webhook never stalls the other connections.
 ROUTE_SLICE = 2_000
-# Written (and expiring) by /readyz: only a write tells whether Redis has room for one.
-READINESS_PROBE_KEY = f"{keys.PREFIX}:readyz-probe"
 # Counted in the requests metric for a client that hung up before its answer (nginx's convention).
 CLIENT_CLOSED = 499
 
@@ -135,8 +144,13 @@ class IntakeMetrics:
                                        registry=self.registry)
         self.events_rejected = Counter("tta_intake_events_rejected", "Events rejected by intake, by reason",
                                        ["reason"], registry=self.registry)
-        self.requests = Counter("tta_intake_requests", "Intake HTTP requests, by route and status",
-                                ["route", "status"], registry=self.registry)
+        self.requests = Counter("tta_intake_requests", "Intake HTTP requests, by route and status (probes and "
+                                "scrapes are not counted)", ["route", "status"], registry=self.registry)
+        self.duration = Histogram("tta_intake_request_duration_seconds", "Time to answer an intake request, "
+                                  "by route", ["route"], registry=self.registry,
+                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+        if not self._shared:
+            ProcessCollector(registry=self.registry)  # with shared files, render() adds the answering one's
         self.operations = Counter("tta_intake_operations_enqueued", "Operations written to the queue",
                                   registry=self.registry)
         self.unmatched = Counter("tta_intake_events_unmatched", "Accepted events no mapping subscribed to",
@@ -151,12 +165,17 @@ class IntakeMetrics:
                              registry=self.registry, multiprocess_mode="mostrecent")
         # labels() takes a lock and builds a key on every call; the set of (route, status) pairs is small.
         self._request_children: dict[tuple[str, int], Any] = {}
+        self._duration_children: dict[str, Any] = {}
 
-    def request(self, route: str, status: int) -> None:
+    def request(self, route: str, status: int, seconds: float) -> None:
         child = self._request_children.get((route, status))
         if child is None:
             child = self._request_children[(route, status)] = self.requests.labels(route, str(status))
         child.inc()
+        timer = self._duration_children.get(route)
+        if timer is None:
+            timer = self._duration_children[route] = self.duration.labels(route)
+        timer.observe(seconds)
 
     def record(self, result: IntakeResult) -> None:
         if result.accepted:
@@ -177,6 +196,7 @@ class IntakeMetrics:
             return generate_latest(self.registry)
         everyone = CollectorRegistry()
         MultiProcessCollector(everyone)
+        ProcessCollector(registry=everyone)
         return generate_latest(everyone)
 
 
@@ -250,9 +270,10 @@ def _merge(defaults: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
 
 class _Routes:
     def __init__(self, intake: Intake, auth: Authenticator, metrics: IntakeMetrics, settings: Settings, *,
-                 debug: bool) -> None:
+                 debug: bool, store: aioredis.Redis | None = None) -> None:
         self._intake = intake
         self._batch_limit = settings.max_batch_bytes
+        self._store = store
         self._auth = auth
         self._metrics = metrics
         self._debug = debug
@@ -260,11 +281,13 @@ class _Routes:
         self._max_events = settings.max_request_events
         self._last_store_warning = 0.0
 
-    def counted(self, route: str, handler: Handler) -> Handler:
-        """Wrap a handler: errors become JSON answers, and every answer is counted by route and status."""
+    def counted(self, route: str, handler: Handler, *, count: bool = True) -> Handler:
+        """Wrap a handler: errors become JSON answers, and (with ``count``: not probes or scrapes, which are
+        not traffic) every answer is counted and timed by route and status."""
         metrics = self._metrics
 
         async def handle(request: web.Request) -> web.StreamResponse:
+            started = time.perf_counter()
             try:
                 response = await handler(request)
             except _HttpError as exc:
@@ -274,14 +297,16 @@ class _Routes:
             except ConnectionError:
                 # The client hung up (mid-body, say): nothing to answer and nothing wrong on our side.
                 log.debug("client disconnected", route=route)
-                metrics.request(route, CLIENT_CLOSED)
+                if count:
+                    metrics.request(route, CLIENT_CLOSED, time.perf_counter() - started)
                 return web.Response(status=CLIENT_CLOSED)  # nobody reads it; aiohttp drops it quietly
             except Exception as exc:
                 # Frames only, no locals or message: either could hold an identifier from the body.
                 log.error("request failed", route=route, error=type(exc).__name__,
                           where="".join(traceback.format_tb(exc.__traceback__)[-3:]))
                 response = error_response(500, "internal_error", "internal error")
-            metrics.request(route, response.status)
+            if count:
+                metrics.request(route, response.status, time.perf_counter() - started)
             if self._debug:
                 log.debug("request", route=route, status=response.status)
             return response
@@ -418,25 +443,26 @@ class _Routes:
         if not await self._intake.ready_async():
             return _json(503, {"ready": False, "success": False, "code": "store_unavailable",
                                "message": "Redis does not answer"})
-        full = await self._memory_full()
-        if full:
-            return _json(503, {"ready": False, "success": False, "code": "store_out_of_memory", "message": full})
+        # Answering is not enough: a replica, a Cluster node or a Redis out of memory answers PING and refuses
+        # every write (worker.readiness).
+        store = self._store if self._store is not None else self._intake._async_client()
+        try:
+            problem = await asyncio.wait_for(check_write_path_async(store), 2.0)
+        except (TimeoutError, OSError) as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+        if problem is not None and problem.startswith("OutOfMemoryError"):
+            return _json(503, {"ready": False, "success": False, "code": "store_out_of_memory",
+                               "message": await self._memory_described(store)})
+        if problem is not None:
+            return _json(503, {"ready": False, "success": False, "code": "store_refuses_writes",
+                               "message": f"Redis refuses writes: {problem}"})
         return _json(200, {"ready": True})
 
-    async def _memory_full(self) -> str | None:
-        """What is wrong when Redis refuses writes for lack of memory; None when it takes them. Asked with a
-        real (tiny, expiring) write: memory use hovers around the limit, only a write says for sure."""
-        client = self._intake.client
+    @staticmethod
+    async def _memory_described(store: aioredis.Redis) -> str:
         try:
-            await asyncio.wait_for(client.set(READINESS_PROBE_KEY, 1, px=5000), 2.0)  # type: ignore[arg-type]
-            return None
-        except Exception as exc:
-            if not is_out_of_memory(exc):
-                return None  # PING answered: any other trouble shows in the requests themselves
-        try:
-            info = await asyncio.wait_for(client.info("memory"), 2.0)  # type: ignore[arg-type]
-            return memory_state(info).describe()
-        except Exception:
+            return memory_state(await asyncio.wait_for(store.info("memory"), 2.0)).describe()
+        except Exception:  # INFO refused or slow: the code says it all the same
             return "Redis is out of memory: it refuses writes (maxmemory reached)"
 
     async def metrics(self, request: web.Request) -> web.StreamResponse:
@@ -447,11 +473,12 @@ class _Routes:
 
 
 def build_app(intake: Intake, settings: Settings, *, no_auth: bool = False,
-              metrics: IntakeMetrics | None = None) -> web.Application:
-    """The intake application around ``intake`` (whose client must be a ``redis.asyncio`` one)."""
+              metrics: IntakeMetrics | None = None, store: aioredis.Redis | None = None) -> web.Application:
+    """The intake application around ``intake`` (whose client must be a ``redis.asyncio`` one; ``store``, the
+    same client, for the readiness probe)."""
     metrics = metrics or IntakeMetrics()
     routes = _Routes(intake, Authenticator.from_settings(settings, no_auth=no_auth), metrics, settings,
-                     debug=settings.log_level.lower() == "debug")
+                     debug=settings.log_level.lower() == "debug", store=store)
     # Bodies are read by producer.bodies.read_body with per-route limits; this only bounds aiohttp's own readers.
     app = web.Application(client_max_size=max(WEBHOOK_LIMIT, settings.max_batch_bytes),
                           middlewares=[json_errors])
@@ -462,7 +489,7 @@ def build_app(intake: Intake, settings: Settings, *, no_auth: bool = False,
         app.router.add_post(path, routes.counted(path, handler))
     for path, handler in (("/healthz", routes.healthz), ("/readyz", routes.readyz),
                           ("/metrics", routes.metrics)):
-        app.router.add_get(path, routes.counted(path, handler))
+        app.router.add_get(path, routes.counted(path, handler, count=False))
     return app
 
 
@@ -549,10 +576,10 @@ async def _serve(router: Router, settings: Settings, no_auth: bool, host: str, p
 
 async def _make_app(router: Router, settings: Settings, no_auth: bool) -> web.Application:
     # Built inside the server's event loop, after any fork: a Redis connection pool must not cross either.
-    import redis.asyncio as aioredis
+    from worker.redis_client import async_redis_from_url
 
-    client = aioredis.Redis.from_url(settings.redis_url)
-    app = build_app(Intake(router, client, settings), settings, no_auth=no_auth)
+    client = async_redis_from_url(settings.redis_url)
+    app = build_app(Intake(router, client, settings), settings, no_auth=no_auth, store=client)
 
     async def close_client(_: web.Application) -> None:
         await client.aclose()

@@ -204,4 +204,6 @@ def run_ingest(path_or_dash: str, settings: Settings, *, progress: bool = True,
 
 
 def _redis_client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url)
+    from worker.redis_client import redis_from_url
+
+    return redis_from_url(url)

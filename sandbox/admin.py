@@ -80,6 +80,16 @@ class SandboxAdmin:
     def counters(self) -> dict[str, Any]:
         return dict(self.state()["counters"])
 
+    def totals(self) -> dict[str, Any]:
+        """Calls by endpoint, the counters, the last call's sequence number, audiences and identifiers in all:
+        cheap enough to poll while a run is timed."""
+        return dict(self._call("GET", "counters"))
+
+    def memberships(self, advertiser_id: str | None = None) -> dict[str, dict[str, Any]]:
+        """Every audience (of ``advertiser_id`` if given) with its name and sorted members, in one call."""
+        query = {"advertiser_id": advertiser_id} if advertiser_id is not None else None
+        return dict(self._call("GET", "memberships", query=query))
+
     def members(self, audience_id: str) -> list[str]:
         """Sorted ``"ID_TYPE:digest"`` strings of the audience's members."""
         return list(self._call("GET", f"audiences/{urllib.parse.quote(audience_id)}/members")["members"])

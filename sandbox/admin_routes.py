@@ -14,6 +14,8 @@ these routes are for tests and operators, not a TikTok imitation.
 | ``GET /_sandbox/audiences/{id}/members`` | | ``{audience_id, size, members: ["TYPE:digest", ...]}`` |
 | ``GET /_sandbox/calls?since=N`` | | array of mapping calls with ``seq > N`` |
 | ``POST /_sandbox/reset`` | | ``{"ok": true}`` |
+
+Cheap totals and every audience's members in one answer: :mod:`sandbox.admin_totals`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from sandbox.admin_totals import add_totals_routes
 from sandbox.context import sandbox_of
 from sandbox.faults import KnobError
 from sandbox.state import token_id
@@ -159,3 +162,4 @@ def add_admin_routes(router: web.UrlDispatcher) -> None:
     router.add_get(f"{ADMIN_PREFIX}/audiences/{{audience_id}}/members", get_members)
     router.add_get(f"{ADMIN_PREFIX}/calls", get_calls)
     router.add_post(f"{ADMIN_PREFIX}/reset", reset)
+    add_totals_routes(router)

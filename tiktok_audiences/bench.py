@@ -1,10 +1,11 @@
 """``tiktok-audiences bench`` (``make bench``): end-to-end throughput on this machine, against the
-one-Celery-task-per-event design, with stage figures to compare against and optional scaling runs.
+one-Celery-task-per-event design, with stage figures to compare against, a rate-limited grid of many
+audiences at TikTok's 10 calls/s, and optional scaling runs.
 
-Everything runs here: a redis-server without persistence, the sandbox TikTok API, intake (``serve
---workers 2``) and a worker (``worker --concurrency N``) as child processes, fed through ``POST /v1/batch``
-(100 events a request, 32 connections). See README "Performance" for what each figure means. The run is
-bounded: every wait has a deadline, and the default run takes a minute or two.
+Everything runs here: a redis-server without persistence, the sandbox TikTok API, intake (plain ``serve``,
+as a user starts it) and a worker (``worker --concurrency N``) as child processes, fed through ``POST
+/v1/batch`` (100 events a request, 32 connections). See README "Performance" for what each figure means.
+The run is bounded: every wait has a deadline; the default run takes a few minutes, most of it the grid.
 """
 
 from __future__ import annotations
@@ -20,6 +21,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tiktok_audiences.bench_grid import (
+    MODES,
+    GridCell,
+    GridResult,
+    SkippedCell,
+    grid_lines,
+    grid_target_lines,
+    grid_to_json,
+    plan_grid,
+)
+from tiktok_audiences.bench_grid_run import grid_options, run_grid
 from tiktok_audiences.bench_measure import StageUsage, sample_tree, usage
 from tiktok_audiences.bench_run import (
     BenchStack,
@@ -30,11 +42,13 @@ from tiktok_audiences.bench_run import (
     to_json,
 )
 from tiktok_audiences.bench_workload import Workload, build_workload
+from tiktok_audiences.cli import usable_cpus
 from tiktok_audiences.processes import say, stop_like_ctrl_c, wait_for
 from tiktok_audiences.stack import SANDBOX_ADVERTISER
 
-# The issue's targets, printed beside the figures (a benchmark reports; it does not fail on speed).
-TARGET_END_TO_END = 50_000
+# The targets, printed beside the figures (a benchmark reports; it does not fail on speed).
+TARGET_END_TO_END = 60_000
+TARGET_END_TO_END_STRETCH = 100_000
 TARGET_RATIO = 50
 TARGET_INTAKE = 100_000
 TARGET_WORKER_RSS_MB = 300
@@ -144,9 +158,10 @@ def _check(ok: bool) -> str:
 
 def print_run(result: RunResult) -> None:
     o, r = result.options, result
-    print(f"end to end: {r.events:,} events over {r.audiences:,} audiences; intake {o.intake_processes} "
-          f"processes, worker concurrency {o.workers}, flush interval {o.flush_interval:g}s, rate limit "
-          f"{o.rate_limit_qps:,.0f} TikTok calls/s")
+    intake = (f"serve --workers {o.intake_processes}" if o.intake_processes is not None
+              else f"plain serve ({usable_cpus()} processes)")
+    print(f"end to end: {r.events:,} events over {r.audiences:,} audiences; intake {intake}, worker concurrency "
+          f"{o.workers}, flush interval {o.flush_interval:g}s, rate limit {o.rate_limit_qps:,.0f} TikTok calls/s")
     print(f"  intake while delivering: {r.intake_rate:>10,.0f} events/s  ({r.intake_seconds:.2f}s until the last "
           "200 OK, workers delivering concurrently; "
           f"{r.accepted:,} accepted, {r.retries_503} retried after 503)")
@@ -203,23 +218,44 @@ def print_stages(stages: dict[str, Any], run: RunResult) -> None:
     print(f"  end to end was {run.end_to_end_rate:,.0f} events/s; slowest per-event stage: {slowest[0]}")
 
 
-def print_targets(run: RunResult, base: BaselineResult | None) -> None:
-    worker_rss = max((p.peak_rss_mb for s in run.stages if s.stage == "worker" for p in s.processes),
-                     default=0.0)
-    ratio = run.end_to_end_rate / base.rate if base and base.rate else 0.0
-    print("targets (issue 5):")
-    print(f"  end to end >= {TARGET_END_TO_END:,}/s: {run.end_to_end_rate:,.0f} "
-          f"{_check(run.end_to_end_rate >= TARGET_END_TO_END)}")
-    if base:
-        print(f"  >= {TARGET_RATIO}x baseline: {ratio:,.1f}x {_check(ratio >= TARGET_RATIO)}")
-    print(f"  intake >= {TARGET_INTAKE:,}/s: {run.intake_rate:,.0f} while delivering "
-          f"{_check(run.intake_rate >= TARGET_INTAKE)}")
-    if run.intake_alone_seconds:
-        print(f"    (intake alone, no workers running: {run.intake_alone_rate:,.0f} "
-              f"{_check(run.intake_alone_rate >= TARGET_INTAKE)})")
-    print(f"  no worker process above {TARGET_WORKER_RSS_MB} MB: largest {worker_rss:.0f} MB "
-          f"{_check(worker_rss <= TARGET_WORKER_RSS_MB)}")
-    print(f"  final membership exact: {_check(run.membership_exact)}")
+def worker_redis_cpu_per_event(run: RunResult) -> float:
+    """Worker + Redis CPU seconds per event of a run (the figure the grid's cells report)."""
+    cpu = sum(s.cpu_seconds for s in run.stages if s.stage in ("worker", "redis-server"))
+    return cpu / run.events if run.events else 0.0
+
+
+def print_targets(run: RunResult | None, base: BaselineResult | None, grid: list[GridResult]) -> None:
+    print("targets:")
+    if run is not None:
+        worker_rss = max((p.peak_rss_mb for s in run.stages if s.stage == "worker" for p in s.processes),
+                         default=0.0)
+        ratio = run.end_to_end_rate / base.rate if base and base.rate else 0.0
+        how = ("plain serve and worker --concurrency 2" if run.options.intake_processes is None
+               and run.options.workers == 2 else "NOT the plain commands: --intake-processes/--workers given")
+        print(f"  {run.audiences:,} audiences, {run.events:,} events, end to end >= {TARGET_END_TO_END:,}/s "
+              f"(stretch {TARGET_END_TO_END_STRETCH:,}) with {how}: {run.end_to_end_rate:,.0f} "
+              f"{_check(run.end_to_end_rate >= TARGET_END_TO_END)}"
+              f"{'; stretch met' if run.end_to_end_rate >= TARGET_END_TO_END_STRETCH else ''}")
+        if base:
+            print(f"  >= {TARGET_RATIO}x the one-task-per-event baseline: {ratio:,.1f}x "
+                  f"{_check(ratio >= TARGET_RATIO)}")
+        print(f"  intake >= {TARGET_INTAKE:,}/s: {run.intake_rate:,.0f} while delivering "
+              f"{_check(run.intake_rate >= TARGET_INTAKE)}")
+        if run.intake_alone_seconds:
+            print(f"    (intake alone, no workers running: {run.intake_alone_rate:,.0f} "
+                  f"{_check(run.intake_alone_rate >= TARGET_INTAKE)})")
+        print(f"  no worker process above {TARGET_WORKER_RSS_MB} MB: largest {worker_rss:.0f} MB "
+              f"{_check(worker_rss <= TARGET_WORKER_RSS_MB)}")
+        print(f"  final membership exact: {_check(run.membership_exact)}")
+    if grid:
+        # The 10,000-audience cell's CPU per event is held against the 10-audience throughput run: the grid's
+        # own 10-audience cell has 50 events, whose figure is the fixed cost of a few calls, not a per-event one.
+        reference: float | None = None
+        what = "the 10-audience throughput run (not run)"
+        if run is not None and run.audiences == 10:
+            reference, what = worker_redis_cpu_per_event(run), f"the {run.events:,}-event 10-audience run"
+        for line in grid_target_lines(grid, reference, what):
+            print(line)
 
 
 def print_scaling(rows: list[tuple[str, RunResult]]) -> None:
@@ -245,8 +281,73 @@ def _one_run(events: int, audiences: int, options: StackOptions) -> RunResult:
         return measure(stack, workload, audiences, settle_timeout=SCALING_SETTLE_TIMEOUT)
 
 
+def _grid_plan(args: argparse.Namespace) -> tuple[list[GridCell], list[SkippedCell]]:
+    """The grid's cells from the flags, checked before anything runs."""
+    try:
+        counts = [int(n) for n in args.grid_audiences.split(",")] if args.grid_audiences else None
+    except ValueError:
+        raise SystemExit(f"--grid-audiences: expected comma-separated whole numbers, got {args.grid_audiences!r}"
+                         ) from None
+    if counts is not None and min(counts) < 1:
+        raise SystemExit("--grid-audiences: every count must be at least 1")
+    modes = [m.strip() for m in args.grid_modes.split(",")] if args.grid_modes else list(MODES)
+    unknown = sorted(set(modes) - set(MODES))
+    if unknown:
+        raise SystemExit(f"--grid-modes: unknown {', '.join(unknown)}; expected some of {', '.join(MODES)}")
+    return plan_grid(counts, modes, args.grid_users, args.grid_rate, include_long=args.grid_long)
+
+
+def _grid(args: argparse.Namespace, cells: list[GridCell], skipped: list[SkippedCell]
+          ) -> tuple[list[GridResult], list[str]]:
+    for s in skipped:
+        say(f"grid: {s.cell.label} skipped: {s.reason}")
+    options = grid_options(args.workers, args.intake_processes, args.flush_interval, args.grid_rate)
+    results = run_grid(cells, options, args.grid_timeout)
+    return results, grid_lines(results, skipped)
+
+
 def main(args: argparse.Namespace) -> int:
     stop_like_ctrl_c()  # a benchmark stopped by a signal stops the stacks it started
+    cells, skipped = _grid_plan(args) if not args.no_grid else ([], [])
+    run: RunResult | None = None
+    base: BaselineResult | None = None
+    stages: dict[str, Any] = {}
+    scaling: list[tuple[str, RunResult]] = []
+    if not args.grid:
+        run, base, stages, scaling = _throughput(args)
+    grid: list[GridResult] = []
+    grid_text: list[str] = []
+    if not args.no_grid:
+        grid, grid_text = _grid(args, cells, skipped)
+
+    print(f"machine: {_machine()}")
+    if run is not None:
+        print_run(run)
+        if base:
+            print_baseline(base, run)
+        print_stages(stages, run)
+        if scaling:
+            print_scaling(scaling)
+    for line in grid_text:
+        print(line)
+    print_targets(run, base, grid)
+    if args.json:
+        document = {"machine": _machine(), "run": None if run is None else to_json(run), "stages": stages,
+                    "baseline": None if base is None else {
+                        "events": base.events, "delivered": base.delivered, "seconds": round(base.seconds, 3),
+                        "events_per_s": round(base.rate), "error": base.error},
+                    "scaling": [{"label": label, **to_json(r)} for label, r in scaling],
+                    "grid": [grid_to_json(r) for r in grid]}
+        Path(args.json).write_text(json.dumps(document, indent=2) + "\n")
+    # A benchmark reports speed rather than failing on it: a grid cell that is merely late does not fail it;
+    # one whose batches went dead or whose audiences hold what the events do not describe does.
+    run_ok = run is None or (run.membership_exact and not run.error)
+    return 0 if run_ok and not any(r.wrong for r in grid) else 1
+
+
+def _throughput(args: argparse.Namespace) -> tuple[RunResult, BaselineResult | None, dict[str, Any],
+                                                     list[tuple[str, RunResult]]]:
+    """The 200,000-event run, the baseline, the stage benchmarks and (with --scaling) the scaling runs."""
     options = StackOptions(workers=args.workers, intake_processes=args.intake_processes,
                            flush_interval=args.flush_interval, rate_limit_qps=args.rate_limit)
     say(f"generating {args.events:,} events over {args.audiences:,} audiences")
@@ -274,20 +375,4 @@ def main(args: argparse.Namespace) -> int:
             scaling.append((f"{workers} worker process(es)", _one_run(args.events, args.audiences, opts)))
         for audiences in (1, 100, 10_000):
             scaling.append((f"{audiences:,} audiences", _one_run(args.events, audiences, options)))
-
-    print(f"machine: {_machine()}")
-    print_run(run)
-    if base:
-        print_baseline(base, run)
-    print_stages(stages, run)
-    if scaling:
-        print_scaling(scaling)
-    print_targets(run, base)
-    if args.json:
-        document = {"machine": _machine(), "run": to_json(run), "stages": stages,
-                    "baseline": None if base is None else {
-                        "events": base.events, "delivered": base.delivered, "seconds": round(base.seconds, 3),
-                        "events_per_s": round(base.rate), "error": base.error},
-                    "scaling": [{"label": label, **to_json(r)} for label, r in scaling]}
-        Path(args.json).write_text(json.dumps(document, indent=2) + "\n")
-    return 0 if run.membership_exact and not run.error else 1
+    return run, base, stages, scaling

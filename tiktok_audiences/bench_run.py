@@ -1,7 +1,7 @@
 """One benchmark run: a fresh stack (redis-server, sandbox, intake, workers, each a process), the workload
 posted through the real HTTP intake, and everything measured until the last batch is delivered.
 
-The stack is started and warmed up (one event delivered end to end, so Celery's pool and both intake
+The stack is started and warmed up (one event delivered end to end, so Celery's pool and the intake
 processes are up) before the clock starts; from then on the run is what a user's pipeline would see.
 """
 
@@ -46,10 +46,11 @@ SETTLE_TIMEOUT = 240.0  # a run that has not delivered everything by then is rep
 @dataclass(slots=True)
 class StackOptions:
     workers: int = 2  # Celery pool processes of the one `worker` command
-    intake_processes: int = 2  # `serve --workers N`
+    intake_processes: int | None = None  # `serve --workers N`; None: plain `serve`, as a user starts it
     flush_interval: float = 1.0
     rate_limit_qps: float = 10_000.0  # TikTok calls per second, every worker together
     start_worker: bool = True  # False: intake only, for the "intake alone" figure (nothing is delivered)
+    settings: dict[str, str] = field(default_factory=dict)  # environment settings for every process
 
 
 @dataclass(slots=True)
@@ -165,12 +166,12 @@ class BenchStack:
             "TTA_FLUSH_INTERVAL": str(self.options.flush_interval),
             "TTA_RATE_LIMIT_QPS": str(self.options.rate_limit_qps),
             "TTA_LOG_FORMAT": "json",
+            **self.options.settings,
         })
         self.services.start("sandbox", "sandbox", "--port", str(sandbox_port))
         self.admin = SandboxAdmin(self.sandbox_url)
         wait_for(lambda: self.admin.state() is not None, 20, "the sandbox")
-        self.pipeline.start("intake", "serve", "--port", str(intake_port),
-                            "--workers", str(self.options.intake_processes))
+        self.pipeline.start("intake", *intake_command(intake_port, self.options.intake_processes))
         if self.options.start_worker:
             self.pipeline.start("worker", "worker", "--concurrency", str(self.options.workers))
         wait_for(lambda: _healthy(self.intake_url), 20, "intake")
@@ -187,6 +188,12 @@ class BenchStack:
 
     def ledger(self) -> Ledger:
         return Ledger(self.redis, delivered_retention=86400, dead_retention=86400)
+
+
+def intake_command(port: int, processes: int | None) -> list[str]:
+    """The ``serve`` command line: without a process count it is the plain command a user runs, so the bench
+    measures serve's own default."""
+    return ["serve", "--port", str(port), *(["--workers", str(processes)] if processes is not None else [])]
 
 
 def _healthy(url: str) -> bool:
@@ -218,7 +225,7 @@ def warm_up(stack: BenchStack) -> None:
              "context": {"traits": {"email": "warmup@example.com"},
                          "personas": {"computation_key": WARMUP_AUDIENCE}}}
     body = orjson.dumps({"batch": [event]})
-    # Two intake processes share the port: a few requests reach both of them.
+    # Intake processes share the port: a few requests reach each of them.
     asyncio.run(post_all(stack.intake_url, [body] * 8, connections=8))
     ledger = stack.ledger()
     wait_for(lambda: ledger.counts_by_status()["delivered"] > 0 and _settled(stack.redis, ledger), 60,
@@ -305,7 +312,7 @@ def measure_intake_alone(workload: Workload, options: StackOptions) -> tuple[flo
                                         "properties": {WARMUP_AUDIENCE: True},
                                         "context": {"traits": {"email": "warmup@example.com"},
                                                     "personas": {"computation_key": WARMUP_AUDIENCE}}}]})
-        asyncio.run(post_all(stack.intake_url, [warm] * 8, connections=8))  # both intake processes warm
+        asyncio.run(post_all(stack.intake_url, [warm] * 8, connections=8))  # every intake process warm
         root = stack.roots()["intake"]
         before = sample_tree(root)
         started = time.time()

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import redis
 
 from tiktok_audiences.logging import configure_logging
 from tiktok_audiences.output import fail
+from worker.redis_client import display, redis_from_url
 from worker.settings import Settings, get_settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -17,27 +21,56 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 
 def _with_redis(fn: Callable[[argparse.Namespace, Settings, redis.Redis], int]) -> Handler:
     def run(args: argparse.Namespace, settings: Settings) -> int:
-        client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+        client = redis_from_url(settings.redis_url, socket_connect_timeout=5)
         try:
             client.ping()
         except redis.RedisError as exc:
-            return fail(f"cannot reach Redis at {settings.redis_url.split('@')[-1]}: {exc}")
+            return fail(f"cannot reach Redis at {display(settings.redis_url)}: {exc}")
         return fn(args, settings, client)
 
     return run
 
 
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # "QUOTA PERIOD" (microseconds) or "max PERIOD"
+
+
+def usable_cpus() -> int:
+    """The cores this process may run on: its CPU affinity, lowered to a cgroup v2 CPU quota if one is set
+    (a container granted 2 CPUs on a 64-core host should start 2 intake processes, not 64)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = CGROUP_CPU_MAX.read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass
+    return max(1, cpus)
+
+
+def default_intake_processes(port: int) -> int:
+    """One intake process per usable core: intake is CPU-bound Python, one process is one core. With port 0
+    each process would bind a port of its own, so that stays one process."""
+    return 1 if port == 0 else usable_cpus()
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from producer.http import serve
 
-    return serve(args.host, args.port, settings, no_auth=args.no_auth, workers=args.workers) or 0
+    workers = args.workers if args.workers is not None else default_intake_processes(args.port)
+    return serve(args.host, args.port, settings, no_auth=args.no_auth, workers=workers) or 0
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     from worker.runner import run_worker
 
-    run_worker(settings, concurrency=args.concurrency, loglevel=args.loglevel)
-    return 0
+    return run_worker(settings, concurrency=args.concurrency, loglevel=args.loglevel,
+                      metrics_port=args.metrics_port, scheduler=False if args.no_scheduler else None)
+
+
+def _scheduler(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.runner import run_scheduler_role
+
+    return run_scheduler_role(settings, metrics_port=args.metrics_port)
 
 
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
@@ -107,6 +140,16 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
     return bench_main(args)
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text} must be above 0 and at most 3600 seconds")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tiktok-audiences", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -115,13 +158,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--no-auth", action="store_true", help="accept events without a write key")
-    p.add_argument("--workers", type=int, default=1, help="intake processes sharing the port")
+    p.add_argument("--workers", type=int, default=None,
+                   help="intake processes sharing the port (default: one per usable CPU core)")
     p.set_defaults(handler=_serve)
 
     p = sub.add_parser("worker", help="a Celery worker plus batch scheduling")
     p.add_argument("--concurrency", type=int, default=None)
     p.add_argument("--loglevel", default="WARNING")
+    p.add_argument("--metrics-port", type=int, default=None,
+                   help="serve /metrics, /healthz and /readyz on this port (default TTA_WORKER_METRICS_PORT)")
+    p.add_argument("--no-scheduler", action="store_true",
+                   help="consume only; a `scheduler` process schedules (default TTA_WORKER_SCHEDULER)")
     p.set_defaults(handler=_worker)
+
+    p = sub.add_parser("scheduler", help="the batch scheduler alone (workers may then scale to zero)")
+    p.add_argument("--metrics-port", type=int, default=None,
+                   help="serve /metrics, /healthz and /readyz on this port (default TTA_WORKER_METRICS_PORT)")
+    p.set_defaults(handler=_scheduler)
 
     p = sub.add_parser("ingest", help="enqueue newline-delimited JSON events from FILE (- for stdin)")
     p.add_argument("file")
@@ -162,6 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("stats", help="backlog, batches, rejections and audiences")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--watch", action="store_true",
+                   help="a live view: backlog per audience, calls/s against the rate limit, cooldowns, pauses, "
+                        "dead batches (Ctrl-C to stop)")
+    p.add_argument("--interval", type=_positive_seconds, default=2.0, metavar="SECONDS",
+                   help="how often --watch redraws (default 2)")
     p.set_defaults(handler=_operator("stats"))
 
     dest = sub.add_parser("destinations", help="paused destinations").add_subparsers(dest="verb", required=True)
@@ -207,11 +265,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = auth.add_parser("check", help="verify each destination's token")
     p.set_defaults(handler=_auth("check"))
 
-    p = sub.add_parser("bench", help="end-to-end benchmark against a one-task-per-event baseline")
+    p = sub.add_parser("bench", help="end-to-end benchmark against a one-task-per-event baseline, and a grid of "
+                       "many audiences at TikTok's rate limit")
     p.add_argument("--events", type=int, default=200_000)
     p.add_argument("--audiences", type=int, default=10)
     p.add_argument("--workers", type=int, default=2, help="worker (Celery pool) processes")
-    p.add_argument("--intake-processes", type=int, default=2, help="serve --workers N")
+    p.add_argument("--intake-processes", type=int, default=None,
+                   help="serve --workers N (default: plain serve, one process per usable core)")
     p.add_argument("--flush-interval", type=float, default=1.0, help="TTA_FLUSH_INTERVAL for the run")
     p.add_argument("--rate-limit", type=float, default=10_000.0,
                    help="TTA_RATE_LIMIT_QPS for the run: TikTok calls per second (every call takes a slot)")
@@ -220,6 +280,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scaling", action="store_true",
                    help="also measure 1/2/4 workers and 1/100/10000 audiences")
     p.add_argument("--json", help="also write the results to this file")
+    grid = p.add_mutually_exclusive_group()
+    grid.add_argument("--grid", action="store_true",
+                      help="only the rate-limited grid (no throughput run, baseline or stages)")
+    grid.add_argument("--no-grid", action="store_true", help="skip the rate-limited grid")
+    p.add_argument("--grid-audiences", help="comma-separated audience counts for the grid's cells "
+                   "(default: 10,100,1000,10000, plus 200 auto-created)")
+    p.add_argument("--grid-modes", help="existing, auto-created or both (comma-separated; default both)")
+    p.add_argument("--grid-users", type=int, default=5, help="users per audience in the grid")
+    p.add_argument("--grid-rate", type=float, default=10.0, help="TikTok calls per second in the grid")
+    p.add_argument("--grid-timeout", type=float, default=None,
+                   help="seconds a cell may take (default: max(60, 1.5 x its floor))")
+    p.add_argument("--grid-long", action="store_true",
+                   help="also run cells whose floor is over 300 s (10,000 auto-created audiences: 1,000 s)")
     p.set_defaults(handler=_bench)
     return parser
 

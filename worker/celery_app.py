@@ -1,6 +1,7 @@
 """The Celery application: one task, ``tta.drain``, that drains one target.
 
-Configured for delivery work: late acks and prefetch 1 (a task lost with its worker is not lost work: the
+The broker is ``TTA_BROKER_URL`` (default: ``REDIS_URL``), in any form worker.redis_client takes, Sentinel
+included. Configured for delivery work: late acks and prefetch 1 (a task lost with its worker is not lost work: the
 target stays in the ready index and its lease runs out), JSON only, no result backend (the ledger is the
 record), a visibility timeout above the hard time limit so the broker never hands a running task to a second
 worker.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from celery import Celery
 
+from worker.redis_client import broker_options
 from worker.settings import Settings, get_settings
 
 DRAIN_TASK = "tta.drain"
@@ -18,7 +20,8 @@ DRAIN_QUEUE = "tta.drain"
 
 
 def make_celery(settings: Settings) -> Celery:
-    app = Celery("tiktok_audiences", broker=settings.redis_url, include=["worker.tasks"])
+    broker, sentinel_options = broker_options(settings.broker_url)
+    app = Celery("tiktok_audiences", broker=broker, include=["worker.tasks"])
     app.conf.update(
         task_acks_late=True,
         worker_prefetch_multiplier=1,
@@ -37,6 +40,7 @@ def make_celery(settings: Settings) -> Celery:
             "socket_connect_timeout": 5,
             "socket_keepalive": True,
             "health_check_interval": 10,
+            **sentinel_options,
         },
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
@@ -49,8 +53,10 @@ def make_celery(settings: Settings) -> Celery:
         # ...and waits between those retries, logging the episode once (worker.oom_consumer).
         worker_consumer="worker.oom_consumer:Consumer",
         worker_hijack_root_logger=False,
-        worker_send_task_events=False,
-        task_send_sent_event=False,
+        # Task events (and the worker heartbeats Flower needs to see a worker online) cost a publish per task:
+        # off unless TTA_TASK_EVENTS asks for them.
+        worker_send_task_events=settings.task_events,
+        task_send_sent_event=settings.task_events,
     )
     return app
 

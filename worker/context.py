@@ -13,6 +13,7 @@ from worker.destinations import ConfigError, Destination, DestinationsFile, load
 from worker.ledger import Ledger
 from worker.limiter import RateLimiter
 from worker.membership import Membership
+from worker.redis_client import redis_from_url
 from worker.settings import Settings
 from worker.tiktok.client import TikTokClient
 
@@ -71,7 +72,7 @@ class WorkerContext:
               destinations: DestinationsProvider | None = None) -> WorkerContext:
         # Timeouts: a Redis that vanishes without closing the connection must fail a drain, not hang it until
         # Celery's hard time limit (the drain's target lock has expired long before that).
-        conn = client or Redis.from_url(settings.redis_url, health_check_interval=10, socket_keepalive=True,
+        conn = client or redis_from_url(settings.redis_url, health_check_interval=10, socket_keepalive=True,
                                         retry_on_timeout=True, socket_timeout=30, socket_connect_timeout=5)
         return cls(
             settings=settings,

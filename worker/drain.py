@@ -27,7 +27,7 @@ from typing import Any, cast
 import orjson
 import structlog
 
-from worker import keys, pause
+from worker import keys, pause, shutdown
 from worker.audiences import audience_for
 from worker.batching import plan_requests
 from worker.context import WorkerContext
@@ -182,7 +182,7 @@ class Drainer:
                 self._acknowledge(plan)
             # A plan cut from everything the stream held (less than a full batch) leaves nothing due: what
             # came in meanwhile is scheduled by _reschedule_by_backlog, without another look here.
-            if cut_whole_stream or time.monotonic() > deadline:
+            if cut_whole_stream or time.monotonic() > deadline or shutdown.requested():
                 break
         self._reschedule_by_backlog()
         return "drained" if self.delivered_batches else "idle"
@@ -544,6 +544,9 @@ async def drain_targets(ctx: WorkerContext, targets: list[str]) -> list[str]:
 
     async def one(target: str) -> str:
         async with gate:
+            if shutdown.requested():  # worker.shutdown: a stopping worker starts no new audience
+                shutdown.hand_back(ctx.redis, [target])
+                return shutdown.HANDED_BACK
             try:
                 return await Drainer(ctx, target).run()
             except Exception as exc:

@@ -120,6 +120,11 @@ def rate_limit(token_id: str) -> str:
     return f"{PREFIX}:rl:{{{token_id}}}"
 
 
+def rate_calls(token_id: str) -> str:
+    """Integer: slots the limiter has granted for this token, ever (``stats --watch`` shows calls per second)."""
+    return f"{PREFIX}:rl-calls:{{{token_id}}}"
+
+
 def cooldown(token_id: str) -> str:
     return f"{PREFIX}:cooldown:{{{token_id}}}"
 

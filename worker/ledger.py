@@ -25,7 +25,7 @@ from typing import Any, Literal, cast
 import orjson
 import redis
 
-from worker import keys
+from worker import keys, metrics
 
 Status = Literal["pending", "delivering", "retrying", "delivered", "dead", "paused"]
 STATUSES: tuple[Status, ...] = ("pending", "delivering", "retrying", "delivered", "dead", "paused")
@@ -125,6 +125,7 @@ class Ledger:
         old_status = record.status
         for name, value in changes.items():
             setattr(record, name, value)
+        metrics.batch_status(old_status, record.status, record.action, record.rows)
         now = time.time()
         record.updated_at = now
         key = keys.batch(record.id)

@@ -2,6 +2,7 @@
 --
 -- KEYS[1]  the token's theoretical arrival time (TAT), integer microseconds of server time
 -- KEYS[2]  the token's cooldown key; while it exists (PX expiry) no call may be made
+-- KEYS[3]  the token's count of granted slots (an integer that only grows: operators read calls per second)
 -- ARGV[1]  emission interval: microseconds between two calls (ceil(1e6 / qps))
 -- ARGV[2]  how far ahead a slot may be reserved, microseconds (0: only a slot free now is granted)
 --
@@ -45,4 +46,5 @@ end
 local next_tat = tat + interval
 -- The key is only meaningful until next_tat; after that a missing key means the same thing.
 redis.call('SET', KEYS[1], string.format('%d', next_tat), 'PX', math.ceil((next_tat - now) / 1000) + 1)
+redis.call('INCR', KEYS[3])
 return {gcra_wait, now, 1}

@@ -23,7 +23,7 @@ from importlib import resources
 
 from redis import Redis
 
-from worker import keys
+from worker import keys, metrics
 
 _SCRIPT = resources.files(__package__ or "worker").joinpath("limiter.lua").read_text(encoding="utf-8")
 _MICROS = 1_000_000
@@ -64,13 +64,14 @@ class RateLimiter:
         """Like :meth:`acquire` (or :meth:`reserve` with ``ahead``), also telling the server time of the
         decision (for metrics and tests)."""
         wait_us, now_us, granted = self._script(
-            keys=[keys.rate_limit(token_id), keys.cooldown(token_id)],
+            keys=[keys.rate_limit(token_id), keys.cooldown(token_id), keys.rate_calls(token_id)],
             args=[self._interval_us, max(0, int(ahead * _MICROS))],
         )
         return Decision(wait=int(wait_us) / _MICROS, server_time_us=int(now_us), granted=bool(granted))
 
     def throttle(self, token_id: str, seconds: float) -> None:
         """Stop every worker calling with this token for ``seconds``; an existing longer cooldown is kept."""
+        metrics.throttled()
         millis = math.ceil(seconds * 1000)
         if millis <= 0:
             return

@@ -1,38 +1,59 @@
-"""``tiktok-audiences worker``: a Celery worker plus the scheduler that feeds it.
+"""``tiktok-audiences worker`` (a Celery worker, by default with a scheduler beside it) and ``tiktok-audiences
+scheduler`` (the scheduler alone).
 
-The scheduler runs in a child process of its own rather than a thread of the Celery parent: the prefork pool
-forks new children whenever one dies, and forking a process that has a busy Redis thread can copy a held lock
-into the child.
+The scheduler runs in a child process of the worker rather than a thread of the Celery parent: the prefork
+pool forks new children whenever one dies, and forking a process that has a busy Redis thread can copy a held
+lock into the child. It is started with ``spawn`` (a fresh interpreter), so it can also be started again from
+the running worker, which has threads by then. A watchdog thread notices a dead scheduler within a second and
+starts another; a scheduler that keeps dying (5 times in a minute) stops the worker with exit code 1 so its
+supervisor restarts the whole thing. Whichever processes run schedulers, one of them schedules at a time
+(worker.scheduler_lease).
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import signal
+import socket
+import sys
+import tempfile
 import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from multiprocessing.process import BaseProcess
+from typing import Any
 
-import redis
 import structlog
 
 from worker.settings import Settings
 
 log = structlog.get_logger(__name__)
 
+WATCH_EVERY = 0.5
+RESTARTS_ALLOWED = 5  # within RESTART_WINDOW seconds; one more and the worker exits 1
+RESTART_WINDOW = 60.0
 
-def run_scheduler(settings: Settings, processes: int | None = None) -> None:
-    from worker.celery_app import CREATE_TASK, DRAIN_TASK, make_celery
-    from worker.scheduler import Scheduler
 
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    threading.Thread(target=_stop_when_orphaned, args=(stop, os.getppid()), name="tta-parent-watch",
-                     daemon=True).start()
+def run_scheduler(settings: Settings, processes: int | None = None,
+                  stop: threading.Event | None = None) -> None:
+    """Schedule under the fleet's lease until ``stop`` (or SIGTERM/SIGINT when no event is given)."""
+    from worker import metrics
+    from worker.celery_app import CREATE_TASK, DRAIN_QUEUE, DRAIN_TASK, make_celery
+    from worker.redis_client import redis_from_url
+    from worker.scheduler_guard import GuardedScheduler, QueueGuard
+    from worker.scheduler_lease import SchedulerLease, run_under_lease
+
+    if stop is None:
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
     app = make_celery(settings)
     # Timeouts: a Redis that vanishes without closing the connection must not hang the scheduler forever.
-    client = redis.Redis.from_url(settings.redis_url, health_check_interval=10, socket_keepalive=True,
-                                  socket_timeout=15, socket_connect_timeout=5)
+    client = redis_from_url(settings.redis_url, health_check_interval=10, socket_keepalive=True,
+                            socket_timeout=15, socket_connect_timeout=5)
 
     def dispatch(target: str) -> None:
         app.send_task(DRAIN_TASK, args=[target])
@@ -40,8 +61,13 @@ def run_scheduler(settings: Settings, processes: int | None = None) -> None:
     def dispatch_many(targets: list[str]) -> None:
         app.send_task(DRAIN_TASK, args=[targets])
 
-    Scheduler(client, settings, dispatch, dispatch_creates=lambda: app.send_task(CREATE_TASK),
-              dispatch_many=dispatch_many, spread=processes or os.cpu_count() or 2).run(stop)
+    broker = client if settings.broker_url == settings.redis_url else redis_from_url(
+        settings.broker_url, socket_timeout=15, socket_connect_timeout=5)
+    guard = QueueGuard(lambda: int(broker.llen(DRAIN_QUEUE)))
+    scheduler = GuardedScheduler(client, settings, dispatch, dispatch_creates=lambda: app.send_task(CREATE_TASK),
+                                 dispatch_many=dispatch_many, spread=processes or os.cpu_count() or 2, guard=guard)
+    run_under_lease(SchedulerLease(client, settings.scheduler_lease_ttl), scheduler.run, stop,
+                    on_change=lambda active: metrics.SCHEDULER_ACTIVE.set(1 if active else 0))
 
 
 def _stop_when_orphaned(stop: threading.Event, parent: int) -> None:
@@ -53,11 +79,73 @@ def _stop_when_orphaned(stop: threading.Event, parent: int) -> None:
             stop.set()
 
 
-def _scheduler_process(settings: Settings, processes: int | None = None) -> None:
+def _scheduler_process(settings: Settings, processes: int | None, parent: int) -> None:
     from tiktok_audiences.logging import configure_logging
 
     configure_logging(settings)
-    run_scheduler(settings, processes)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    threading.Thread(target=_stop_when_orphaned, args=(stop, parent), name="tta-parent-watch",
+                     daemon=True).start()
+    run_scheduler(settings, processes, stop)
+
+
+class SchedulerSupervisor:
+    """The worker's scheduler child: started, watched, started again when it dies."""
+
+    def __init__(self, settings: Settings, processes: int | None) -> None:
+        self._settings = settings
+        self._processes = processes
+        self._context = multiprocessing.get_context("spawn")
+        self.process: BaseProcess | None = None
+        self._restarts: deque[float] = deque()
+        self.gave_up = False
+
+    def start(self) -> None:
+        self.process = self._context.Process(
+            target=_scheduler_process, args=(self._settings, self._processes, os.getpid()),
+            name="tta-scheduler", daemon=True)
+        self.process.start()
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.is_alive()
+
+    def check(self) -> bool:
+        """Start the scheduler again if it died; False once it died too often (the worker must exit)."""
+        if self.alive() or self.gave_up:
+            return not self.gave_up
+        assert self.process is not None
+        dead_pid, code = self.process.pid, self.process.exitcode
+        _forget_metrics_of(dead_pid)
+        now = time.monotonic()
+        while self._restarts and now - self._restarts[0] > RESTART_WINDOW:
+            self._restarts.popleft()
+        if len(self._restarts) >= RESTARTS_ALLOWED:
+            log.error("scheduler_keeps_dying", pid=dead_pid, exit_code=code, restarts=len(self._restarts))
+            self.gave_up = True
+            return False
+        self._restarts.append(now)
+        from worker import metrics
+
+        metrics.SCHEDULER_RESTARTS.inc()
+        log.error("scheduler_died_restarting", pid=dead_pid, exit_code=code)
+        self.start()
+        return True
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self.process is not None and self.process.is_alive():
+            self.process.terminate()
+            self.process.join(timeout)
+            if self.process.is_alive():
+                self.process.kill()
+
+
+def _forget_metrics_of(pid: int | None) -> None:
+    if pid and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
 
 
 def lower_priority(increment: int) -> None:
@@ -78,28 +166,196 @@ def lower_priority(increment: int) -> None:
         pass
 
 
-def run_worker(settings: Settings, *, concurrency: int | None = None, loglevel: str = "WARNING") -> None:
+def share_metrics_between_processes() -> Callable[[], None]:
+    """Count metrics in prometheus_client's multiprocess files, so ``/metrics`` sums the pool. The files go
+    to a fresh folder (inside ``PROMETHEUS_MULTIPROC_DIR`` when that is set: never the folder itself, which an
+    intake on the same host may be using), removed at exit. Must run before any metric is made. Returns the
+    cleanup for the end."""
+    from prometheus_client import values
+
+    directory = tempfile.mkdtemp(prefix="tta-worker-metrics-", dir=os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    values.ValueClass = values.MultiProcessValue()
+
+    def cleanup() -> None:
+        shutil.rmtree(directory, ignore_errors=True)
+
+    return cleanup
+
+
+def node_name(settings: Settings) -> str:
+    """Celery's node name: unique per process unless set, so ``inspect`` and Flower tell workers apart."""
+    return settings.worker_name or f"tta-{os.getpid()}@{socket.gethostname()}"
+
+
+class WorkerHealth:
+    """What ``/healthz`` and ``/readyz`` of a worker ask."""
+
+    def __init__(self, settings: Settings, supervisor: SchedulerSupervisor | None) -> None:
+        self._settings = settings
+        self._supervisor = supervisor
+        self.controller: Any = None  # Celery's WorkController, once it is up
+        self._redis: Any = None
+
+    def alive(self) -> str | None:
+        if self._supervisor is not None and not self._supervisor.alive():
+            return "the scheduler is not running"
+        if self.controller is None:
+            return "the Celery consumer has not started"
+        from celery import bootsteps
+
+        if self.controller.blueprint.state != bootsteps.RUN:
+            return "the Celery consumer has stopped"
+        return None
+
+    def ready(self) -> str | None:
+        from worker.readiness import check_write_path
+        from worker.redis_client import redis_from_url
+
+        if self._redis is None:
+            self._redis = redis_from_url(self._settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        return check_write_path(self._redis)
+
+
+def start_probes(settings: Settings, port: int, alive: Callable[[], str | None],
+                 ready: Callable[[], str | None]) -> Any:
+    from worker.context import DestinationsProvider
+    from worker.metrics import FleetCollector, scrape_registry
+    from worker.probes import ProbeServer
+    from worker.redis_client import redis_from_url
+
+    client = redis_from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
+    destinations = DestinationsProvider(settings.config_path)
+
+    def token_ids() -> dict[str, str]:
+        found: dict[str, str] = {}
+        for destination in destinations.current().destinations:
+            try:
+                found[destination.id] = destination.token_id()
+            except Exception:  # a token not readable here: its throttles are not seen, its pauses still are
+                found[destination.id] = ""
+        return found
+
+    from worker.celery_app import DRAIN_QUEUE
+
+    broker = client if settings.broker_url == settings.redis_url else redis_from_url(
+        settings.broker_url, socket_timeout=5, socket_connect_timeout=2)
+    collector = FleetCollector(client, token_ids, lease=settings.scheduler_lease,
+                               queued_tasks=lambda: int(broker.llen(DRAIN_QUEUE)))
+    registry = scrape_registry(collector)
+    server = ProbeServer(settings.worker_metrics_host, port, alive=alive, ready=ready,
+                         registry=lambda: registry).start()
+    log.info("probes_serving", port=server.port)
+    return server
+
+
+def run_worker(settings: Settings, *, concurrency: int | None = None, loglevel: str = "WARNING",
+               metrics_port: int | None = None, scheduler: bool | None = None) -> int:
+    """Run until stopped; returns the exit code (0 after a graceful stop, 1 when the scheduler kept dying)."""
+    port = settings.worker_metrics_port if metrics_port is None else metrics_port
+    with_scheduler = settings.worker_scheduler if scheduler is None else scheduler
     if settings.worker_nice:
         # Before anything forks: the scheduler and the pool's children inherit it.
         lower_priority(settings.worker_nice)
-    scheduler = multiprocessing.get_context("fork").Process(
-        target=_scheduler_process, args=(settings, concurrency), name="tta-scheduler", daemon=True
-    )
-    scheduler.start()
+    cleanup = share_metrics_between_processes() if port else (lambda: None)
+    from worker import shutdown  # maps the stop flag before the pool forks
+
+    supervisor = SchedulerSupervisor(settings, concurrency) if with_scheduler else None
+    health = WorkerHealth(settings, supervisor)
+    try:
+        probes = start_probes(settings, port, health.alive, health.ready) if port else None
+    except OSError as exc:
+        cleanup()
+        print(f"error: cannot serve probes and metrics on port {port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    if supervisor is not None:
+        supervisor.start()
     os.environ.setdefault("REDIS_URL", settings.redis_url)
+    from celery.signals import worker_init, worker_shutting_down
+
     from tiktok_audiences.logging import keep_celery_logging
     from worker.celery_app import app
 
     # Every line JSON: Celery logs through our set-up, and its text banner is replaced by one log line.
     keep_celery_logging()
     log.info("worker starting", concurrency=concurrency or os.cpu_count(), nice=settings.worker_nice)
-    argv = ["--quiet", "worker", f"--loglevel={loglevel}", "--without-gossip", "--without-mingle",
-            "--without-heartbeat", "-O", "fair"]
+    stop_watching = threading.Event()
+
+    def on_init(sender: Any = None, **_: Any) -> None:
+        health.controller = sender
+
+    def on_shutting_down(**_: Any) -> None:
+        shutdown.request()
+        stop_watching.set()
+
+    worker_init.connect(on_init, weak=False)
+    worker_shutting_down.connect(on_shutting_down, weak=False)
+    failed = threading.Event()
+    if supervisor is not None:
+        threading.Thread(target=_watch, args=(supervisor, stop_watching, failed), name="tta-scheduler-watch",
+                         daemon=True).start()
+
+    argv = ["--quiet", "worker", f"--loglevel={loglevel}", "--without-gossip", "--without-mingle", "-O", "fair",
+            f"--hostname={node_name(settings)}"]
+    if not settings.task_events:
+        argv.append("--without-heartbeat")  # Flower needs heartbeats; they come with TTA_TASK_EVENTS
     if concurrency:
         argv.append(f"--concurrency={concurrency}")
+    code = 0
     try:
         app.worker_main(argv)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     finally:
-        if scheduler.is_alive():
-            scheduler.terminate()
-            scheduler.join(5)
+        stop_watching.set()
+        if supervisor is not None:
+            supervisor.stop()
+        if probes is not None:
+            probes.stop()
+        cleanup()
+    return 1 if failed.is_set() else code
+
+
+def _watch(supervisor: SchedulerSupervisor, stop: threading.Event, failed: threading.Event) -> None:
+    while not stop.wait(WATCH_EVERY):
+        if not supervisor.check():
+            failed.set()
+            os.kill(os.getpid(), signal.SIGTERM)  # Celery's warm shutdown, then exit code 1 (run_worker)
+            return
+
+
+def run_scheduler_role(settings: Settings, *, metrics_port: int | None = None) -> int:
+    """``tiktok-audiences scheduler``: the scheduler alone (workers then run with TTA_WORKER_SCHEDULER=false and
+    may scale to zero). Run two for a quick hand-over; one schedules at a time."""
+    port = settings.worker_metrics_port if metrics_port is None else metrics_port
+    # One process: its metrics live in memory, whatever folder an environment shared with intake names.
+    if os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None):
+        from prometheus_client import values
+
+        values.ValueClass = values.MutexValue
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    health = WorkerHealth(settings, None)
+    worker = threading.Thread(target=run_scheduler, args=(settings, None, stop), name="tta-scheduler",
+                              daemon=True)
+
+    def alive() -> str | None:
+        return None if worker.is_alive() else "the scheduler has stopped"
+
+    try:
+        probes = start_probes(settings, port, alive, health.ready) if port else None
+    except OSError as exc:
+        print(f"error: cannot serve probes and metrics on port {port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    worker.start()
+    while worker.is_alive() and not stop.wait(WATCH_EVERY):
+        pass
+    died = not stop.is_set()  # the loop ended on its own: exit 1 so the supervisor starts another
+    if died:
+        log.error("scheduler_died")
+    stop.set()
+    worker.join(10)
+    if probes is not None:
+        probes.stop()
+    return 1 if died or worker.is_alive() else 0

@@ -15,7 +15,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
 
+    # The data store: redis://, rediss://, unix:// or sentinel://host:port[,host:port]/service[/db]
+    # (worker.redis_client).
     redis_url: str = Field("redis://127.0.0.1:6379/0", alias="REDIS_URL")
+    # Celery's broker, when it is not the data store (same URL forms; empty: REDIS_URL).
+    broker_url_setting: str = Field("", alias="TTA_BROKER_URL")
     tiktok_api_base_url: str = Field("https://business-api.tiktok.com", alias="TIKTOK_API_BASE_URL")
     config_path: str = Field("destinations.yaml", alias="TTA_CONFIG")
     write_keys: str = Field("", alias="TTA_WRITE_KEY")
@@ -53,6 +57,26 @@ class Settings(BaseSettings):
     # and delivery catch up after it (in fuller batches). 0 keeps the priority it was started with.
     worker_nice: int = Field(10, alias="TTA_WORKER_NICE", ge=0, le=19)
 
+    # Fleet: probes and metrics, scheduling, shutdown.
+    # Port of the worker's (or scheduler's) /metrics, /healthz and /readyz; 0 serves none.
+    worker_metrics_port: int = Field(0, alias="TTA_WORKER_METRICS_PORT", ge=0, le=65535)
+    worker_metrics_host: str = Field("0.0.0.0", alias="TTA_WORKER_METRICS_HOST")
+    # Whether ``worker`` runs a scheduler beside its Celery consumer (one of all of them schedules at a time,
+    # by lease). Off where a ``scheduler`` role runs apart, so that workers can scale to zero.
+    worker_scheduler: bool = Field(True, alias="TTA_WORKER_SCHEDULER")
+    # How long the active scheduler's lease lasts without renewal: a dead scheduler's place is taken this
+    # soon by another (it renews every third of it).
+    scheduler_lease_ttl: float = Field(5.0, alias="TTA_SCHEDULER_LEASE_TTL", gt=0)
+    # On SIGTERM a worker stops cutting batches at once and lets batches in flight finish for this long; what
+    # is still running then is cancelled and handed back (due again at once, resent by any worker with the
+    # same batch id). The worker exits within about this plus 3 s.
+    shutdown_grace: float = Field(20.0, alias="TTA_SHUTDOWN_GRACE", ge=0)
+    # Celery node name (``celery@...``); empty: tta-<host>-<pid>, unique per process.
+    worker_name: str = Field("", alias="TTA_WORKER_NAME")
+    # Celery task events, for Flower (``pip install tiktok-audiences[flower]``); off by default (they cost a
+    # publish per task).
+    task_events: bool = Field(False, alias="TTA_TASK_EVENTS")
+
     # Intake back-pressure: above this many pending operations, intake answers 503.
     backlog_limit: int = Field(5_000_000, alias="TTA_BACKLOG_LIMIT", ge=1)
     default_phone_country: str = Field("US", alias="TTA_DEFAULT_PHONE_COUNTRY")
@@ -88,6 +112,10 @@ class Settings(BaseSettings):
                              f"TTA_HTTP_TIMEOUT ({self.http_timeout:g} s): a drainer renews its lock "
                              "once per TikTok call")
         return self
+
+    @property
+    def broker_url(self) -> str:
+        return self.broker_url_setting or self.redis_url
 
     @property
     def lock_ttl(self) -> float:

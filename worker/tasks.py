@@ -9,6 +9,7 @@ import structlog
 from celery.signals import worker_process_shutdown
 from redis.exceptions import OutOfMemoryError
 
+from worker import shutdown
 from worker.celery_app import CREATE_TASK, DRAIN_TASK, app
 from worker.context import WorkerContext
 from worker.creates import process_creates
@@ -33,6 +34,9 @@ def _runtime() -> tuple[asyncio.AbstractEventLoop, WorkerContext]:
         asyncio.set_event_loop(_loop)
         _context = WorkerContext.build(get_settings())
         settle_heap()  # drains allocate heavily and make no cycles (worker.heap)
+        # SIGTERM to the whole process group must not kill a batch midway (worker.shutdown). Installed here, at
+        # the first task, because the pool replaces any handler set while the process starts.
+        shutdown.stop_on_sigterm()
     return _loop, _context
 
 
@@ -46,9 +50,15 @@ def _close_runtime(**_: object) -> None:
 def drain(target: str | list[str]) -> str | list[str]:
     """Drain one target (a name), or several (a list of names, drained concurrently: worker.drain)."""
     loop, ctx = _runtime()
+    targets = [target] if isinstance(target, str) else list(target)
+    if shutdown.requested():  # stopping: leave the work to another worker rather than start it
+        shutdown.hand_back(ctx.redis, targets)
+        return shutdown.HANDED_BACK
+    grace = ctx.settings.shutdown_grace
     if isinstance(target, str):
         try:
-            outcome = loop.run_until_complete(Drainer(ctx, target).run())
+            outcome = loop.run_until_complete(
+                shutdown.within_grace(Drainer(ctx, target).run(), ctx.redis, targets, grace))
         except Exception as exc:
             if not _memory.note(exc, log):
                 raise
@@ -56,7 +66,7 @@ def drain(target: str | list[str]) -> str | list[str]:
         _memory.note_success(log)
         log.debug("drain_finished", target=target, outcome=outcome)
         return outcome
-    outcomes = loop.run_until_complete(drain_targets(ctx, list(target)))
+    outcomes = loop.run_until_complete(shutdown.within_grace(drain_targets(ctx, targets), ctx.redis, targets, grace))
     if OUT_OF_MEMORY in outcomes:
         _memory.note(_OutOfMemory(), log)
     else:

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import aiohttp
 import orjson
 
+from worker import metrics
 from worker.tiktok.errors import PermanentError, TransientError, classify, parse_body, redact
 from worker.tiktok.wire import create_audience_body, mapping_body
 
@@ -168,6 +169,7 @@ class TikTokClient:
                 detail = f"timed out after {self._timeout.total} s"
             else:
                 detail = redact(f"{type(exc).__name__}: {exc}".rstrip(": "), secrets)
+            metrics.tiktok_call(path, "transport", time.monotonic() - started)
             raise TransientError(f"no complete answer from TikTok: {detail}") from None
         elapsed = time.monotonic() - started
 
@@ -175,6 +177,8 @@ class TikTokClient:
         error = classify(
             status, parsed if parsed is not None else raw, retry_after=retry_after, secrets=secrets
         )
+        metrics.tiktok_call(path, 0 if error is None else error.code if error.code is not None else f"http_{status}",
+                            elapsed)
         if error is not None:
             raise error
         if parsed is None:  # unreachable: classify calls an answer a success only when it parsed with code 0

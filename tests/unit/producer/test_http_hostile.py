@@ -344,7 +344,7 @@ async def test_redis_out_of_memory_is_503_naming_it(make_client: MakeClient) -> 
 class _FullRedis(_OomRedis):
     """Redis at maxmemory: PING and INFO answer, writes are refused."""
 
-    async def set(self, *args: Any, **kwargs: Any) -> Any:
+    async def eval(self, *args: Any, **kwargs: Any) -> Any:
         raise OutOfMemoryError("command not allowed when used memory > 'maxmemory'.")
 
     async def info(self, *args: Any, **kwargs: Any) -> Any:

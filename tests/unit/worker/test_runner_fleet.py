@@ -1,0 +1,71 @@
+"""The worker's parts that keep it alive or say it is not: the scheduler watchdog and the liveness check."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from celery import bootsteps
+
+from worker.runner import RESTARTS_ALLOWED, SchedulerSupervisor, WorkerHealth, node_name
+from worker.settings import Settings
+
+
+@dataclass
+class DeadProcess:
+    pid: int = 4242
+    exitcode: int = -9
+
+    def is_alive(self) -> bool:
+        return False
+
+
+def supervisor_of_dead_schedulers() -> tuple[SchedulerSupervisor, list[int]]:
+    supervisor = SchedulerSupervisor(Settings(), 1)
+    started: list[int] = []
+
+    def start() -> None:
+        started.append(1)
+        supervisor.process = DeadProcess()  # type: ignore[assignment]
+
+    supervisor.start = start  # type: ignore[method-assign]
+    supervisor.process = DeadProcess()  # type: ignore[assignment]
+    return supervisor, started
+
+
+def test_a_dead_scheduler_is_started_again_until_it_keeps_dying() -> None:
+    supervisor, started = supervisor_of_dead_schedulers()
+    for _ in range(RESTARTS_ALLOWED):
+        assert supervisor.check() is True
+    assert len(started) == RESTARTS_ALLOWED
+    assert supervisor.check() is False  # one death too many within the window: the worker must exit
+    assert supervisor.gave_up and len(started) == RESTARTS_ALLOWED
+
+
+@dataclass
+class Blueprint:
+    state: int
+
+
+@dataclass
+class Controller:
+    blueprint: Blueprint
+
+
+def test_liveness_needs_the_consumer_running_and_the_scheduler_alive() -> None:
+    supervisor, _ = supervisor_of_dead_schedulers()
+    health = WorkerHealth(Settings(), None)
+    assert health.alive() == "the Celery consumer has not started"
+    health.controller = Controller(Blueprint(bootsteps.RUN))
+    assert health.alive() is None
+    health.controller = Controller(Blueprint(bootsteps.CLOSE))
+    assert health.alive() == "the Celery consumer has stopped"
+    with_scheduler = WorkerHealth(Settings(), supervisor)
+    with_scheduler.controller = Controller(Blueprint(bootsteps.RUN))
+    assert with_scheduler.alive() == "the scheduler is not running"
+
+
+def test_node_names_are_unique_per_process_unless_chosen() -> None:
+    import os
+
+    assert node_name(Settings()).startswith(f"tta-{os.getpid()}@")
+    assert node_name(Settings(TTA_WORKER_NAME="w1@host")) == "w1@host"

@@ -14,12 +14,15 @@ from __future__ import annotations
 import binascii
 import hashlib
 import hmac
+import re
 from base64 import b64decode
 from collections.abc import Sequence
 
 from worker.settings import Settings
 
 SIGNATURE_HEADER = "X-Signature"
+# Hex HMAC-SHA1. ASCII only: a header may carry any byte, and a non-hex one is simply not a signature.
+_SIGNATURE = re.compile(r"[0-9a-fA-F]{40}", re.ASCII)
 
 
 class Authenticator:
@@ -54,10 +57,18 @@ class Authenticator:
         """Whether ``signature`` is the hex HMAC-SHA1 of ``body`` under the webhook secret."""
         if self.no_auth:
             return True
-        if not self._secret or not signature:
+        if not self.could_be_signature(signature):
             return False
+        assert signature is not None
         expected = hmac.new(self._secret, body, hashlib.sha1).hexdigest()
-        return hmac.compare_digest(expected.encode(), signature.strip().lower().encode())
+        return hmac.compare_digest(expected.encode(), signature.strip().lower().encode("ascii"))
+
+    def could_be_signature(self, signature: str | None) -> bool:
+        """Whether ``signature`` has the form of one (40 hex digits) and a secret is set to check it with:
+        anything else is refused before the body is read, let alone hashed."""
+        if self.no_auth:
+            return True
+        return bool(self._secret) and signature is not None and _SIGNATURE.fullmatch(signature.strip()) is not None
 
     @property
     def has_webhook_secret(self) -> bool:
@@ -76,7 +87,8 @@ def _key_from_header(authorization: str | None) -> bytes | None:
     scheme = scheme.lower()
     credentials = credentials.strip()
     if scheme == "bearer":
-        return credentials.encode() if credentials else None
+        # Header values arrive as str with undecodable bytes as surrogates: those are no key of ours.
+        return credentials.encode("utf-8", "replace") if credentials else None
     if scheme == "basic":
         try:
             decoded = b64decode(credentials, validate=True)

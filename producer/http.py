@@ -8,6 +8,15 @@ Every error answer is ``{"success": false, "code": "<snake_case>", "message": ".
 RudderStack's Python libraries read ``code`` and ``message`` from it (RudderStack's turns any other shape into
 a KeyError that it retries and then drops).
 
+Hostile clients are refused precisely and cheaply: a webhook with neither a write key nor a signature is
+refused before its body is read; a body that does not arrive within ``TTA_BODY_TIMEOUT`` is 408; an unknown
+``Content-Encoding`` is 415 and a body that is not the gzip/deflate it claims is 400; JSON nested deeper than
+:data:`MAX_DEPTH` where we merge it is 400; a request of more than ``TTA_MAX_REQUEST_EVENTS`` events is 413; a
+large request is parsed (:func:`producer.bodies.parse_large_array`) and routed in slices that yield to the
+event loop, so ``/healthz`` and other requests are answered meanwhile. No answer repeats a header's value. A
+client that hangs up mid-request is logged at debug and counted with status 499, not as a failure of ours
+(:mod:`producer.protocol` covers what happens before a request reaches a handler).
+
 The request path stays thin (one orjson parse, one intake call, a few counter increments) because the
 per-event cost of routing is the budget; there is no access log and at most one debug line per request.
 """
@@ -43,9 +52,13 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from producer.auth import SIGNATURE_HEADER, Authenticator
+from producer.bodies import MAX_DEPTH, BodyRefused, depth_exceeds, parse_large_array, read_body
 from producer.intake import BacklogFull, Intake, IntakeResult, StoreUnavailable
+from producer.limits import NewAudienceGate, teaching_known_audiences
+from producer.protocol import serve_until_stopped
 from worker.heap import settle_heap
 from worker.readiness import check_write_path_async
+from worker.redis_memory import is_out_of_memory, memory_state
 from worker.settings import Settings
 
 if TYPE_CHECKING:
@@ -55,6 +68,11 @@ if TYPE_CHECKING:
 
 SINGLE_EVENT_LIMIT = 32 * 1024
 WEBHOOK_LIMIT = 16 * 1024 * 1024
+# A request with more events than this is routed in slices of this many, yielding to the event loop between
+# them: ~30 ms of routing at a time, so one large webhook never stalls the other connections.
+ROUTE_SLICE = 2_000
+# Counted in the requests metric for a client that hung up before its answer (nginx's convention).
+CLIENT_CLOSED = 499
 
 log = structlog.get_logger("producer.http")
 
@@ -200,23 +218,6 @@ METRICS_KEY = web.AppKey("metrics", IntakeMetrics)
 INTAKE_KEY = web.AppKey("intake", Intake)
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it is known to exceed ``limit``: by Content-Length before
-    reading, and while reading (chunked bodies, and gzip bodies that aiohttp inflates as they arrive)."""
-    length = request.content_length
-    if length is not None and length > limit:
-        raise _HttpError(413, "body_too_large",
-                         f"body of {length} bytes is over this route's limit of {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := await request.content.readany():
-        size += len(chunk)
-        if size > limit:
-            raise _HttpError(413, "body_too_large", f"body is over this route's limit of {limit} bytes")
-        chunks.append(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
 def _parse_json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
@@ -236,6 +237,8 @@ def _batch_level(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
             continue
         if not isinstance(value, dict):
             raise _HttpError(400, "invalid_field", f'the batch-level "{key}" must be an object')
+        if depth_exceeds(value, MAX_DEPTH):
+            raise _HttpError(400, "too_deep", f'the batch-level "{key}" is nested deeper than {MAX_DEPTH} levels')
         if value:
             shared[key] = value
     return shared
@@ -266,14 +269,16 @@ def _merge(defaults: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
 
 
 class _Routes:
-    def __init__(self, intake: Intake, auth: Authenticator, metrics: IntakeMetrics, *, debug: bool,
-                 batch_limit: int, store: aioredis.Redis | None = None) -> None:
+    def __init__(self, intake: Intake, auth: Authenticator, metrics: IntakeMetrics, settings: Settings, *,
+                 debug: bool, store: aioredis.Redis | None = None) -> None:
         self._intake = intake
-        self._batch_limit = batch_limit
+        self._batch_limit = settings.max_batch_bytes
         self._store = store
         self._auth = auth
         self._metrics = metrics
         self._debug = debug
+        self._body_timeout = settings.body_timeout
+        self._max_events = settings.max_request_events
         self._last_store_warning = 0.0
 
     def counted(self, route: str, handler: Handler, *, count: bool = True) -> Handler:
@@ -287,6 +292,14 @@ class _Routes:
                 response = await handler(request)
             except _HttpError as exc:
                 response = exc.response()
+            except BodyRefused as exc:
+                response = error_response(exc.status, exc.code, str(exc))
+            except ConnectionError:
+                # The client hung up (mid-body, say): nothing to answer and nothing wrong on our side.
+                log.debug("client disconnected", route=route)
+                if count:
+                    metrics.request(route, CLIENT_CLOSED, time.perf_counter() - started)
+                return web.Response(status=CLIENT_CLOSED)  # nobody reads it; aiohttp drops it quietly
             except Exception as exc:
                 # Frames only, no locals or message: either could hold an identifier from the body.
                 log.error("request failed", route=route, error=type(exc).__name__,
@@ -310,7 +323,7 @@ class _Routes:
 
     async def batch(self, request: web.Request) -> web.StreamResponse:
         self._require_key(request)
-        doc = _parse_json(await _read_body(request, self._batch_limit))
+        doc = _parse_json(await read_body(request, self._batch_limit, self._body_timeout))
         events = doc.get("batch") if isinstance(doc, dict) else None
         if not isinstance(events, list):
             raise _HttpError(400, "invalid_batch", 'expected a JSON object with a "batch" array of events')
@@ -324,12 +337,15 @@ class _Routes:
     async def webhook(self, request: web.Request) -> web.StreamResponse:
         key_ok = self._auth.check_key(request.headers.get(hdrs.AUTHORIZATION))
         signature = request.headers.get(SIGNATURE_HEADER)
-        if not key_ok and not signature:
+        # Refused before a byte of the body is read (or hashed) unless a signature could possibly be valid.
+        if not key_ok and not self._auth.could_be_signature(signature):
             raise self._unauthorized()
-        body = await _read_body(request, WEBHOOK_LIMIT)
+        body = await read_body(request, WEBHOOK_LIMIT, self._body_timeout)
         if not key_ok and not self._auth.check_signature(body, signature):
             raise self._unauthorized()
-        doc = _parse_json(body)
+        doc = await parse_large_array(body)
+        if doc is None:
+            doc = _parse_json(body)
         if isinstance(doc, dict):
             events = [doc]
         elif isinstance(doc, list):
@@ -340,7 +356,7 @@ class _Routes:
 
     async def _single(self, request: web.Request, event_type: str) -> web.StreamResponse:
         self._require_key(request)
-        event = _parse_json(await _read_body(request, SINGLE_EVENT_LIMIT))
+        event = _parse_json(await read_body(request, SINGLE_EVENT_LIMIT, self._body_timeout))
         if isinstance(event, dict):
             given = event.get("type")
             if given is None:
@@ -374,14 +390,30 @@ class _Routes:
         return _json(200, payload)
 
     async def _accept(self, events: list[Any], sent_at: str | None = None) -> IntakeResult:
+        if len(events) > self._max_events:
+            raise _HttpError(413, "too_many_events", f"{len(events):,} events in one request is over the limit of "
+                                                     f"{self._max_events:,}; send them in several requests")
+        result = IntakeResult()
         try:
-            result = await self._intake.accept_async(events, sent_at=sent_at)
+            for start in range(0, len(events), ROUTE_SLICE):
+                if start:
+                    await asyncio.sleep(0)  # let other connections (and /healthz) in between slices
+                part = events if len(events) <= ROUTE_SLICE else events[start:start + ROUTE_SLICE]
+                result.merge(await self._intake.accept_async(part, sent_at=sent_at), start)
         except BacklogFull as exc:
-            raise _HttpError(503, "backlog_full", str(exc), {"Retry-After": str(exc.retry_after)}) from None
-        except StoreUnavailable as exc:
-            self._warn_store(exc)
-            raise _HttpError(503, "store_unavailable", "the event store (Redis) is unavailable; nothing was accepted",
+            self._metrics.record(result)
+            done = result.accepted + result.rejected
+            stored = f"the events from index {done:,} on were not stored" if done else "the events were not stored"
+            raise _HttpError(503, "backlog_full", f"{exc}; {stored}",
                              {"Retry-After": str(exc.retry_after)}) from None
+        except StoreUnavailable as exc:
+            self._metrics.record(result)
+            self._warn_store(exc)
+            if is_out_of_memory(exc):
+                raise _HttpError(503, "store_out_of_memory", "the event store (Redis) is out of memory: the events "
+                                 "were not stored; retry later", {"Retry-After": str(exc.retry_after)}) from None
+            raise _HttpError(503, "store_unavailable", "the event store (Redis) is unavailable: the events may not "
+                             "have been stored; retry", {"Retry-After": str(exc.retry_after)}) from None
         self._metrics.record(result)
         return result
 
@@ -390,7 +422,8 @@ class _Routes:
         now = time.monotonic()
         if now - self._last_store_warning >= 1.0:
             self._last_store_warning = now
-            log.warning("event store unavailable", error=str(exc))
+            log.warning("event store unavailable", error=type(exc.__cause__ or exc).__name__,
+                        out_of_memory=is_out_of_memory(exc))
 
     def _require_key(self, request: web.Request) -> None:
         if not self._auth.check_key(request.headers.get(hdrs.AUTHORIZATION)):
@@ -417,10 +450,20 @@ class _Routes:
             problem = await asyncio.wait_for(check_write_path_async(store), 2.0)
         except (TimeoutError, OSError) as exc:
             problem = f"{type(exc).__name__}: {exc}"
+        if problem is not None and problem.startswith("OutOfMemoryError"):
+            return _json(503, {"ready": False, "success": False, "code": "store_out_of_memory",
+                               "message": await self._memory_described(store)})
         if problem is not None:
             return _json(503, {"ready": False, "success": False, "code": "store_refuses_writes",
                                "message": f"Redis refuses writes: {problem}"})
         return _json(200, {"ready": True})
+
+    @staticmethod
+    async def _memory_described(store: aioredis.Redis) -> str:
+        try:
+            return memory_state(await asyncio.wait_for(store.info("memory"), 2.0)).describe()
+        except Exception:  # INFO refused or slow: the code says it all the same
+            return "Redis is out of memory: it refuses writes (maxmemory reached)"
 
     async def metrics(self, request: web.Request) -> web.StreamResponse:
         # On failure keep the last known value; /readyz reports the outage.
@@ -434,10 +477,9 @@ def build_app(intake: Intake, settings: Settings, *, no_auth: bool = False,
     """The intake application around ``intake`` (whose client must be a ``redis.asyncio`` one; ``store``, the
     same client, for the readiness probe)."""
     metrics = metrics or IntakeMetrics()
-    routes = _Routes(intake, Authenticator.from_settings(settings, no_auth=no_auth), metrics,
-                     debug=settings.log_level.lower() == "debug", batch_limit=settings.max_batch_bytes,
-                     store=store)
-    # Bodies are read by _read_body with per-route limits; this only bounds aiohttp's own readers.
+    routes = _Routes(intake, Authenticator.from_settings(settings, no_auth=no_auth), metrics, settings,
+                     debug=settings.log_level.lower() == "debug", store=store)
+    # Bodies are read by producer.bodies.read_body with per-route limits; this only bounds aiohttp's own readers.
     app = web.Application(client_max_size=max(WEBHOOK_LIMIT, settings.max_batch_bytes),
                           middlewares=[json_errors])
     app[METRICS_KEY] = metrics
@@ -495,6 +537,8 @@ def serve(host: str, port: int, settings: Settings, *, no_auth: bool = False, wo
         ensure_port_free(host, port)
         router = Router.from_destinations(load_destinations(settings.config_path),
                                           default_phone_country=settings.default_phone_country)
+        if settings.new_audiences_per_minute:
+            router.audience_gate = NewAudienceGate(settings.new_audiences_per_minute)
     except (StartupError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -504,8 +548,7 @@ def serve(host: str, port: int, settings: Settings, *, no_auth: bool = False, wo
     settle_heap()
 
     def run(reuse_port: bool) -> None:
-        web.run_app(_make_app(router, settings, no_auth), host=host, port=port, access_log=None,
-                    reuse_port=reuse_port, print=None)
+        asyncio.run(_serve(router, settings, no_auth, host, port, reuse_port))
 
     if workers <= 1:
         log.info("intake serving", host=host, port=port, workers=1, auth=not no_auth)
@@ -519,6 +562,18 @@ def serve(host: str, port: int, settings: Settings, *, no_auth: bool = False, wo
         cleanup()
 
 
+async def _serve(router: Router, settings: Settings, no_auth: bool, host: str, port: int,
+                 reuse_port: bool) -> None:
+    """Serve until SIGTERM or SIGINT, with the connection guards of :mod:`producer.protocol`."""
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopped.set)
+    await serve_until_stopped(await _make_app(router, settings, no_auth), host, port, reuse_port=reuse_port,
+                              header_timeout=settings.header_timeout,
+                              keepalive_timeout=settings.keepalive_timeout, stopped=stopped)
+
+
 async def _make_app(router: Router, settings: Settings, no_auth: bool) -> web.Application:
     # Built inside the server's event loop, after any fork: a Redis connection pool must not cross either.
     from worker.redis_client import async_redis_from_url
@@ -530,6 +585,8 @@ async def _make_app(router: Router, settings: Settings, no_auth: bool) -> web.Ap
         await client.aclose()
 
     app.on_cleanup.append(close_client)
+    if router.audience_gate is not None:
+        app.cleanup_ctx.append(teaching_known_audiences(router.audience_gate, client))
     return app
 
 

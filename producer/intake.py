@@ -34,7 +34,7 @@ from producer.event_time import MESSAGE_ID_MAX, EventTimeError, event_ms
 from producer.write_group import WriteGroup
 from worker import keys
 from worker.event_order import METRIC_CLAMPED
-from worker.queue import queue_commands
+from worker.queue import BacklogCeiling, backlog_after, queue_commands
 from worker.settings import Settings
 
 if TYPE_CHECKING:
@@ -153,11 +153,14 @@ def _message_id(obj: object) -> str | None:
 
 @contextlib.contextmanager
 def _store_errors(what: str) -> Iterator[None]:
-    """Turn any Redis failure into :class:`StoreUnavailable` (the caller answers 503, nothing accepted)."""
+    """Turn any Redis failure into :class:`StoreUnavailable` (the caller answers 503, nothing accepted), and
+    the enqueue script's refusal at the backlog ceiling into :class:`BacklogFull`."""
     try:
         yield
     except (RedisError, OSError) as exc:
         raise StoreUnavailable(f"{what}: {exc}") from exc
+    except BacklogCeiling as exc:
+        raise BacklogFull(f"{exc}; retry in {RETRY_AFTER_SECONDS} s") from None
 
 
 def _codes(rejection: _Rejection) -> list[str]:
@@ -245,7 +248,8 @@ class Intake:
                 pipe = client.pipeline(transaction=True)
                 writes = self._queue_writes(pipe, routed, grouped)
                 results = pipe.execute()
-            self._after_write(results, grouped)
+            with _store_errors("cannot store events in Redis"):
+                self._after_write(results, grouped)
         return self._result(routed, *writes)
 
     # -- async -----------------------------------------------------------------------------------------------
@@ -271,7 +275,8 @@ class Intake:
                 pipe = client.pipeline(transaction=True)
                 writes = self._queue_writes(pipe, routed, grouped)
                 results = await pipe.execute()
-            self._after_write(results, grouped)
+            with _store_errors("cannot store events in Redis"):
+                self._after_write(results, grouped)
         return self._result(routed, *writes)
 
     async def backlog_async(self) -> int:
@@ -296,7 +301,7 @@ class Intake:
 
     def _write_group(self, client: aioredis.Redis) -> WriteGroup:
         if self._writes is None:
-            self._writes = WriteGroup(client, self._batch_size, self._quiet)
+            self._writes = WriteGroup(client, self._batch_size, self._quiet, self._backlog_limit)
         return self._writes
 
     def _async_client(self) -> aioredis.Redis:
@@ -410,7 +415,8 @@ class Intake:
         now = routed.now
         operations = 0
         if grouped:
-            queue_commands(pipe, grouped, now + self._flush_interval, self._batch_size, self._quiet)
+            queue_commands(pipe, grouped, now + self._flush_interval, self._batch_size, self._quiet,
+                           self._backlog_limit)
             operations = sum(len(packed) for packed in grouped.values())
         distinct_creates = {(c.destination, c.advertiser_id, c.name): None for c in routed.creates}
         for destination, advertiser_id, name in distinct_creates:
@@ -429,8 +435,12 @@ class Intake:
         return operations, len(distinct_creates)
 
     def _after_write(self, results: list[Any], grouped: Grouped) -> None:
-        """Note the backlog read back by the write."""
-        self._note_backlog(results[0] if grouped else results[-1])
+        """Note the backlog read back by the write; raises :class:`BacklogCeiling` if the queue script refused
+        the operations (the request's rejection counters and create requests were stored all the same)."""
+        if grouped:
+            self._note_backlog(backlog_after(results[0], grouped, self._backlog_limit))
+        else:
+            self._note_backlog(results[-1])
 
     @staticmethod
     def _result(routed: _Routed, operations: int, creates: int) -> IntakeResult:

@@ -41,6 +41,7 @@ from producer.identifiers import (
     InvalidIdentifier,
     advertising_id_type,
 )
+from producer.limits import NewAudienceGate, audience_name_problem, target_problem
 from producer.mappings import CompiledMapping, compile_destination
 from worker.destinations import DEFAULT_INTEGRATION_NAME, DestinationsFile
 from worker.keys import Target
@@ -145,6 +146,8 @@ class Router:
         self._targets: dict[tuple[str, str, str], Target] = {}
         # route_into's memo: (target slot, advertiserId, external_audience_id, computation_key) -> target name
         self._native_names: dict[tuple[int, str | None, str | None, str | None], str] = {}
+        # Caps new audiences per destination per minute when set (the HTTP intake sets it: producer.limits).
+        self.audience_gate: NewAudienceGate | None = None
 
     @classmethod
     def from_destinations(
@@ -345,6 +348,11 @@ class Router:
         key = (destination, advertiser, audience)
         target = self._targets.get(key)
         if target is None:
+            problem = target_problem(advertiser, audience, source)  # producer.limits: ids and keys bounded
+            if problem is None and self.audience_gate is not None and audience.startswith("@"):
+                problem = self.audience_gate.problem(destination, f"{destination}|{advertiser}|{audience}")
+            if problem is not None:
+                raise Rejected(*problem)
             try:
                 target = Target(destination, advertiser, audience)
             except ValueError:
@@ -422,6 +430,11 @@ class Router:
         name = js_text(m.custom_audience_name(event))
         if name is None or not name.strip():
             raise Rejected("missing_field", "custom_audience_name has no value")
+        problem = audience_name_problem(name.strip())  # producer.limits
+        if problem is None and self.audience_gate is not None:
+            problem = self.audience_gate.problem(dest.id, f"create:{dest.id}|{advertiser}|{name.strip()}")
+        if problem is not None:
+            raise Rejected(*problem)
         return AudienceCreate(dest.id, advertiser, name.strip())
 
 

@@ -20,7 +20,7 @@ import asyncio
 import redis.asyncio as aioredis
 
 from worker import keys
-from worker.queue import queue_commands
+from worker.queue import BacklogCeiling, backlog_after, queue_commands
 
 Grouped = dict[str, list[list[str]]]  # target -> packed operations
 
@@ -31,17 +31,19 @@ MAX_GROUP = 64
 class WriteGroup:
     """Appends ``grouped`` operations for concurrent callers of one event loop, one round trip per group."""
 
-    def __init__(self, client: aioredis.Redis, batch_size: int, quiet: float = 0.0) -> None:
+    def __init__(self, client: aioredis.Redis, batch_size: int, quiet: float = 0.0, ceiling: int = 0) -> None:
         self._client = client
         self._batch_size = batch_size
         self._quiet = quiet
+        self._ceiling = ceiling  # the backlog limit the script enforces (0: none)
         self._waiting: list[tuple[Grouped, float, asyncio.Future[int], dict[str, int] | None]] = []
         self._writer: asyncio.Task[None] | None = None
 
     async def append(self, grouped: Grouped, due_at: float, counters: dict[str, int] | None = None) -> int:
         """Store ``grouped`` (due at ``due_at`` at the latest) and add ``counters`` to the intake's counters
         (``keys.METRICS``); returns the backlog after the write that stored it. Raises what the write
-        raised."""
+        raised (:class:`worker.queue.BacklogCeiling` when it would have passed the backlog ceiling: then none of
+        it is stored or counted)."""
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._waiting.append((grouped, due_at, future, counters))
         if self._writer is None or self._writer.done():
@@ -59,15 +61,15 @@ class WriteGroup:
                 if counters:
                     for name, n in counters.items():
                         counted[name] = counted.get(name, 0) + n
-            due_at = min(due for _, due, _, _ in group)
             try:
-                # A one-command pipeline rather than a bare EVAL: the same round trip, and every intake write
-                # goes through pipeline(), one seam for tests to make Redis fail.
-                pipe = self._client.pipeline(transaction=bool(counted))
-                queue_commands(pipe, merged, due_at, self._batch_size, self._quiet)
-                for name, n in counted.items():
-                    pipe.hincrby(keys.METRICS, name, n)
-                backlog = (await pipe.execute())[0]
+                backlog = await self._write(merged, min(due for _, due, _, _ in group), counted)
+            except BacklogCeiling as exc:
+                if len(group) == 1:
+                    group[0][2].set_exception(exc)
+                else:
+                    # Together they would pass the ceiling; some may fit alone: each in turn, in order.
+                    await self._write_each(group)
+                continue
             except BaseException as exc:  # every waiting request must hear of it, cancellation included
                 for _, _, future, _ in group:
                     if not future.done():
@@ -77,4 +79,36 @@ class WriteGroup:
                 continue
             for _, _, future, _ in group:
                 if not future.done():
-                    future.set_result(int(backlog))
+                    future.set_result(backlog)
+
+    async def _write(self, grouped: Grouped, due_at: float, counted: dict[str, int]) -> int:
+        # A one-command pipeline rather than a bare EVAL: the same round trip, and every intake write goes
+        # through pipeline(), one seam for tests to make Redis fail.
+        pipe = self._client.pipeline(transaction=bool(counted))
+        queue_commands(pipe, grouped, due_at, self._batch_size, self._quiet, self._ceiling)
+        for name, n in counted.items():
+            pipe.hincrby(keys.METRICS, name, n)
+        reply = (await pipe.execute())[0]
+        try:
+            return backlog_after(reply, grouped, self._ceiling)
+        except BacklogCeiling:
+            if counted:  # the counters went in with the append the script refused: take them back
+                pipe = self._client.pipeline(transaction=True)
+                for name, n in counted.items():
+                    pipe.hincrby(keys.METRICS, name, -n)
+                await pipe.execute()
+            raise
+
+    async def _write_each(self, group: list[tuple[Grouped, float, asyncio.Future[int], dict[str, int] | None]]
+                          ) -> None:
+        for grouped, due_at, future, counters in group:
+            try:
+                backlog = await self._write(grouped, due_at, dict(counters or {}))
+            except BaseException as exc:
+                if not future.done():
+                    future.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            if not future.done():
+                future.set_result(backlog)

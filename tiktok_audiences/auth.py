@@ -4,16 +4,20 @@
 (``/oauth2/access_token/``) and writes it to a file only its owner can read; a destination names that file as
 ``access_token_file``. ``check`` calls ``/user/info/`` with each destination's token.
 
-No token, app secret or auth code is ever printed or logged: the secret is read from an environment variable
-(never the command line, where ``ps`` shows it), the client blanks all three out of TikTok's error messages,
-and tokens are named only by where they come from. The one exception is ``--write -``, which asks for the
-token on stdout so it can be piped into a secret store.
+No token, app secret or auth code is ever printed or logged: the secret and the auth code are read from
+environment variables or stdin (never the command line, where ``ps`` shows it), the client blanks all three
+out of TikTok's error messages, the log pipeline blanks them out of every line, and tokens are named only by
+where they come from. The one exception is ``--write -``, which asks for the token on stdout so it can be
+piped into a secret store.
+
+The auth code works once: ``exchange`` makes sure it can write the token file before it spends the code.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import os
 import sys
 from pathlib import Path
@@ -21,6 +25,7 @@ from typing import Any
 
 import aiohttp
 
+from tiktok_audiences.logging import add_secrets
 from tiktok_audiences.output import fail
 from worker.destinations import ConfigError, Destination, load_destinations
 from worker.settings import Settings
@@ -52,13 +57,50 @@ async def _exchange(settings: Settings, app_id: str, secret: str, auth_code: str
         return await client.exchange_auth_code(app_id, secret, auth_code)
 
 
+def check_writable(path: Path) -> str | None:
+    """Why the token cannot be written to ``path``, or None: tried for real (a temporary file made and
+    removed beside it), so that the single-use auth code is not spent on a token with nowhere to go."""
+    if path.is_dir():
+        return f"{path} is a directory"
+    probe = path.with_name(f".{path.name}.{os.getpid()}.probe")
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        probe.unlink()
+    except OSError as exc:
+        return f"cannot write in {path.parent}: {exc.strerror}"
+    return None
+
+
+def read_auth_code(args: argparse.Namespace) -> str:
+    """The auth code from ``--auth-code-env``'s variable, else from stdin (prompted for, unechoed, on a
+    terminal); "" when there is none."""
+    if args.auth_code_env:
+        return os.environ.get(args.auth_code_env, "").strip()
+    if sys.stdin is None:
+        return ""
+    if sys.stdin.isatty():
+        return getpass.getpass("TikTok auth code: ").strip()
+    return sys.stdin.readline().strip()
+
+
 def exchange(args: argparse.Namespace, settings: Settings) -> int:
+    if args.auth_code:
+        return fail("--auth-code would show the auth code to every user of this machine (ps); put it in an "
+                    "environment variable named by --auth-code-env, or pipe it to stdin")
     secret = os.environ.get(args.secret_env, "").strip()
     if not secret:
         return fail(f"environment variable {args.secret_env} is not set: put the TikTok app's secret in it "
                     "(it is read from the environment so that it never shows in the process list)")
+    path = None if args.write == "-" else Path(args.write or DEFAULT_TOKEN_FILE).expanduser().absolute()
+    if path is not None and (problem := check_writable(path)) is not None:
+        return fail(f"{problem}; nothing was exchanged (the auth code is still good): choose another --write")
+    auth_code = read_auth_code(args)
+    if not auth_code:
+        where = f"environment variable {args.auth_code_env}" if args.auth_code_env else "stdin"
+        return fail(f"no auth code: {where} is empty")
+    add_secrets(secret, auth_code)
     try:
-        data = asyncio.run(_exchange(settings, args.app_id, secret, args.auth_code))
+        data = asyncio.run(_exchange(settings, args.app_id, secret, auth_code))
     except TransientError as exc:
         return fail(f"could not reach TikTok at {settings.tiktok_api_base_url} for the exchange: {exc}; "
                     "nothing was written, try again", 1)
@@ -71,15 +113,15 @@ def exchange(args: argparse.Namespace, settings: Settings) -> int:
     token = str(data.get("access_token") or "")
     if not token:
         return fail("TikTok answered the exchange without an access_token; nothing was written", 1)
+    add_secrets(token)
     advertisers = [str(a) for a in data.get("advertiser_ids") or []]
     out = sys.stderr if args.write == "-" else sys.stdout
     out.write(f"authorised: the token grants {len(advertisers)} advertiser id(s):\n")
     for advertiser in advertisers:
         out.write(f"  {advertiser}\n")
-    if args.write == "-":
+    if path is None:
         sys.stdout.write(token + "\n")
         return 0
-    path = Path(args.write or DEFAULT_TOKEN_FILE).expanduser().absolute()
     try:
         write_secret_file(path, token)
     except OSError as exc:

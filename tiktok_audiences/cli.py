@@ -257,7 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = auth.add_parser("exchange", help="exchange an OAuth auth code for an access token")
     p.add_argument("--app-id", required=True)
     p.add_argument("--secret-env", required=True, help="environment variable holding the app secret")
-    p.add_argument("--auth-code", required=True)
+    p.add_argument("--auth-code-env", metavar="VAR",
+                   help="environment variable holding the auth code (default: read it from stdin)")
+    p.add_argument("--auth-code", help=argparse.SUPPRESS)  # refused: argv is visible to every user in ps
     p.add_argument("--write", help="write the token to this file (mode 0600)")
     p.set_defaults(handler=_auth("exchange"))
     p = auth.add_parser("check", help="verify each destination's token")

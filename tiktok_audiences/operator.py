@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from tiktok_audiences.output import fail, print_json, print_table, when
 from worker.ledger import STATUSES, Ledger
+from worker.redis_memory import MemoryState, memory_state
 from worker.replay import preview, request_replay
 from worker.settings import Settings
 from worker.stats import collect
@@ -111,6 +112,14 @@ def replay(args: argparse.Namespace, settings: Settings, client: redis.Redis) ->
     return 0 if not refused else 1
 
 
+def _memory(client: redis.Redis) -> MemoryState | None:
+    """Redis's memory against its maxmemory; None where INFO is not offered (a proxy, say)."""
+    try:
+        return memory_state(client.info("memory"))
+    except redis.ResponseError:
+        return None
+
+
 def stats(args: argparse.Namespace, settings: Settings, client: redis.Redis) -> int:
     if getattr(args, "watch", False):
         if args.json:
@@ -119,9 +128,15 @@ def stats(args: argparse.Namespace, settings: Settings, client: redis.Redis) -> 
 
         return watch_stats(settings, client, interval=args.interval)
     doc = collect(client, _ledger(settings, client))
+    memory = _memory(client)
+    if memory is not None:
+        doc["redis_memory"] = {"used": memory.used, "maxmemory": memory.limit, "policy": memory.policy,
+                               "full": memory.full}
     if args.json:
         print_json(doc)
         return 0
+    if memory is not None and memory.full:
+        sys.stdout.write(f"WARNING: {memory.describe()}; intake answers 503 meanwhile\n")
     sys.stdout.write(f"backlog: {doc['backlog']} operations\n")
     sys.stdout.write("batches: " + ", ".join(f"{k} {v}" for k, v in doc["batches"].items()) + "\n")
     for destination, info in doc["paused_destinations"].items():

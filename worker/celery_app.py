@@ -47,6 +47,11 @@ def make_celery(settings: Settings) -> Celery:
         # On a lost broker connection, running drains finish (they hold their target's lock and are fenced by
         # it); cancelling them would only waste the calls in flight.
         worker_cancel_long_running_tasks_on_connection_loss=False,
+        # A Redis at maxmemory refuses the late ack's MULTI (an error of the channel, not the connection): retry
+        # it like a lost connection instead of exiting the worker ("Unrecoverable error"), until memory frees.
+        broker_channel_error_retry=True,
+        # ...and waits between those retries, logging the episode once (worker.oom_consumer).
+        worker_consumer="worker.oom_consumer:Consumer",
         worker_hijack_root_logger=False,
         # Task events (and the worker heartbeats Flower needs to see a worker online) cost a publish per task:
         # off unless TTA_TASK_EVENTS asks for them.

@@ -4,14 +4,27 @@
 -- target: the client's per-command packing and reply parsing cost more than Redis's own work here.
 -- KEYS: ready index (lanes), targets set, backlog, intake-recent marker, quiet-swept marker, then per target:
 -- its stream, its pending counter, its lane's due set.
--- ARGV: due time, entry field name, batch size, quiet-flush period (ms, 0 = off), then per target: its name,
--- its operation count, its entry, its lane.
--- Returns the backlog after the append.
+-- ARGV: due time, entry field name, batch size, quiet-flush period (ms, 0 = off), backlog ceiling (0 = none),
+-- then per target: its name, its operation count, its entry, its lane.
+-- Returns the backlog after the append; or, when the append would take the backlog past the ceiling, writes
+-- nothing and returns -1 - backlog (the check and the write are one atomic step: whatever the request size
+-- or the number of concurrent writers, the backlog never passes the ceiling).
 local due, field, batch_size, quiet_ms = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local ceiling = tonumber(ARGV[5])
+local targets = (#KEYS - 5) / 3
 local total = 0
+for i = 1, targets do
+  total = total + tonumber(ARGV[4 * i + 3])
+end
+if ceiling > 0 then
+  local backlog = tonumber(redis.call('GET', KEYS[3]) or '0')
+  if backlog + total > ceiling then
+    return -1 - backlog
+  end
+end
 local lanes = {}  -- lane -> the earliest due time of its targets in this call: one ZADD per lane, not per target
-for i = 1, (#KEYS - 5) / 3 do
-  local name, ops, entry, lane = ARGV[4 * i + 1], tonumber(ARGV[4 * i + 2]), ARGV[4 * i + 3], ARGV[4 * i + 4]
+for i = 1, targets do
+  local name, ops, entry, lane = ARGV[4 * i + 2], tonumber(ARGV[4 * i + 3]), ARGV[4 * i + 4], ARGV[4 * i + 5]
   redis.call('XADD', KEYS[3 + 3 * i], '*', field, entry)
   local pending = redis.call('INCRBY', KEYS[4 + 3 * i], ops)
   -- LT keeps an earlier due time: the oldest waiting operation sets the pace; a full batch is due at once.
@@ -19,7 +32,6 @@ for i = 1, (#KEYS - 5) / 3 do
   redis.call('ZADD', KEYS[5 + 3 * i], 'LT', at, name)
   if lanes[lane] == nil or tonumber(at) < tonumber(lanes[lane]) then lanes[lane] = at end
   redis.call('SADD', KEYS[2], name)
-  total = total + ops
 end
 for lane, at in pairs(lanes) do
   redis.call('ZADD', KEYS[1], 'LT', at, lane)

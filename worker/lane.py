@@ -38,6 +38,7 @@ from worker.lane_resolve import Resolver
 from worker.ledger import BatchRecord
 from worker.operations import Action, PackedOperation
 from worker.policy import Stop, decide
+from worker.redis_memory import is_out_of_memory
 from worker.target_lock import TargetLock
 from worker.tiktok.errors import TikTokError
 
@@ -360,6 +361,10 @@ def _next_id(entry_id: str) -> str:
     return f"{ms}-{int(seq) + 1}"
 
 
+# What a drain that Redis refused for lack of memory reports (worker.redis_memory).
+OUT_OF_MEMORY = "out_of_memory"
+
+
 async def drain_lanes(ctx: WorkerContext, lanes: list[str]) -> list[str]:
     """Drain several lanes concurrently (each holds its own lock); returns each one's outcome. A drain that
     fails is logged and reported as "error": its lane stays in the ready index (the scheduler's lease brings
@@ -372,6 +377,8 @@ async def drain_lanes(ctx: WorkerContext, lanes: list[str]) -> list[str]:
         try:
             return await LaneDrain(ctx, lane).run()
         except Exception as exc:
+            if is_out_of_memory(exc):  # a condition, logged once per episode by the task (worker.tasks)
+                return OUT_OF_MEMORY
             log.error("drain_failed", lane=lane, error=f"{type(exc).__name__}: {exc}", exc_info=True)
             return "error"
 

@@ -16,6 +16,9 @@ parsing cost the intake more than Redis's own work (~15 µs a command against ~1
 retry path.
 
 A target whose pending count reaches a full batch is made due at once (score 0), by the same script.
+
+With a backlog ceiling the script first checks that the append keeps the backlog within it, and otherwise
+writes nothing and answers so (:class:`BacklogCeiling`): check and write are one atomic step.
 """
 
 from __future__ import annotations
@@ -34,6 +37,24 @@ from worker.keys import Target
 from worker.operations import ACTION_CODE, ADID_TYPE_CODE, Operation, encode_entry
 
 ENTRY_FIELD = "o"
+
+
+class BacklogCeiling(Exception):
+    """The append was refused, nothing written: it would have taken the backlog past the ceiling."""
+
+    def __init__(self, backlog: int, ceiling: int, adding: int) -> None:
+        super().__init__(f"backlog of {backlog:,} operations plus {adding:,} would pass the limit of {ceiling:,}")
+        self.backlog = backlog
+        self.ceiling = ceiling
+        self.adding = adding
+
+
+def backlog_after(reply: Any, grouped: dict[str, list[list[Any]]], ceiling: int) -> int:
+    """The backlog from the enqueue script's ``reply``; raises :class:`BacklogCeiling` if it refused."""
+    value = int(reply)
+    if value < 0:
+        raise BacklogCeiling(-1 - value, ceiling, sum(len(packed) for packed in grouped.values()))
+    return value
 _ENQUEUE = Path(__file__).with_name("enqueue.lua").read_text()
 
 
@@ -61,11 +82,12 @@ def group_by_target(operations: Iterable[Operation]) -> dict[str, list[list[Any]
 
 
 def enqueue_command(grouped: dict[str, list[list[Any]]], due_at: float, batch_size: int,
-                    quiet: float = 0.0) -> list[Any]:
-    """The ``EVAL`` arguments that append ``grouped`` (its reply is the backlog afterwards). ``quiet`` is the
-    quiet-flush period in seconds (``TTA_QUIET_FLUSH``; 0: the write does not mark the intake busy)."""
+                    quiet: float = 0.0, ceiling: int = 0) -> list[Any]:
+    """The ``EVAL`` arguments that append ``grouped`` (its reply is the backlog afterwards, read it with
+    :func:`backlog_after`). ``quiet`` is the quiet-flush period in seconds (``TTA_QUIET_FLUSH``; 0: the write
+    does not mark the intake busy); ``ceiling`` the most operations the backlog may hold (0: no limit)."""
     script_keys: list[str] = [keys.READY, keys.TARGETS, keys.BACKLOG, keys.INTAKE_RECENT, keys.QUIET_SWEPT]
-    args: list[Any] = [repr(due_at), ENTRY_FIELD, batch_size, max(0, round(quiet * 1000))]
+    args: list[Any] = [repr(due_at), ENTRY_FIELD, batch_size, max(0, round(quiet * 1000)), max(0, ceiling)]
     for target, packed in grouped.items():
         lane = keys.lane_of(target)
         script_keys += (keys.stream(target), keys.pending_count(target), keys.lane_due(lane))
@@ -74,9 +96,10 @@ def enqueue_command(grouped: dict[str, list[list[Any]]], due_at: float, batch_si
 
 
 def queue_commands(pipe: Any, grouped: dict[str, list[list[Any]]], due_at: float, batch_size: int,
-                   quiet: float = 0.0) -> None:
-    """Queue the append of ``grouped`` on ``pipe`` as one command, whose reply is the backlog afterwards."""
-    pipe.eval(*enqueue_command(grouped, due_at, batch_size, quiet))
+                   quiet: float = 0.0, ceiling: int = 0) -> None:
+    """Queue the append of ``grouped`` on ``pipe`` as one command, whose reply is the backlog afterwards
+    (read it with :func:`backlog_after`)."""
+    pipe.eval(*enqueue_command(grouped, due_at, batch_size, quiet, ceiling))
 
 
 def enqueue(client: redis.Redis, operations: Iterable[Operation], *, flush_interval: float,

@@ -273,8 +273,12 @@ def run_worker(settings: Settings, *, concurrency: int | None = None, loglevel: 
     os.environ.setdefault("REDIS_URL", settings.redis_url)
     from celery.signals import worker_init, worker_shutting_down
 
+    from tiktok_audiences.logging import keep_celery_logging
     from worker.celery_app import app
 
+    # Every line JSON: Celery logs through our set-up, and its text banner is replaced by one log line.
+    keep_celery_logging()
+    log.info("worker starting", concurrency=concurrency or os.cpu_count(), nice=settings.worker_nice)
     stop_watching = threading.Event()
 
     def on_init(sender: Any = None, **_: Any) -> None:
@@ -291,7 +295,7 @@ def run_worker(settings: Settings, *, concurrency: int | None = None, loglevel: 
         threading.Thread(target=_watch, args=(supervisor, stop_watching, failed), name="tta-scheduler-watch",
                          daemon=True).start()
 
-    argv = ["worker", f"--loglevel={loglevel}", "--without-gossip", "--without-mingle", "-O", "fair",
+    argv = ["--quiet", "worker", f"--loglevel={loglevel}", "--without-gossip", "--without-mingle", "-O", "fair",
             f"--hostname={node_name(settings)}"]
     if not settings.task_events:
         argv.append("--without-heartbeat")  # Flower needs heartbeats; they come with TTA_TASK_EVENTS

@@ -19,6 +19,7 @@ import structlog
 from worker import keys
 from worker.creates import creates_due
 from worker.ledger import Ledger
+from worker.redis_memory import OutOfMemoryEpisode
 from worker.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -31,6 +32,8 @@ _CREATES_EVERY = 0.5  # how often to look at the legacy createAudience stream
 # ``spread``, so every one gets some; at most _TARGETS_PER_TASK targets each): one task per target cost ~1 ms
 # of broker work per target.
 _TARGETS_PER_TASK = 50
+# Seconds between two tries of a Redis that refuses writes for lack of memory.
+OUT_OF_MEMORY_BACKOFF = 2.0
 
 
 def heal_lanes(client: redis.Redis, lanes: set[str]) -> int:
@@ -83,6 +86,7 @@ class Scheduler:
         self._next_maintenance = 0.0
         self._prune_cursor = 0  # where the sweep of per-target ledger indexes goes on from
         self._audience_cursor = 0  # and of the per-audience ones
+        self._memory = OutOfMemoryEpisode("scheduler")
 
     def tick(self, now: float | None = None) -> list[str]:
         now = time.time() if now is None else now
@@ -141,13 +145,20 @@ class Scheduler:
                     self._next_maintenance = time.monotonic() + _MAINTENANCE_EVERY
                     self.maintain()
             except redis.RedisError as exc:
+                if self._memory.note(exc, log):  # Redis full: once per episode, then back off quietly
+                    stop.wait(OUT_OF_MEMORY_BACKOFF)
+                    continue
                 log.warning("scheduler_redis_error", error=str(exc))
                 stop.wait(1.0)
                 continue
             except Exception as exc:  # e.g. kombu's OperationalError from a publish: never let the loop die
+                if self._memory.note(exc, log):  # a publish Redis refused for lack of memory
+                    stop.wait(OUT_OF_MEMORY_BACKOFF)
+                    continue
                 log.error("scheduler_error", error=f"{type(exc).__name__}: {exc}", exc_info=True)
                 stop.wait(1.0)
                 continue
+            self._memory.note_success(log)
             if len(claimed) < _CLAIM_AT_ONCE:
                 stop.wait(self._settings.scheduler_tick)
         log.info("scheduler_stopped")

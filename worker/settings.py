@@ -87,6 +87,18 @@ class Settings(BaseSettings):
     # Largest /v1/batch body, in bytes (Segment's and RudderStack's libraries send up to 500 KB and 4 MB).
     max_batch_bytes: int = Field(4 * 1024 * 1024, alias="TTA_MAX_BATCH_BYTES", ge=1024)
 
+    # Intake connections: seconds a client has to send a request's head, then its body, and how long an idle
+    # kept-alive connection stays open. Slow or stalled clients must not hold connections indefinitely.
+    header_timeout: float = Field(10.0, alias="TTA_HEADER_TIMEOUT", gt=0)
+    body_timeout: float = Field(30.0, alias="TTA_BODY_TIMEOUT", gt=0)
+    keepalive_timeout: float = Field(75.0, alias="TTA_KEEPALIVE_TIMEOUT", gt=0)
+    # Most events one intake request may carry (a larger one is refused with 413, whatever its byte size).
+    max_request_events: int = Field(100_000, alias="TTA_MAX_REQUEST_EVENTS", ge=1)
+    # Most new audiences (never seen before) events may introduce per destination per minute; the events
+    # beyond it are rejected with the reason, so a flood of made-up audience keys cannot create thousands.
+    # Counted per intake process; 0 turns the cap off.
+    new_audiences_per_minute: int = Field(1000, alias="TTA_NEW_AUDIENCES_PER_MINUTE", ge=0)
+
     # Retention of ledger records, in seconds.
     delivered_retention: float = Field(7 * 86400.0, alias="TTA_DELIVERED_RETENTION", gt=0)
     dead_retention: float = Field(30 * 86400.0, alias="TTA_DEAD_RETENTION", gt=0)

@@ -7,19 +7,24 @@ import asyncio
 
 import structlog
 from celery.signals import worker_process_shutdown
+from redis.exceptions import OutOfMemoryError
 
 from worker import keys, shutdown
 from worker.celery_app import CREATE_TASK, DRAIN_TASK, app
 from worker.context import WorkerContext
 from worker.creates import process_creates
 from worker.heap import settle_heap
-from worker.lane import drain_lanes
+from worker.lane import OUT_OF_MEMORY, drain_lanes
+from worker.redis_memory import OutOfMemoryEpisode
 from worker.settings import get_settings
 
 log = structlog.get_logger(__name__)
 
 _loop: asyncio.AbstractEventLoop | None = None
 _context: WorkerContext | None = None
+# Redis out of memory is a condition, not a crash: tasks report it once per episode and return; the scheduler's
+# lease brings their targets back, and Celery's late ack (which Redis may refuse too) is retried by the consumer.
+_memory = OutOfMemoryEpisode("worker")
 
 
 def _runtime() -> tuple[asyncio.AbstractEventLoop, WorkerContext]:
@@ -54,6 +59,10 @@ def drain(lanes: str | list[str]) -> list[str]:
     outcome = loop.run_until_complete(
         shutdown.within_grace(drain_lanes(ctx, unique), ctx.redis, unique, ctx.settings.shutdown_grace))
     outcomes = [outcome] * len(unique) if isinstance(outcome, str) else outcome
+    if OUT_OF_MEMORY in outcomes:
+        _memory.note(_OutOfMemory(), log)
+    else:
+        _memory.note_success(log)
     log.debug("lanes_drained", lanes=len(unique), outcomes=outcomes)
     return outcomes
 
@@ -62,7 +71,16 @@ def drain(lanes: str | list[str]) -> list[str]:
 def create_audiences() -> int:
     """Work through the legacy createAudience stream once; returns how many audiences were created."""
     loop, ctx = _runtime()
-    outcome = loop.run_until_complete(process_creates(ctx))
+    try:
+        outcome = loop.run_until_complete(process_creates(ctx))
+    except Exception as exc:
+        if not _memory.note(exc, log):
+            raise
+        return 0
     log.debug("creates_processed", created=outcome.created, duplicates=outcome.duplicates,
               failed=outcome.failed, waiting=outcome.waiting, busy=outcome.busy)
     return outcome.created
+
+
+class _OutOfMemory(OutOfMemoryError):
+    """Stands for the out-of-memory errors drain_targets reported as outcomes."""

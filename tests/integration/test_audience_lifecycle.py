@@ -187,8 +187,9 @@ def test_auth_exchange_writes_a_private_token_file_the_service_can_use(stack: St
     token_file = Path(stack.workdir) / "tiktok-token"
 
     def exchange(code: str) -> tuple[int, str, str]:
+        stack.env["TTA_AUTH_CODE"] = code  # never on the command line
         return stack.cli("auth", "exchange", "--app-id", DEFAULT_APP_ID, "--secret-env", SECRET_ENV,
-                         "--auth-code", code, "--write", str(token_file))
+                         "--auth-code-env", "TTA_AUTH_CODE", "--write", str(token_file))
 
     code, out, err = exchange("not-a-valid-code")
     assert code != 0

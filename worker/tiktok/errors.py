@@ -30,13 +30,14 @@ from typing import Any
 
 import orjson
 
+from worker.redaction import redact as redact_secrets
+
 SUCCESS = 0
 THROTTLE_CODES = frozenset({40100, 40016, 40133, 40132, 61000})
 AUTH_CODES = frozenset({40001, 40102, 40103, 40104, 40105, 40106, 40107, 40113, 40114, 40130})
 TRANSIENT_CODES = frozenset({60001})
 # TikTok's message is stored in the ledger and logged: a hostile or broken answer must not fill either.
 MAX_MESSAGE = 1024
-REDACTED = "[redacted]"
 
 
 class TikTokError(Exception):
@@ -194,8 +195,6 @@ def truncate_message(text: str, limit: int = MAX_MESSAGE) -> str:
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every non-empty secret in it replaced by a marker."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
-    return text
+    """``text`` with every non-empty secret in it replaced by a marker: also upper- or lower-cased, percent-
+    or JSON-encoded copies (worker.redaction)."""
+    return redact_secrets(text, secrets)

@@ -12,7 +12,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from producer.write_group import WriteGroup
 from worker import keys
 from worker.operations import decode_entry
-from worker.queue import ENTRY_FIELD
+from worker.queue import ENTRY_FIELD, BacklogCeiling
 
 pytestmark = pytest.mark.asyncio
 
@@ -75,3 +75,16 @@ async def test_a_failed_write_fails_every_request_in_it_and_the_next_write_still
     assert all(isinstance(r, RedisConnectionError) for r in results)
     with pytest.raises(RedisConnectionError):
         await group.append({TARGET: packed(1)}, 1.0)
+
+
+async def test_at_the_backlog_ceiling_each_request_that_fits_alone_is_stored_and_the_rest_refused() -> None:
+    client = CountingAsyncRedis()
+    group = WriteGroup(client, batch_size=10_000, ceiling=10)
+    await group.append({TARGET: packed(4)}, 100.0)
+    # 4 queued; 3 + 4 + 2 together would make 13: the first and the third fit (4 + 3 + 2 = 9), the second not.
+    outcomes = await asyncio.gather(group.append({TARGET: packed(3, 10)}, 100.0),
+                                    group.append({TARGET: packed(4, 20)}, 100.0),
+                                    group.append({TARGET: packed(2, 30)}, 100.0), return_exceptions=True)
+    assert outcomes[0] == 7 and outcomes[2] == 9
+    assert isinstance(outcomes[1], BacklogCeiling)
+    assert int(await client.get(keys.BACKLOG) or 0) == 9

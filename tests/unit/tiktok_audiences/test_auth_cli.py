@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +25,7 @@ from tiktok_audiences.auth import write_secret_file
 
 Cli = Callable[..., int]
 SECRET_ENV = "TTA_UNIT_APP_SECRET"
+CODE_ENV = "TTA_UNIT_AUTH_CODE"
 ADVERTISERS = list(DEFAULT_ADVERTISERS)
 
 
@@ -32,8 +35,14 @@ def app_secret(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def exchange(cli: Cli, *extra: str, code: str = DEFAULT_AUTH_CODE) -> int:
+    os.environ[CODE_ENV] = code  # monkeypatch restores it: the fixture below sets it first
     return cli("auth", "exchange", "--app-id", DEFAULT_APP_ID, "--secret-env", SECRET_ENV,
-               "--auth-code", code, *extra)
+               "--auth-code-env", CODE_ENV, *extra)
+
+
+@pytest.fixture(autouse=True)
+def auth_code_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(CODE_ENV, DEFAULT_AUTH_CODE)
 
 
 def test_exchange_writes_an_owner_only_token_file_and_names_the_advertisers(
@@ -117,3 +126,29 @@ def test_an_unreachable_tiktok_is_not_blamed_on_the_auth_code(cli: Cli, settings
     assert exchange(cli, "--write", str(tmp_path / "token")) == 1
     err = capsys.readouterr().err
     assert "could not reach TikTok at http://127.0.0.1:9" in err and "refused" not in err
+
+
+def test_the_auth_code_is_read_from_stdin_when_no_variable_is_named(
+        cli: Cli, sandbox: SandboxAdmin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(DEFAULT_AUTH_CODE + "\n"))
+    token_file = tmp_path / "token"
+    assert cli("auth", "exchange", "--app-id", DEFAULT_APP_ID, "--secret-env", SECRET_ENV,
+               "--write", str(token_file)) == 0
+    assert token_file.read_text().startswith("act.")
+
+
+def test_an_auth_code_on_the_command_line_is_refused_unspent(cli: Cli, sandbox: SandboxAdmin, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli("auth", "exchange", "--app-id", DEFAULT_APP_ID, "--secret-env", SECRET_ENV,
+               "--auth-code", DEFAULT_AUTH_CODE, "--write", str(tmp_path / "token")) == 2
+    err = capsys.readouterr().err
+    assert "ps" in err and "--auth-code-env" in err and DEFAULT_AUTH_CODE not in err
+    assert exchange(cli, "--write", str(tmp_path / "token")) == 0  # the code was not spent
+
+
+def test_an_unwritable_token_path_is_refused_before_the_code_is_spent(
+        cli: Cli, sandbox: SandboxAdmin, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert exchange(cli, "--write", str(tmp_path / "missing-dir" / "token")) == 2
+    err = capsys.readouterr().err
+    assert "cannot write in" in err and "auth code is still good" in err
+    assert exchange(cli, "--write", str(tmp_path / "token")) == 0  # the same single-use code still works

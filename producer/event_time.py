@@ -105,7 +105,9 @@ def event_ms(event: dict[str, Any], received_ms: int, batch_sent_at: str | None 
             if sent:
                 ms = received_ms - (parse_ms(sent, field) - ms)
         else:
-            return received_ms
+            # No time of its own: 0 says "unknown", and the worker orders it by its acceptance time (the time
+            # received) and, within one millisecond, by arrival (worker.event_order), not by message id.
+            return 0
     return ms
 
 

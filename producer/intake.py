@@ -360,7 +360,7 @@ class Intake:
                 ms = received_ms
                 clamped += 1
             mid = event.get("messageId")  # producer.event_time.message_id, inline: this runs per event
-            if mid.__class__ is not str:
+            if mid.__class__ is not str or not ms:  # an event without a time of its own goes by arrival
                 mid = ""
             elif len(mid) > MESSAGE_ID_MAX:
                 mid = mid[:MESSAGE_ID_MAX]

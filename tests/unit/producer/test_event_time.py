@@ -63,8 +63,10 @@ def test_original_timestamp_without_any_sent_at_is_taken_as_given() -> None:
 
 
 @pytest.mark.parametrize("event", [{}, {"timestamp": None}, {"timestamp": ""}, {"sentAt": "2026-12-07T11:00:00Z"}])
-def test_without_a_time_the_time_received_stands_in(event: dict[str, object]) -> None:
-    assert event_ms(event, RECEIVED, DAY_MS) == (RECEIVED, False)
+def test_without_a_time_of_its_own_the_time_is_unknown(event: dict[str, object]) -> None:
+    # 0: the worker orders the operation by its acceptance time (the time received) and, within one
+    # millisecond, by arrival.
+    assert event_ms(event, RECEIVED, DAY_MS) == (0, False)
 
 
 def test_a_time_too_far_in_the_future_is_clamped_to_the_time_received() -> None:
@@ -109,9 +111,10 @@ def test_ties_are_broken_by_the_message_id_capped_in_length() -> None:
     assert message_id({"messageId": "x" * 500}) == "x" * MESSAGE_ID_MAX
 
 
-def test_received_ms_is_what_the_clock_said() -> None:
+def test_a_device_clock_that_agrees_with_its_sent_at_gives_the_time_received() -> None:
     now = datetime.now(UTC).timestamp()
-    assert event_ms({}, int(now * 1000), DAY_MS)[0] == int(now * 1000)
+    device = "2020-01-01T00:00:00.000Z"  # any clock: only the difference to sentAt counts
+    assert event_ms({"originalTimestamp": device, "sentAt": device}, int(now * 1000), DAY_MS)[0] == int(now * 1000)
 
 
 @pytest.mark.parametrize("text", [

@@ -47,16 +47,19 @@ class ErrorsSeen:
 
 def make_client(library: str, stack: Stack, on_error: ErrorsSeen, *, write_key: str = WRITE_KEY,
                 gzip: bool = True, upload_size: int = 100) -> Any:
-    """The library's own client, configured only as its documentation says: a write key and a host."""
+    """The library's own client, configured only as its documentation says: a write key and a host. Its
+    in-memory queue holds every call a test makes (the default, 10,000, drops the excess: each library's
+    ``track`` then answers ``(False, msg)``, which :meth:`Call.send` refuses)."""
     if library == "segment":
         from segment.analytics import Client as SegmentClient
 
         return SegmentClient(write_key, host=stack.intake_url, gzip=gzip, on_error=on_error,
-                             upload_interval=0.05, upload_size=upload_size, max_retries=10)
+                             upload_interval=0.05, upload_size=upload_size, max_retries=10,
+                             max_queue_size=100_000)
     from rudderstack.analytics import Client as RudderClient
 
     return RudderClient(write_key, host=stack.intake_url, gzip=gzip, on_error=on_error,
-                        upload_interval=0.05, upload_size=upload_size, max_retries=10)
+                        upload_interval=0.05, upload_size=upload_size, max_retries=10, max_queue_size=100_000)
 
 
 def close(client: Any) -> None:
@@ -115,10 +118,12 @@ class Call:
 
     def send(self, client: Any, audiences: Audiences) -> None:
         key = audiences.key(self.audience)
-        client.track(user_id=f"u{self.user}", event="Audience Entered" if self.member else "Audience Exited",
-                     properties={"audience_key": key, key: self.member},
-                     context={"personas": audiences.personas(self.audience), "traits": {"email": email(self.user)}},
-                     timestamp=self.when, message_id=self.message_id)
+        queued, _ = client.track(
+            user_id=f"u{self.user}", event="Audience Entered" if self.member else "Audience Exited",
+            properties={"audience_key": key, key: self.member},
+            context={"personas": audiences.personas(self.audience), "traits": {"email": email(self.user)}},
+            timestamp=self.when, message_id=self.message_id)
+        assert queued, "the library's queue dropped the call"
 
 
 def histories(audiences: Audiences, users: range, rng: random.Random, start: datetime = T0) -> list[Call]:

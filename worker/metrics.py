@@ -85,8 +85,9 @@ def read_due_work(client: redis.Redis, token_ids: dict[str, str], *, lease: floa
                   now: float | None = None) -> DueWork:
     """Read the due-work signal (three round trips, O(active targets)).
 
-    ``token_ids`` maps each destination id to its token's id (``Destination.token_id()``). A target counts
-    when its due time in the ready index is at most a scheduler lease ahead (waiting for a claim, claimed and
+    ``token_ids`` maps each destination id to its token's id (``Destination.token_id()``). The ready index
+    holds lanes (one per destination, worker.lane): ``due_targets`` counts lanes, the unit one worker process
+    drains at a time. A lane counts when its due time in the ready index is at most a scheduler lease ahead (waiting for a claim, claimed and
     queued, or being drained: a claim pushes the due time one lease ahead), its destination is not paused
     and its token is not cooling down after a throttle. Targets waiting out a long backoff (beyond a lease)
     are not counted. The oldest due age is how long the most overdue unclaimed target has been due (targets

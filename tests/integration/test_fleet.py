@@ -73,7 +73,10 @@ def test_a_worker_serves_metrics_liveness_and_readiness(stack: Stack) -> None:
     status, text = get(url + "/metrics")
     assert status == 200
     assert 'tta_batches_total{outcome="delivered"}' in text
-    assert 'tta_rows_total{action="add"} 80.0' in text
+    # Rows on the wire: a user entering both audiences is one row whose cells name both.
+    sent = sum(c["rows"] for c in stack.sandbox.calls() if c["code"] == 0 and c["action"] == "add")
+    assert 40 <= sent <= 80
+    assert f'tta_rows_total{{action="add"}} {float(sent)}' in text
     assert 'tta_tiktok_requests_total{code="0",endpoint="segment/mapping"}' in text
     assert 'tta_tiktok_request_duration_seconds_bucket{endpoint="segment/mapping",le="0.5"}' in text
     for gauge in ("tta_backlog_operations 0.0", "tta_due_targets 0.0", "tta_oldest_due_age_seconds",
@@ -202,7 +205,7 @@ def test_workers_without_a_scheduler_and_a_scheduler_role(stack: Stack) -> None:
     events.post(events.everyone_enters(range(20)))
     time.sleep(1.0)
     text = get(f"http://127.0.0.1:{port}/metrics")[1]
-    assert text.count("tta_due_targets 2.0") == 1  # no worker yet: the signal that starts one
+    assert text.count("tta_due_targets 1.0") == 1  # no worker yet: the signal that starts one (the lane of both)
     assert "tta_scheduler_active 1.0" in text
     assert list(shared.iterdir()) == []  # the scheduler keeps its own metrics in memory
     worker = stack.start_worker(TTA_WORKER_SCHEDULER="false")

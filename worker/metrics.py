@@ -89,8 +89,9 @@ def read_due_work(client: redis.Redis, token_ids: dict[str, str], *, lease: floa
     holds lanes (one per destination, worker.lane): ``due_targets`` counts lanes, the unit one worker process
     drains at a time. A lane counts when its due time in the ready index is at most a scheduler lease ahead
     (waiting for a claim, claimed and queued, or being drained: a claim pushes the due time one lease ahead),
-    its destination is not paused and its token is not cooling down after a throttle. Lanes waiting out a long backoff (beyond a lease)
-    are not counted. The oldest due age is how long the most overdue unclaimed target has been due (targets
+    its destination is not paused and its token is not cooling down after a throttle. Lanes waiting out a long
+    backoff (beyond a lease) are not counted. The oldest due age is how long the most overdue unclaimed lane
+    has been due (lanes
     made due at once by a full batch carry due time 0 and are left out of the age: they are claimed at the
     next tick).
     """

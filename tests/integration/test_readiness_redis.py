@@ -18,6 +18,10 @@ pytestmark = pytest.mark.integration
 
 def started(workdir: Path, *args: str) -> tuple[subprocess.Popen[bytes], redis.Redis]:
     port = free_port()
+    # A cluster node also listens on its port + 10,000 (the cluster bus): a port above 55,535 has no bus port
+    # and the node exits at once.
+    while "--cluster-enabled" in args and port > 55_535:
+        port = free_port()
     process = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                                 "--appendonly", "no", "--dir", str(workdir), *args],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

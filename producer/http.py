@@ -52,7 +52,8 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from producer.auth import SIGNATURE_HEADER, Authenticator
-from producer.bodies import MAX_DEPTH, BodyRefused, depth_exceeds, parse_large_array, read_body
+from producer.bodies import MAX_DEPTH, PARSE_PIECE, BodyRefused, depth_exceeds, parse_large_array, read_body
+from producer.gc_pause import CollectorPause
 from producer.intake import BacklogFull, Intake, IntakeResult, StoreUnavailable
 from producer.limits import NewAudienceGate, teaching_known_audiences
 from producer.protocol import serve_until_stopped
@@ -472,6 +473,11 @@ class _Routes:
         return web.Response(body=self._metrics.render(), headers={hdrs.CONTENT_TYPE: CONTENT_TYPE_LATEST})
 
 
+def _large_body(request: web.Request) -> bool:
+    """Whether a body may be large enough to parse in pieces (producer.gc_pause says why that matters)."""
+    return request.content_length is None or request.content_length > PARSE_PIECE
+
+
 def build_app(intake: Intake, settings: Settings, *, no_auth: bool = False,
               metrics: IntakeMetrics | None = None, store: aioredis.Redis | None = None) -> web.Application:
     """The intake application around ``intake`` (whose client must be a ``redis.asyncio`` one; ``store``, the
@@ -484,8 +490,10 @@ def build_app(intake: Intake, settings: Settings, *, no_auth: bool = False,
                           middlewares=[json_errors])
     app[METRICS_KEY] = metrics
     app[INTAKE_KEY] = intake
+    pause = CollectorPause()
+    webhook = pause.around(routes.webhook, _large_body)
     for path, handler in (("/v1/track", routes.track), ("/v1/identify", routes.identify),
-                          ("/v1/batch", routes.batch), ("/v1/webhook", routes.webhook)):
+                          ("/v1/batch", routes.batch), ("/v1/webhook", webhook)):
         app.router.add_post(path, routes.counted(path, handler))
     for path, handler in (("/healthz", routes.healthz), ("/readyz", routes.readyz),
                           ("/metrics", routes.metrics)):

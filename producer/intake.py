@@ -38,6 +38,7 @@ from worker.queue import BacklogCeiling, backlog_after, queue_commands
 from worker.settings import Settings
 
 if TYPE_CHECKING:
+    from producer.limits import NewAudienceGate, PendingAudiences
     from producer.routing import AudienceCreate, MappingOutcome, Router, RouteResult
 
 # Stream of legacy ``createAudience`` requests, one entry per distinct request, field ``c`` = JSON object
@@ -241,7 +242,17 @@ class Intake:
             with _store_errors("cannot reach Redis"):
                 self._note_backlog(client.get(keys.BACKLOG))
         self._check_backlog()
-        routed, grouped = self._route_all(events, sent_at)
+        gate = getattr(self._router, "audience_gate", None)  # test doubles may have none
+        if gate is None:
+            routed, grouped = self._route_all(events, sent_at)
+        else:
+            with gate.collecting() as pending:
+                routed, grouped = self._route_all(events, sent_at)
+            if pending.candidates:
+                with self._gate_errors(pending), _store_errors("cannot reach Redis"):
+                    refused = gate.admit(client, pending)
+                if refused:
+                    routed, grouped = self._route_refusing(gate, refused, events, sent_at)
         writes = (0, 0)
         if routed.writes_anything(grouped):
             with _store_errors("cannot store events in Redis"):
@@ -261,7 +272,17 @@ class Intake:
             with _store_errors("cannot reach Redis"):
                 self._note_backlog(await client.get(keys.BACKLOG))
         self._check_backlog()
-        routed, grouped = self._route_all(events, sent_at)
+        gate = getattr(self._router, "audience_gate", None)  # test doubles may have none
+        if gate is None:
+            routed, grouped = self._route_all(events, sent_at)
+        else:
+            with gate.collecting() as pending:
+                routed, grouped = self._route_all(events, sent_at)
+            if pending.candidates:
+                with self._gate_errors(pending), _store_errors("cannot reach Redis"):
+                    refused = await gate.admit_async(client, pending)
+                if refused:
+                    routed, grouped = self._route_refusing(gate, refused, events, sent_at)
         writes = (0, 0)
         if grouped and not routed.creates and not routed.rejections:
             # The usual request: operations only, written together with other requests waiting right now.
@@ -293,6 +314,24 @@ class Intake:
             return False
 
     # -- shared ----------------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _gate_errors(self, pending: PendingAudiences) -> Iterator[None]:
+        """Redis could not decide on the request's new audiences: forget the targets routing cached for them,
+        so the next request asks again instead of taking them as admitted."""
+        try:
+            yield
+        except BaseException:
+            self._router.forget_targets(frozenset(pending.candidates))
+            raise
+
+    def _route_refusing(self, gate: NewAudienceGate, refused: frozenset[str], events: Sequence[object],
+                        sent_at: str | None) -> tuple[_Routed, Grouped]:
+        """Route the request again with the new audiences Redis refused rejected (the rare path: the cap was
+        reached), so each event's answer says which of its audiences the limit refused."""
+        self._router.forget_targets(refused)
+        with gate.collecting(refused):
+            return self._route_all(events, sent_at)
 
     def _sync_client(self) -> redis.Redis:
         if not isinstance(self._client, redis.Redis):

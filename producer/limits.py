@@ -13,7 +13,7 @@ unbounded, one 14 MB webhook of 1 MiB audience keys grew Redis by 165 MB and cre
   control characters.
 
 Each check returns ``None`` or ``(code, reason)``, a rejection naming the limit, for the router to raise.
-:class:`NewAudienceGate` also caps how many new audiences events introduce per destination per minute.
+:class:`NewAudienceGate` also caps how many new audiences events introduce per destination per minute, fleet-wide.
 """
 
 from __future__ import annotations
@@ -22,11 +22,14 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
+from worker.keys import PREFIX, legacy_created
 from worker.keys import TARGETS as TARGETS_KEY
 
 ID_MAX_DIGITS = 32  # TikTok's ids are 19 digits today; room to grow, nothing like a megabyte
@@ -37,6 +40,9 @@ _AUDIENCE_KEY = re.compile(r"[A-Za-z0-9_.\-]+", re.ASCII)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 Problem = tuple[str, str] | None
+# Audiences beyond the cap one request may ask Redis about (existing ones this process has not read from the
+# target set yet are known there); past that, a request's further unknown audiences are refused unasked.
+UNLEARNED_PER_REQUEST = 10_000
 # Seconds between two readings of the queue's known audiences for the new-audience cap.
 KNOWN_AUDIENCES_REFRESH = 30.0
 
@@ -84,22 +90,73 @@ def target_problem(advertiser: str, audience: str, source: str) -> Problem:
     return id_problem(audience, source)
 
 
+# Per destination and wall-clock minute, the audiences admitted as new (a set, so an audience two intake
+# processes both introduce counts once). For each candidate: known when its known-key holds it (the target set
+# for targets, the legacy-created marker for legacy creates) or this minute's set does; else admitted while the
+# set is under the cap. Returns the names refused.
+_ADMIT = """
+local cap = tonumber(ARGV[1])
+local ttl = tonumber(ARGV[2])
+local refused = {}
+local n = (#KEYS) / 2
+for i = 1, n do
+  local known_key, minute_key, name = KEYS[2 * i - 1], KEYS[2 * i], ARGV[2 + i]
+  local known
+  if string.sub(name, 1, 7) == 'create:' then
+    known = redis.call('EXISTS', known_key) == 1
+  else
+    known = redis.call('SISMEMBER', known_key, name) == 1
+  end
+  if not known and redis.call('SISMEMBER', minute_key, name) == 0 then
+    if redis.call('SCARD', minute_key) < cap then
+      redis.call('SADD', minute_key, name)
+      redis.call('EXPIRE', minute_key, ttl)
+    else
+      refused[#refused + 1] = name
+    end
+  end
+end
+return refused
+"""
+
+
+def new_audiences_key(destination: str, minute: int) -> str:
+    """Set of the audiences ``destination`` introduced in wall-clock minute ``minute`` (fleet-wide)."""
+    return f"{PREFIX}:new-audiences:{destination}:{minute}"
+
+
+@dataclass
+class PendingAudiences:
+    """One request's audiences not known to this process: ``candidates`` (name -> destination) go to Redis
+    once routing is done; ``refused`` are the ones Redis refused, rejected when the request is routed again."""
+
+    candidates: dict[str, str] = field(default_factory=dict)
+    refused: frozenset[str] = frozenset()
+    per_destination: dict[str, int] = field(default_factory=dict)
+
+
+_PENDING: ContextVar[PendingAudiences | None] = ContextVar("tta_pending_audiences", default=None)
+
+
 class NewAudienceGate:
-    """Caps how many audiences never seen before events may introduce, per destination per minute: each is a
-    TikTok audience the worker will create, and a flood of made-up audience keys must not become thousands.
+    """Caps how many audiences never seen before events may introduce, per destination per minute, across the
+    fleet: each is a TikTok audience the worker will create, and a flood of made-up audience keys must not
+    become thousands.
 
-    An audience is known once this process has seen it, or once it is in the queue's target set (the HTTP
-    intake teaches the gate those on start and every half minute, so a restart does not count every existing
-    audience as new). The count is kept per intake process: with ``serve --workers N`` the fleet-wide cap
-    is N times the setting."""
+    Routing (synchronous, inside :meth:`collecting`) only notes the audiences this process does not know; the
+    intake then asks Redis about all of them in one round trip (:meth:`admit` / :meth:`admit_async`), which
+    counts each per destination and wall-clock minute in a set shared by every intake process, and routes
+    the request again only when some were refused (then they are rejected naming the limit). Audiences in the
+    queue's target set never count; those this process saw admitted, or read from the target set (the HTTP
+    intake re-reads it every half minute), skip the round trip altogether. Outside :meth:`collecting`
+    (routing without an intake) nothing is refused."""
 
-    def __init__(self, per_minute: int, *, clock: Callable[[], float] = time.monotonic,
+    def __init__(self, per_minute: int, *, clock: Callable[[], float] = time.time,
                  known_max: int = 100_000) -> None:
         self.per_minute = per_minute
         self._clock = clock
         self._known: set[str] = set()
         self._known_max = known_max
-        self._minute: dict[str, tuple[int, int]] = {}  # destination -> (minute, new audiences in it)
 
     def learn(self, names: Iterable[str]) -> None:
         """Take ``names`` (target names, or create keys) as known: they are not new."""
@@ -107,22 +164,62 @@ class NewAudienceGate:
             self._known.clear()
         self._known.update(names)
 
+    @contextlib.contextmanager
+    def collecting(self, refused: frozenset[str] = frozenset()) -> Iterator[PendingAudiences]:
+        """Note, while routing inside this block, the audiences to ask Redis about; reject ``refused``."""
+        pending = PendingAudiences(refused=refused)
+        token = _PENDING.set(pending)
+        try:
+            yield pending
+        finally:
+            _PENDING.reset(token)
+
     def problem(self, destination: str, name: str) -> Problem:
-        """None when ``name`` is known or may be introduced now (then it is known from here on); otherwise the
-        rejection naming the limit."""
+        """None when ``name`` is known or noted for Redis to decide; the rejection naming the limit when Redis
+        refused it, or when the request alone brings more new audiences than a minute allows."""
         if name in self._known:
             return None
+        pending = _PENDING.get()
+        if pending is None or name in pending.candidates:
+            return None
+        if name not in pending.refused:
+            count = pending.per_destination.get(destination, 0)
+            if count < self.per_minute + UNLEARNED_PER_REQUEST:  # bounds what one request asks Redis
+                pending.per_destination[destination] = count + 1
+                pending.candidates[name] = destination
+                return None
+        return ("new_audience_limit",
+                f"destination {destination!r} has had {self.per_minute} new audiences in the last minute, the "
+                "most allowed (TTA_NEW_AUDIENCES_PER_MINUTE); the event names another one: retry later")
+
+    def _script_args(self, pending: PendingAudiences) -> tuple[list[str], list[Any]]:
         minute = int(self._clock() // 60)
-        seen_minute, count = self._minute.get(destination, (minute, 0))
-        if seen_minute != minute:
-            count = 0
-        if count >= self.per_minute:
-            return ("new_audience_limit",
-                    f"destination {destination!r} has had {self.per_minute} new audiences in the last minute, the "
-                    "most allowed (TTA_NEW_AUDIENCES_PER_MINUTE); the event names another one: retry later")
-        self._minute[destination] = (minute, count + 1)
-        self.learn((name,))
-        return None
+        script_keys: list[str] = []
+        names: list[str] = []
+        for name, destination in pending.candidates.items():
+            if name.startswith("create:"):
+                _, advertiser, audience = name[len("create:"):].split("|", 2)
+                script_keys.append(legacy_created(destination, advertiser, audience))
+            else:
+                script_keys.append(TARGETS_KEY)
+            script_keys.append(new_audiences_key(destination, minute))
+            names.append(name)
+        return script_keys, [self.per_minute, 120, *names]
+
+    def _settle(self, pending: PendingAudiences, raw: Iterable[Any]) -> frozenset[str]:
+        refused = frozenset(n.decode() if isinstance(n, bytes) else str(n) for n in raw)
+        self.learn(name for name in pending.candidates if name not in refused)
+        return refused
+
+    def admit(self, client: Any, pending: PendingAudiences) -> frozenset[str]:
+        """Ask Redis (sync ``client``) about ``pending``'s candidates, one round trip; returns those refused."""
+        script_keys, args = self._script_args(pending)
+        return self._settle(pending, client.eval(_ADMIT, len(script_keys), *script_keys, *args))
+
+    async def admit_async(self, client: Any, pending: PendingAudiences) -> frozenset[str]:
+        """:meth:`admit` with a ``redis.asyncio`` client."""
+        script_keys, args = self._script_args(pending)
+        return self._settle(pending, await client.eval(_ADMIT, len(script_keys), *script_keys, *args))
 
 
 def teaching_known_audiences(gate: NewAudienceGate, client: Any) -> Callable[[Any], Any]:

@@ -172,6 +172,12 @@ class Router:
                 routes.append(_Route(info, m, ids_slot, target_slot))
         return cls(routes, everything)
 
+    def forget_targets(self, names: frozenset[str]) -> None:
+        """Drop ``names`` from the target caches, so routing asks the audience gate about them again (after
+        it refused them, or could not ask Redis)."""
+        self._targets = {k: t for k, t in self._targets.items() if t.name not in names}
+        self._native_names = {k: n for k, n in self._native_names.items() if n not in names}
+
     # ------------------------------------------------------------------------------------------- route
 
     def route(self, event: dict[str, Any], event_ms: int = 0, message_id: str = "") -> RouteResult:

@@ -119,6 +119,49 @@ def read_due_work(client: redis.Redis, token_ids: dict[str, str], *, lease: floa
                    throttled_tokens=len(cooling))
 
 
+# Per-destination backlog reads one pending count per target; past this many targets a scrape leaves the
+# per-destination backlog out (the fleet-wide backlog and per-destination due counts stay) rather than grow
+# without bound. A scrape with 10,000 targets took ~65 ms on a real redis-server (two busy shared cores).
+DESTINATION_TARGETS_MAX = 20_000
+_PIPELINE_CHUNK = 5_000
+
+
+@dataclass(frozen=True)
+class DestinationWork:
+    """Per destination: operations waiting (``backlog``, None when too many targets to read) and audiences
+    with work due in the destination's lane (``due_audiences``)."""
+
+    backlog: dict[str, int] | None
+    due_audiences: dict[str, int]
+
+
+def read_destination_work(client: redis.Redis, destinations: Iterable[str], *,
+                          targets_max: int = DESTINATION_TARGETS_MAX) -> DestinationWork:
+    """Read per-destination backlog and due audiences: one SCARD, then (up to ``targets_max`` targets) the
+    target set and every target's pending count, in pipelines of :data:`_PIPELINE_CHUNK` commands, and one
+    ZCARD per destination lane. Destinations are ``destinations`` plus any that targets name."""
+    names = set(destinations)
+    backlog: dict[str, int] | None = None
+    if int(client.scard(keys.TARGETS)) <= targets_max:
+        targets = [t.decode() if isinstance(t, bytes) else t for t in client.smembers(keys.TARGETS)]
+        backlog = dict.fromkeys(names, 0)
+        for start in range(0, len(targets), _PIPELINE_CHUNK):
+            chunk = targets[start:start + _PIPELINE_CHUNK]
+            pipe = client.pipeline(transaction=False)
+            for target in chunk:
+                pipe.get(keys.pending_count(target))
+            for target, raw in zip(chunk, pipe.execute(), strict=True):
+                destination = target.partition("|")[0]
+                backlog[destination] = backlog.get(destination, 0) + max(0, int(raw or 0))
+        names.update(backlog)
+    ordered = sorted(names)
+    pipe = client.pipeline(transaction=False)
+    for destination in ordered:
+        pipe.zcard(keys.lane_due(destination))
+    due = {d: int(n) for d, n in zip(ordered, pipe.execute(), strict=True)}
+    return DestinationWork(backlog=backlog, due_audiences=due)
+
+
 class FleetCollector(Collector):
     """Fleet-wide gauges from Redis, read when scraped. A Redis that does not answer leaves them out (and
     logs once per scrape) rather than failing the whole scrape: process and counter metrics still matter
@@ -137,7 +180,9 @@ class FleetCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         try:
             backlog = int(self._redis.get(keys.BACKLOG) or 0)
-            work = read_due_work(self._redis, self._token_ids(), lease=self._lease)
+            token_ids = self._token_ids()
+            work = read_due_work(self._redis, token_ids, lease=self._lease)
+            per_destination = read_destination_work(self._redis, token_ids)
         except redis.RedisError as exc:
             log.warning("metrics_redis_unavailable", error=f"{type(exc).__name__}: {exc}")
             return
@@ -151,6 +196,17 @@ class FleetCollector(Collector):
                                 "token", value=work.paused_destinations)
         yield GaugeMetricFamily("tta_throttled_tokens", "Access tokens cooling down after TikTok throttled them",
                                 value=work.throttled_tokens)
+        due = GaugeMetricFamily("tta_destination_due_audiences", "Audiences with work waiting in the "
+                                "destination's lane (due now or later)", labels=["destination"])
+        for destination, count in per_destination.due_audiences.items():
+            due.add_metric([destination], count)
+        yield due
+        if per_destination.backlog is not None:
+            backlog_by = GaugeMetricFamily("tta_destination_backlog_operations", "Operations accepted and not "
+                                           "yet settled, per destination", labels=["destination"])
+            for destination, count in sorted(per_destination.backlog.items()):
+                backlog_by.add_metric([destination], count)
+            yield backlog_by
         if self._queued_tasks is not None:
             try:
                 queued = self._queued_tasks()

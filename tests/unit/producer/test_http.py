@@ -466,3 +466,28 @@ async def test_an_unreadable_timestamp_is_400_naming_the_field(make_client: Make
     assert resp.status == 400
     body = await resp.json()
     assert body["code"] == "invalid_timestamp" and "'timestamp'" in body["message"]
+
+
+async def test_a_large_webhook_is_routed_with_the_collector_off_and_leaves_it_on(
+        make_client: MakeClient, store: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    from producer.intake import Intake as RealIntake
+
+    seen: list[bool] = []
+    route_all = RealIntake._route_all
+
+    def noting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(gc.isenabled())
+        return route_all(self, *args, **kwargs)
+
+    monkeypatch.setattr(RealIntake, "_route_all", noting)
+    client = await make_client()
+    body = orjson.dumps([entered(f"p{i}@example.com", f"m{i}") for i in range(6_000)])
+    assert len(body) > 1024 * 1024  # parsed in pieces: large
+    resp = await client.post("/v1/webhook", data=body, headers=AUTH)
+    assert resp.status == 200 and (await resp.json())["accepted"] == 6_000
+    assert seen and not any(seen)
+    assert gc.isenabled()
+    small = await client.post("/v1/webhook", data=orjson.dumps([entered()]), headers=AUTH)
+    assert small.status == 200 and seen[-1] is True

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import fakeredis
 import pytest
 
-from producer.intake import Intake
+from producer import limits as keys_limits
+from producer.intake import Intake, StoreUnavailable
 from producer.limits import AUDIENCE_KEY_MAX, ID_MAX_DIGITS, NewAudienceGate
 from producer.routing import Router
 from tests.unit.producer.intake_fakes import settings
@@ -91,9 +93,93 @@ def test_300_new_audience_keys_in_one_request_create_at_most_the_cap() -> None:
 
 
 def test_audiences_the_queue_already_knows_are_not_new() -> None:
-    gate = NewAudienceGate(1)
-    gate.learn([f"tiktok-main|{ADVERTISER}|@old_{i}" for i in range(5)])
-    router = auto_creating_router(gate)
-    assert all(router.route(entered(i, key=f"old_{i}")).rejection is None for i in range(5))
-    assert router.route(entered(9, key="brand_new")).rejection is None
-    assert router.route(entered(10, key="another_new")).rejection_code == "new_audience_limit"
+    client = fakeredis.FakeRedis()
+    client.sadd(keys.TARGETS, *[f"tiktok-main|{ADVERTISER}|@old_{i}" for i in range(5)])
+    intake = Intake(auto_creating_router(NewAudienceGate(1)), client, settings())
+    assert intake.accept([entered(i, key=f"old_{i}") for i in range(5)]).rejected == 0
+    assert intake.accept([entered(9, key="brand_new")]).rejected == 0
+    assert [r["code"] for r in intake.accept([entered(10, key="another_new")]).results] == ["new_audience_limit"]
+
+
+def test_the_cap_is_shared_by_every_intake_process_through_redis() -> None:
+    client = fakeredis.FakeRedis()
+    first, second = (Intake(auto_creating_router(NewAudienceGate(10)), client, settings()) for _ in range(2))
+    assert first.accept([entered(i, key=f"aud_{i}") for i in range(6)]).rejected == 0
+    result = second.accept([entered(i, key=f"other_{i}") for i in range(6)])
+    assert (result.accepted, result.rejected) == (4, 2)  # 10 per minute across both, not 10 each
+    # An audience the other process introduced this minute is not new again.
+    assert second.accept([entered(50, key="aud_0")]).rejected == 0
+
+
+def test_the_rejection_names_each_refused_event_and_the_rest_of_the_request_goes_through() -> None:
+    client = fakeredis.FakeRedis()
+    intake = Intake(auto_creating_router(NewAudienceGate(2)), client, settings())
+    events = [entered(0, key="a"), entered(1, key="b"), entered(2, key="c"), entered(3, key="a"),
+              entered(4, audience_id="123456")]
+    result = intake.accept(events)
+    assert [r["index"] for r in result.results] == [2]
+    assert client.smembers(keys.TARGETS) == {f"tiktok-main|{ADVERTISER}|{a}".encode()
+                                             for a in ("@a", "@b", "123456")}
+
+
+class CountingRedis(fakeredis.FakeRedis):
+    evals = 0
+
+    def eval(self, *args: Any) -> Any:
+        CountingRedis.evals += 1
+        return super().eval(*args)
+
+
+def test_one_round_trip_per_request_that_brings_new_audiences_none_for_known_ones() -> None:
+    client = CountingRedis()
+    intake = Intake(auto_creating_router(NewAudienceGate(100)), client, settings())
+    intake.accept([entered(i, key=f"aud_{i % 7}") for i in range(500)])
+    assert CountingRedis.evals == 1
+    intake.accept([entered(i, key=f"aud_{i % 7}") for i in range(500)])
+    intake.accept([entered(1, audience_id="123456")])  # an existing TikTok audience is never new
+    assert CountingRedis.evals == 1
+
+
+class EvalDown(fakeredis.FakeRedis):
+    down = True
+
+    def eval(self, *args: Any) -> Any:
+        import redis
+
+        if EvalDown.down:
+            raise redis.ConnectionError("down")
+        return super().eval(*args)
+
+
+def test_without_redis_nothing_is_admitted_and_the_next_request_asks_again() -> None:
+    client = EvalDown()
+    intake = Intake(auto_creating_router(NewAudienceGate(1)), client, settings())
+    with pytest.raises(StoreUnavailable):
+        intake.accept([entered(0, key="a")])
+    EvalDown.down = False
+    client.sadd(keys_limits.new_audiences_key("tiktok-main", int(time.time() // 60)), "someone_else")
+    assert [r["code"] for r in intake.accept([entered(0, key="a")]).results] == ["new_audience_limit"]
+
+
+def test_a_legacy_create_redis_has_made_is_not_new() -> None:
+    client = fakeredis.FakeRedis()
+    client.set(keys.legacy_created("tiktok-main", ADVERTISER, "old name"), "123")
+    intake = Intake(auto_creating_router(NewAudienceGate(1)), client, settings())
+
+    def create(name: str) -> dict[str, Any]:
+        return {"type": "track", "event": "Create Audience", "userId": "ops", "messageId": name,
+                "properties": {"audience_name": name}}
+
+    assert intake.accept([create("old name"), create("new one")]).rejected == 0
+    assert [r["code"] for r in intake.accept([create("third")]).results] == ["new_audience_limit"]
+
+
+@pytest.mark.asyncio
+async def test_the_async_intake_asks_redis_the_same_way() -> None:
+    import fakeredis.aioredis
+
+    client = fakeredis.aioredis.FakeRedis()
+    intake = Intake(auto_creating_router(NewAudienceGate(3)), client, settings())
+    result = await intake.accept_async([entered(i, key=f"aud_{i}") for i in range(5)])
+    assert (result.accepted, result.rejected) == (3, 2)
+    assert await client.scard(keys.TARGETS) == 3

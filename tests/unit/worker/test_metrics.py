@@ -9,7 +9,7 @@ import fakeredis
 from prometheus_client import CollectorRegistry, generate_latest
 
 from worker import keys, metrics
-from worker.metrics import FleetCollector, read_due_work
+from worker.metrics import FleetCollector, read_destination_work, read_due_work
 from worker.probes import ProbeServer
 
 NOW = 1_000_000.0
@@ -80,6 +80,45 @@ def test_the_collector_exports_fleet_gauges_read_at_scrape_time() -> None:
     assert "tta_due_targets 4.0" in text  # with a huge lease the far backoff counts too
     assert "tta_paused_destinations 1.0" in text
     assert "tta_drain_queue_tasks 2.0" in text
+
+
+def with_pending_work() -> fakeredis.FakeRedis:
+    client = fakeredis.FakeRedis()
+    pending = {"main|1|10": 40, "main|1|11": 2, "main|2|12": 0, "other|7|70": 5}
+    client.sadd(keys.TARGETS, *pending)
+    for target, count in pending.items():
+        client.set(keys.pending_count(target), count)
+    client.zadd(keys.lane_due("main"), {"main|1|10": NOW, "main|1|11": NOW + 60})
+    client.zadd(keys.lane_due("other"), {"other|7|70": 0})
+    return client
+
+
+def test_backlog_and_due_audiences_are_read_per_destination() -> None:
+    work = read_destination_work(with_pending_work(), ["main", "other", "idle"])
+    assert work.backlog == {"main": 42, "other": 5, "idle": 0}
+    assert work.due_audiences == {"main": 2, "other": 1, "idle": 0}
+
+
+def test_a_destination_no_longer_configured_still_shows_its_backlog() -> None:
+    work = read_destination_work(with_pending_work(), ["main"])
+    assert work.backlog == {"main": 42, "other": 5}
+    assert work.due_audiences["other"] == 1
+
+
+def test_past_the_target_cap_the_per_destination_backlog_is_left_out_not_guessed() -> None:
+    work = read_destination_work(with_pending_work(), ["main", "other"], targets_max=3)
+    assert work.backlog is None
+    assert work.due_audiences == {"main": 2, "other": 1}
+
+
+def test_the_collector_exports_per_destination_gauges_with_a_destination_label() -> None:
+    registry = CollectorRegistry()
+    registry.register(FleetCollector(with_pending_work(), lambda: {"main": "tok-main", "other": "tok-other"},
+                                     lease=LEASE))
+    text = generate_latest(registry).decode()
+    assert 'tta_destination_backlog_operations{destination="main"} 42.0' in text
+    assert 'tta_destination_backlog_operations{destination="other"} 5.0' in text
+    assert 'tta_destination_due_audiences{destination="main"} 2.0' in text
 
 
 class DownRedis(fakeredis.FakeRedis):

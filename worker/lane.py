@@ -15,6 +15,9 @@ slot, then the drain sleeps until it (no polling, no other drain of the token co
 Failures follow worker.policy. A request TikTok refuses permanently that mixes audiences is split in two by
 audience and each half sent on its own, so only the audience TikTok refuses goes dead. Whatever stops a drain
 early leaves the lane in the ready index with the time it is due again (lane_finish.lua).
+
+A shadow destination's lane (worker.shadow) runs the same rounds without a TikTok call: its audiences are resolved
+without checks or creates, and each batch is recorded with status ``shadow`` where it would be sent.
 """
 
 from __future__ import annotations

@@ -62,6 +62,30 @@ def test_a_shadow_destination_records_requests_and_calls_tiktok_never(ctx: Any, 
     assert all(ctx.ledger.payload(r.id) is None for r in records)
 
 
+class NoSlots:
+    def reserve(self, token_id: str, ahead: float) -> tuple[bool, float]:
+        raise AssertionError("a shadow lane must not spend the token's rate limit")
+
+    def throttle(self, token_id: str, seconds: float) -> None:
+        raise AssertionError("a shadow lane is never throttled")
+
+
+def test_a_shadow_lane_spends_none_of_the_tokens_rate_limit(ctx: Any, client: Any) -> None:
+    ctx.limiter = NoSlots()
+    accept(ctx, ("add", 1), ("add", 2))
+    accept(ctx, ("add", 3), target=NEW)
+    assert drain(ctx) == "drained"
+    assert sum(r.rows for r in ctx.ledger.list(status="shadow")) == 3
+
+
+def test_shadow_records_expire_like_delivered_ones(ctx: Any, client: Any) -> None:
+    accept(ctx, ("add", 1))
+    drain(ctx)
+    (record,) = ctx.ledger.list(status="shadow")
+    assert 0 < ctx.redis.ttl(keys.batch(record.id)) <= 3600
+    assert [r.id for r in ctx.ledger.list(status="delivered")] == []
+
+
 def test_shadow_leaves_the_membership_record_alone(ctx: Any, client: Any) -> None:
     accept(ctx, ("add", 1))
     drain(ctx)

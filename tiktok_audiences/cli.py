@@ -125,6 +125,17 @@ def _audiences(name: str) -> Handler:
     return run
 
 
+def _module_command(module: str, name: str) -> Handler:
+    """A command of ``tiktok_audiences.<module>`` that takes a Redis client, imported when it runs."""
+
+    def run(args: argparse.Namespace, settings: Settings) -> int:
+        import importlib
+
+        return _with_redis(getattr(importlib.import_module(f"tiktok_audiences.{module}"), name))(args, settings)
+
+    return run
+
+
 def _auth(name: str) -> Handler:
     def run(args: argparse.Namespace, settings: Settings) -> int:
         from tiktok_audiences import auth
@@ -236,6 +247,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--advertiser-id", help="default: the destination's first advertiser")
     p.add_argument("name")
     p.set_defaults(handler=_audiences("audiences_create"))
+    p = aud.add_parser("resync", help="re-send an audience's recorded members through the normal delivery path")
+    p.add_argument("audience", help="TikTok audience id, Engage audience key (@key) or target name")
+    p.add_argument("--dry-run", action="store_true", help="count and show what would be sent; send nothing")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_module_command("resync", "audiences_resync"))
+
+    shadow = sub.add_parser("shadow", help="shadow destinations").add_subparsers(dest="verb", required=True)
+    p = shadow.add_parser("report", help="adds and removes per audience that shadow destinations recorded")
+    p.add_argument("--since", default="24h", help="a duration ago (4h) or an ISO 8601 time (default 24h)")
+    p.add_argument("--until", help="a duration ago or an ISO 8601 time (default now)")
+    p.add_argument("--audience", help="only this audience id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_module_command("shadow", "shadow_report_command"))
 
     cfg = sub.add_parser("config", help="the destinations file").add_subparsers(dest="verb", required=True)
     p = cfg.add_parser("check")

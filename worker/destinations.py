@@ -51,6 +51,9 @@ class Destination(BaseModel):
     # How identifiers are normalised before hashing: ours, or exactly as Segment's destination does (so
     # digests match audiences Segment built); see producer.identifiers.
     hashing: Literal["normalized", "segment"] = "normalized"
+    # live: requests go to TikTok. shadow: everything up to the TikTok call runs and each would-be request is
+    # recorded in the ledger (status ``shadow``) instead, to compare with another delivery (worker.shadow).
+    mode: Literal["live", "shadow"] = "live"
     mappings: list[dict[str, Any]] = Field(default_factory=list)
     # Events whose ``integrations`` turn this name off skip the destination (Segment's rule).
     integration_name: str = Field(DEFAULT_INTEGRATION_NAME, min_length=1)

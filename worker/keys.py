@@ -188,3 +188,8 @@ def create_lock(destination: str, advertiser_id: str, audience_key: str) -> str:
 
 def ownership(destination: str, advertiser_id: str, audience_id: str) -> str:
     return f"{PREFIX}:owned:{destination}|{advertiser_id}|{audience_id}"
+
+
+def shadow_creates(lane: str) -> str:
+    """Set of ``advertiser|audience key``: audiences a shadow destination would have created (worker.shadow)."""
+    return f"{PREFIX}:shadow-creates:{{{lane}}}"

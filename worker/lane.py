@@ -15,6 +15,9 @@ slot, then the drain sleeps until it (no polling, no other drain of the token co
 Failures follow worker.policy. A request TikTok refuses permanently that mixes audiences is split in two by
 audience and each half sent on its own, so only the audience TikTok refuses goes dead. Whatever stops a drain
 early leaves the lane in the ready index with the time it is due again (lane_finish.lua).
+
+A shadow destination's lane (worker.shadow) runs the same rounds without a TikTok call: its audiences are resolved
+without checks or creates, and each batch is recorded with status ``shadow`` where it would be sent.
 """
 
 from __future__ import annotations
@@ -35,10 +38,11 @@ from worker.lane_cut import LanePlan, cut_plan, due_targets, read_chunks
 from worker.lane_plan import decode_payload, encode_payload, split_targets, wire_rows
 from worker.lane_replay import replay_one
 from worker.lane_resolve import Resolver
-from worker.ledger import BatchRecord
+from worker.ledger import FINISHED_STATUSES, BatchRecord
 from worker.operations import Action, PackedOperation
 from worker.policy import Stop, decide
 from worker.redis_memory import is_out_of_memory
+from worker.shadow import ShadowResolver, record_shadow
 from worker.target_lock import TargetLock
 from worker.tiktok.errors import TikTokError
 
@@ -100,7 +104,10 @@ class LaneDrain:
     async def _rounds(self) -> str:
         destination = self._open()
         deadline = time.monotonic() + self.settings.drain_budget
-        resolver = Resolver(self.ctx, self.lane, self._token, self._token_id, self._call_slot)
+        resolver: Resolver | ShadowResolver = Resolver(self.ctx, self.lane, self._token, self._token_id,
+                                                       self._call_slot)
+        if destination.mode == "shadow":  # no TikTok call at all: worker.shadow
+            resolver = ShadowResolver(self.ctx, self.lane)
         # TikTok calls a round may spend finding audience ids: while mapping work is ready, all but one slot of
         # a second (so creates and checks interleave with mapping calls); otherwise what the drain's budget
         # holds (a task must end well within Celery's time limit).
@@ -223,7 +230,7 @@ class LaneDrain:
                 if group and item[0].phase != group[0][0].phase:
                     break
                 queue.pop(0)
-                if item[0].status not in ("delivered", "dead"):
+                if item[0].status not in FINISHED_STATUSES:
                     group.append(item)
             if not group:
                 continue
@@ -245,7 +252,7 @@ class LaneDrain:
     def _load(self, batch_id: str) -> tuple[BatchRecord, Work] | None:
         record = self.ctx.ledger.get(batch_id)
         payload = self.ctx.ledger.payload(batch_id) if record is not None else None
-        if record is None or (payload is None and record.status not in ("delivered", "dead")):
+        if record is None or (payload is None and record.status not in FINISHED_STATUSES):
             log.error("batch_payload_missing", batch=batch_id, lane=self.lane)
             return None
         return record, decode_payload(payload, record.target) if payload else {}
@@ -271,6 +278,10 @@ class LaneDrain:
         now = time.time()
         if record.next_attempt_at and record.next_attempt_at > now:
             raise Stop("backoff", record.next_attempt_at)
+        if self._destination is not None and self._destination.mode == "shadow":
+            record_shadow(self.ctx, record)  # recorded as it would be sent, instead of sent: worker.shadow
+            self.delivered += 1
+            return []
         await self._call_slot(strict=True)
         now = time.time()
         self.ctx.ledger.update(record, status="delivering", attempts=record.attempts + 1,

@@ -16,6 +16,8 @@ names the batch they came from). Records move through these statuses::
                    v
                   dead  -> (replay) -> pending
 
+    pending -> shadow                  (a shadow destination: recorded as it would be sent, never sent)
+
 Dead batches keep their hashed payload for ``dead_retention`` seconds; delivered records expire after
 ``delivered_retention``. The index sets are pruned lazily when they point at expired records.
 """
@@ -35,9 +37,11 @@ from worker import keys, metrics
 
 _INDEX = Path(__file__).with_name("ledger_index.lua").read_text()
 
-Status = Literal["pending", "delivering", "retrying", "delivered", "dead", "paused"]
-STATUSES: tuple[Status, ...] = ("pending", "delivering", "retrying", "delivered", "dead", "paused")
+Status = Literal["pending", "delivering", "retrying", "delivered", "dead", "paused", "shadow"]
+STATUSES: tuple[Status, ...] = ("pending", "delivering", "retrying", "delivered", "dead", "paused", "shadow")
 OPEN_STATUSES: frozenset[str] = frozenset({"pending", "delivering", "retrying", "paused"})
+# A batch in one of these is done with: it is not sent again and its payload is gone (or kept for replay).
+FINISHED_STATUSES: frozenset[str] = frozenset({"delivered", "dead", "shadow"})
 
 
 @dataclass(slots=True)
@@ -178,7 +182,7 @@ class Ledger:
         if record.status != old_status:
             pipe.zrem(keys.batches_by_status(old_status), record.id)
         pipe.zadd(keys.batches_by_status(record.status), {record.id: now})
-        if record.status == "delivered":
+        if record.status in ("delivered", "shadow"):  # kept as long as a delivered record, for the report
             pipe.delete(keys.batch_rows(record.id))
             pipe.expire(key, self._delivered_retention)
         elif record.status == "dead":
@@ -246,7 +250,7 @@ class Ledger:
     def prune(self, older_than: float) -> int:
         """Drop index entries of records that expired (delivered and dead records carry a TTL)."""
         removed = 0
-        for status in ("delivered", "dead"):
+        for status in ("delivered", "dead", "shadow"):
             gone = self._expired(keys.batches_by_status(status), older_than)
             if gone:
                 self.forget(gone)

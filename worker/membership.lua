@@ -1,16 +1,19 @@
 -- The delivered-membership record of audiences: per user, the last applied action and its event's order.
--- KEYS: per audience, its membership hash, its size counter and its newest order key (3 keys each).
+-- KEYS: per audience, its membership hash, its size counter, its newest order key and its members' hashed
+-- identifiers (4 keys each).
 -- ARGV[1]: 'check' or 'record';
 -- ARGV[2 .. audiences + 1]: how many operations each audience has here; then the operations, audience by
 -- audience, each its user's field (20 chars) .. its value: order key (25 chars: event ms + 10^13, 14 digits,
--- then the message id's tie-break + 10^10, 11 digits) .. 'a' (added) or 'd' (removed).
+-- then the message id's tie-break + 10^10, 11 digits) .. 'a' (added) or 'd' (removed), then (record only, may be
+-- empty) the user's hashed identifiers, kept for current members so an audience can be re-sent (resync).
 -- Values written before event times existed hold a stream position tag (15-digit ms, 8-digit sequence) ..
 -- action, 24 chars: they read as that ms with the lowest tie-break (their event time was their acceptance).
 -- An operation applies when its order key is greater than the recorded one; an equal key is the same event
 -- again (a no-op), unless its action differs (operations without event time or message id): then the later
 -- arrival wins, as before event times existed.
 -- check: returns a string with '1' per operation that would apply, '0' per one superseded (read only).
--- record: writes the values that apply and returns each audience's net size afterwards; only a change of state
+-- record: writes the values that apply (an added user's hashed identifiers beside, a removed user's dropped) and
+-- returns each audience's net size afterwards; only a change of state
 -- (absent or removed -> added, added -> removed) moves the size, so recording a batch twice changes nothing.
 -- It also keeps the newest order key the record holds, which lets a check skip operations newer than it; a
 -- record that predates that key (it has entries but no newest key) never gets one, as its entries' greatest
@@ -18,9 +21,10 @@
 -- One HMGET and a few HSETs of many fields per audience, not calls per row: redis.call per row was most of
 -- the cost.
 local FIELDLEN, KEYLEN = 20, 25
+local VALUELEN = KEYLEN + 1
 local ADDED = string.byte('a')
 local mode = ARGV[1]
-local audiences = #KEYS / 3
+local audiences = #KEYS / 4
 
 local function applies(new, old)
   if not old then return true end
@@ -34,10 +38,11 @@ local function applies(new, old)
   return string.sub(new, 1, KEYLEN) == string.sub(old, 1, KEYLEN)  -- same key, another action
 end
 
-local function record(hash, size, newest, fields, values, olds)
+local function record(hash, size, newest, ids, fields, values, idents, olds)
   local newest_known = redis.call('EXISTS', hash) == 0 or redis.call('EXISTS', newest) == 1
   local written = {}  -- field -> value set by this call (a repeated field sees its own earlier write)
   local pairs_out = {}
+  local ident_of, touched = {}, {}  -- field -> its identifiers (added) or false (removed), last write wins
   local delta = 0
   local greatest = ''
   for i = 1, #fields do
@@ -52,12 +57,29 @@ local function record(hash, size, newest, fields, values, olds)
       local is_member = string.byte(value, -1) == ADDED
       if is_member and not was_member then delta = delta + 1 end
       if was_member and not is_member then delta = delta - 1 end
+      if ident_of[field] == nil then touched[#touched + 1] = field end
+      ident_of[field] = is_member and idents[i] ~= '' and idents[i] or false
     end
   end
   -- Lua's unpack takes at most ~8,000 values: write in slices.
   local slice = 4000
   for first = 1, #pairs_out, slice do
     redis.call('HSET', hash, unpack(pairs_out, first, math.min(first + slice - 1, #pairs_out)))
+  end
+  local ids_out, gone = {}, {}
+  for _, field in ipairs(touched) do
+    if ident_of[field] then
+      ids_out[#ids_out + 1] = field
+      ids_out[#ids_out + 1] = ident_of[field]
+    else
+      gone[#gone + 1] = field
+    end
+  end
+  for first = 1, #ids_out, slice do
+    redis.call('HSET', ids, unpack(ids_out, first, math.min(first + slice - 1, #ids_out)))
+  end
+  for first = 1, #gone, slice do
+    redis.call('HDEL', ids, unpack(gone, first, math.min(first + slice - 1, #gone)))
   end
   if newest_known and greatest ~= '' then
     greatest = string.sub(greatest, 1, KEYLEN)
@@ -71,19 +93,20 @@ local flags, sizes = {}, {}
 local next_argument = audiences + 2
 for a = 1, audiences do
   local count = tonumber(ARGV[a + 1])
-  local fields, values = {}, {}
+  local fields, values, idents = {}, {}, {}
   for i = 1, count do
     local argument = ARGV[next_argument + i - 1]
     fields[i] = string.sub(argument, 1, FIELDLEN)
-    values[i] = string.sub(argument, FIELDLEN + 1)
+    values[i] = string.sub(argument, FIELDLEN + 1, FIELDLEN + VALUELEN)
+    idents[i] = string.sub(argument, FIELDLEN + VALUELEN + 1)
   end
   next_argument = next_argument + count
-  local hash, size, newest = KEYS[3 * a - 2], KEYS[3 * a - 1], KEYS[3 * a]
+  local hash, size, newest, ids = KEYS[4 * a - 3], KEYS[4 * a - 2], KEYS[4 * a - 1], KEYS[4 * a]
   local olds = count > 0 and redis.call('HMGET', hash, unpack(fields)) or {}
   if mode == 'check' then
     for i = 1, count do flags[#flags + 1] = applies(values[i], olds[i]) and '1' or '0' end
   else
-    sizes[a] = record(hash, size, newest, fields, values, olds)
+    sizes[a] = record(hash, size, newest, ids, fields, values, idents, olds)
   end
 end
 if mode == 'check' then return table.concat(flags) end

@@ -11,6 +11,11 @@ value, the order key of the last applied event (:func:`worker.event_order.order_
 message id's tie-break) followed by ``a`` (added) or ``d`` (removed). It has no expiry: the net size needs every
 added user, and a removed user's entry is what refuses an older add that arrives late.
 
+For its current members (added, not removed since) the audience also keeps their hashed identifiers
+(:func:`identifiers_key`: member key -> the SHA-256 digests as sent), written by the same script call as the
+record and dropped when the user is removed: what ``audiences resync`` re-sends. Members recorded before it
+existed have no entry there and cannot be re-sent.
+
 Beside it, the audience keeps the greatest order key it ever recorded (:func:`newest_key`): an operation newer
 than that is news without looking its user up, which is nearly every operation when events arrive roughly in
 order (and every one for an audience not recorded yet), so checking costs a lookup only where arrival order and
@@ -38,7 +43,7 @@ from worker.event_order import (
     latest_per_user,
     stamp,
 )
-from worker.operations import PackedOperation
+from worker.operations import ADID_TYPE_CODE, ADID_TYPE_FROM_CODE, PackedOperation
 
 # Sent as EVAL with every call (a registered script in a pipeline costs a SCRIPT EXISTS round trip of its own,
 # and EVALSHA inside a delivery transaction could fail alone after a Redis restart): without its comments.
@@ -80,13 +85,39 @@ def newest_key(target: str) -> str:
     return f"{keys.membership(target)}:newest"
 
 
-def _arguments(operations: Sequence[PackedOperation], times: Sequence[int], action: str | None) -> list[str]:
+def identifiers_key(target: str) -> str:
+    """The hash of ``target``'s current members' hashed identifiers (member key -> :func:`pack_identifiers`),
+    what ``audiences resync`` re-sends; in its record's hash slot."""
+    return f"{keys.membership(target)}:ids"
+
+
+def pack_identifiers(email: str, phone: str, advertising_id_type: str, advertising_id: str) -> str:
+    """A member's hashed identifiers as the record keeps them: ``email|phone|type code|advertising id``
+    (SHA-256 digests, never raw values; the type is its one-letter code)."""
+    return f"{email}|{phone}|{ADID_TYPE_CODE[advertising_id_type]}|{advertising_id}"
+
+
+def unpack_identifiers(text: str) -> tuple[str, str, str, str]:
+    """(email, phone, advertising id type, advertising id) of :func:`pack_identifiers`' text."""
+    email, phone, code, advertising_id = text.split("|", 3)
+    return email, phone, ADID_TYPE_FROM_CODE[code], advertising_id
+
+
+def _arguments(operations: Sequence[PackedOperation], times: Sequence[int], action: str | None,
+               identifiers: bool = False) -> list[str]:
     """The script's argument for each operation: its user's field, then the record's value (its order key from
-    ``times``, and its action's code, ``action``'s if given), as one string: an argument costs redis-py more
-    than its bytes."""
-    blake2b, crc32, codes = hashlib.blake2b, zlib.crc32, _ACTION_CODE
+    ``times``, and its action's code, ``action``'s if given), then (``identifiers``: to record) the user's
+    hashed identifiers, as one string: an argument costs redis-py more than its bytes."""
+    blake2b, crc32, codes, types = hashlib.blake2b, zlib.crc32, _ACTION_CODE, ADID_TYPE_CODE
     ms_offset, tie_offset = EVENT_MS_OFFSET, TIE_OFFSET
-    # The same text as member_key and event_order.order_key, spelled out so it is built in the comprehension.
+    # The same text as member_key, event_order.order_key and pack_identifiers, spelled out so it is built in
+    # the comprehension.
+    if identifiers:
+        return [f"{blake2b(f'{email}|{phone}|{adid_type}:{adid}'.encode(), digest_size=10).hexdigest()}"
+                f"{ms + ms_offset}{crc32(message_id.encode()) + tie_offset}{codes[action or op_action]}"
+                f"{email}|{phone}|{types[adid_type]}|{adid}"
+                for (op_action, email, phone, adid, adid_type, _, message_id), ms
+                in zip(operations, times, strict=True)]
     return [f"{blake2b(f'{email}|{phone}|{adid_type}:{adid}'.encode(), digest_size=10).hexdigest()}"
             f"{ms + ms_offset}{crc32(message_id.encode()) + tie_offset}{codes[action or op_action]}"
             for (op_action, email, phone, adid, adid_type, _, message_id), ms
@@ -130,7 +161,8 @@ def _script_calls(work: list[tuple[str, list[str]]]) -> list[tuple[list[str], li
             while start < len(arguments):
                 piece = arguments[start : start + _CHUNK - len(arguments_out)]
                 start += len(piece)
-                call_keys += [keys.membership(target), keys.membership_size(target), newest_key(target)]
+                call_keys += [keys.membership(target), keys.membership_size(target), newest_key(target),
+                              identifiers_key(target)]
                 counts.append(len(piece))
                 arguments_out += piece
                 owners.append(index)
@@ -260,12 +292,13 @@ class Membership:
         old batch changes nothing); the size moves only when a user's state changes. An operation without an
         event time is ordered by ``accepted_ms`` if given, else by the batch's stream ``position``."""
         times = event_times(operations, position_ms(position) if accepted_ms is None else accepted_ms)
-        self._stage(pipe, [(target, _arguments(operations, times, action))])
+        self._stage(pipe, [(target, _arguments(operations, times, action, identifiers=True))])
 
     def stage_record_many(self, pipe: Any, work: Sequence[RecordWork]) -> None:
         """:meth:`stage_record` for several audiences (a request that carries rows of many): where their keys
         share a hash tag, in shared script calls. Each queued call answers the sizes of its audiences."""
-        self._stage(pipe, [(target, _arguments(operations, event_times(operations, position_ms(position)), action))
+        self._stage(pipe, [(target, _arguments(operations, event_times(operations, position_ms(position)), action,
+                                               identifiers=True))
                            for target, action, position, operations in work])
 
     @staticmethod

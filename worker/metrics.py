@@ -40,7 +40,7 @@ SCHEDULER_ACTIVE = Gauge("tta_scheduler_active", "1 while this process's schedul
                          multiprocess_mode="livemax")
 
 # The batch statuses counted as outcomes ("delivering" and "pending" are steps, not outcomes).
-OUTCOMES = frozenset({"delivered", "dead", "retrying", "paused"})
+OUTCOMES = frozenset({"delivered", "dead", "retrying", "paused", "shadow"})
 
 
 def endpoint_label(path: str) -> str:

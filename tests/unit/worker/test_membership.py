@@ -22,7 +22,14 @@ from hypothesis import strategies as st
 from worker import keys
 from worker import membership as membership_module
 from worker.event_order import latest_per_user, order_key, tie_break
-from worker.membership import Membership, _script_calls, member_key, member_keys
+from worker.membership import (
+    Membership,
+    _script_calls,
+    identifiers_key,
+    member_key,
+    member_keys,
+    unpack_identifiers,
+)
 from worker.operations import PackedOperation
 
 ACCEPTED = 1_765_000_000_000  # epoch ms
@@ -46,7 +53,8 @@ def client(request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
 def target(client: redis.Redis) -> Iterator[str]:
     name = f"dest|7000000000000000001|test-{uuid.uuid4().hex}"
     yield name
-    client.delete(keys.membership(name), keys.membership_size(name))
+    client.delete(keys.membership(name), keys.membership_size(name), identifiers_key(name),
+                  membership_module.newest_key(name))
 
 
 @pytest.fixture
@@ -332,6 +340,33 @@ def test_superseded_operations_are_counted_fleet_wide(client: redis.Redis) -> No
 
     assert membership.superseded_total() == before + 3
     client.hincrby(keys.METRICS, "superseded", -3)
+
+
+def test_current_members_keep_their_hashed_identifiers_and_removed_users_drop_them(
+        membership: Membership, target: str, client: redis.Redis) -> None:
+    phone_user = PackedOperation("add", "", "ab" * 32, "cd" * 32, "IDFA_SHA256", ACCEPTED, "p")  # type: ignore[arg-type]
+    membership.record(target, None, POSITION, [user(1), user(2), phone_user])
+    stored = {field.decode(): unpack_identifiers(value.decode())
+              for field, value in client.hgetall(identifiers_key(target)).items()}
+    assert stored == {member_key(user(1)): (f"{1:064x}", "", "", ""), member_key(user(2)): (f"{2:064x}", "", "", ""),
+                      member_key(phone_user): ("", "ab" * 32, "IDFA_SHA256", "cd" * 32)}
+
+    membership.record(target, None, POSITION, [user(2, "delete", ACCEPTED + 1), user(1, "delete", ACCEPTED - 1)])
+    assert set(client.hkeys(identifiers_key(target))) == {member_key(user(1)).encode(),
+                                                          member_key(phone_user).encode()}
+
+
+def test_a_user_removed_then_added_in_one_call_keeps_their_identifiers(membership: Membership, target: str,
+                                                                        client: redis.Redis) -> None:
+    membership.record(target, None, POSITION, [user(1, "delete", ACCEPTED), user(1, "add", ACCEPTED + 1)])
+    assert client.hkeys(identifiers_key(target)) == [member_key(user(1)).encode()]
+    membership.record(target, None, POSITION, [user(1, "add", ACCEPTED + 2), user(1, "delete", ACCEPTED + 3)])
+    assert client.hlen(identifiers_key(target)) == 0
+
+
+def test_checking_writes_no_identifiers(membership: Membership, target: str, client: redis.Redis) -> None:
+    membership.fresh(target, [user(1)], ACCEPTED)
+    assert not client.exists(identifiers_key(target))
 
 
 def test_users_are_stored_under_a_digest_never_a_raw_identifier(membership: Membership, target: str,

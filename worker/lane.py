@@ -8,8 +8,9 @@ slot, then the drain sleeps until it (no polling, no other drain of the token co
 2. finish the lane's current plan (cut by an earlier drain interrupted by a throttle, a failure or a crash)
    exactly as it was cut, so batch ids and order hold;
 3. otherwise take the due targets (a full batch waits, the oldest operation has waited the flush interval, or
-   the whole intake has gone quiet), find their audience ids (worker.lane_resolve: ownership checks 100 at a
-   time, creates of new audiences, a quota per round), cut a plan of requests that mix audiences
+   the whole intake has gone quiet; failing those, every target with work once together they fill a request),
+   find their audience ids (worker.lane_resolve: ownership checks 100 at a time, creates of new audiences, a
+   quota per round), cut a plan of requests that mix audiences
    (worker.lane_cut), send it, and only then trim the streams (lane_ack.lua).
 
 Failures follow worker.policy. A request TikTok refuses permanently that mixes audiences is split in two by
@@ -34,7 +35,7 @@ import structlog
 from worker import keys, pause, shutdown
 from worker.context import WorkerContext
 from worker.destinations import ConfigError, Destination
-from worker.lane_cut import LanePlan, cut_plan, due_targets, read_chunks
+from worker.lane_cut import LanePlan, cut_plan, due_targets, filling_targets, read_chunks
 from worker.lane_plan import decode_payload, encode_payload, split_targets, wire_rows
 from worker.lane_replay import replay_one
 from worker.lane_resolve import Resolver
@@ -134,7 +135,8 @@ class LaneDrain:
                 continue
             quiet = self.settings.quiet_flush > 0 and not intake_busy
             horizon = time.time() + (self.settings.flush_interval if quiet else 0.0)
-            targets = due_targets(self.redis, self.lane, horizon, DUE_AT_ONCE)
+            targets = (due_targets(self.redis, self.lane, horizon, DUE_AT_ONCE)
+                       or filling_targets(self.redis, self.lane, self.settings.batch_size, DUE_AT_ONCE))
             if not targets:
                 break
             found = await resolver.resolve(targets, resolve_quota, idle_quota)

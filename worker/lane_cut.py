@@ -83,6 +83,21 @@ def due_targets(redis: Any, lane: str, horizon: float, limit: int) -> list[str]:
     return [t.decode() if isinstance(t, bytes) else t for t in raw]
 
 
+def filling_targets(redis: Any, lane: str, batch_size: int, limit: int) -> list[str]:
+    """Every target of the lane with work waiting, the longest waiting first, when together they hold at least
+    a full request's worth (``batch_size`` operations), else none.
+
+    A request carries rows of every audience of the lane, so a lane is full when its audiences together are,
+    though none of them alone is: its drain keeps cutting full requests while intake is busy instead of
+    leaving them for the flush interval (and the tail of a burst) to deliver."""
+    raw = redis.zrange(keys.lane_due(lane), 0, limit - 1)
+    names = [t.decode() if isinstance(t, bytes) else t for t in raw]
+    if not names:
+        return []
+    waiting = sum(int(count or 0) for count in redis.mget([keys.pending_count(t) for t in names]))
+    return names if waiting >= batch_size else []
+
+
 def read_chunks(redis: Any, targets: list[str], budget: int) -> list[Chunk]:
     """Whole stream entries from the head of each target's stream, in order, until ``budget`` operations are
     taken (the first entry of a round is taken whatever its size). A target with an empty stream comes back

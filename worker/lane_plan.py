@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -26,6 +27,7 @@ from worker.tiktok.wire import AudienceRow
 
 _ACTIONS: tuple[Action, Action] = ("add", "delete")
 Identity = tuple[str, str, str, str]  # email, phone, advertising id type, advertising id
+_IDENTITY = itemgetter(1, 2, 4, 3)  # :func:`identity`, sliced out in C
 
 
 def identity(op: PackedOperation) -> Identity:
@@ -63,29 +65,52 @@ def plan_lane(by_target: dict[str, list[PackedOperation]], batch_size: int) -> l
             group = {target: ops for target, ops in group.items() if ops}
             if not group:
                 continue
-            if sum(map(len, group.values())) <= batch_size:  # the usual group: one request, no placing
-                single = LaneRequest(action, group, index)
-                single._identities = {(op[1], op[2], op[4], op[3]) for ops in group.values() for op in ops}
-                requests.append(single)
-                continue
-            # A user already in one of this group's requests joins its row there (the group's operations
-            # commute, so any of its requests will do); a new user goes to the request with room.
-            placed: dict[Identity, LaneRequest] = {}
-            current: LaneRequest | None = None
-            for target, target_phases in phases.items():
-                if index >= len(target_phases):
-                    continue
-                for op in target_phases[index]:
-                    if op.action != action:
-                        continue
-                    key = identity(op)
-                    request = placed.get(key)
-                    if request is None:
-                        if current is None or current.rows >= batch_size:
-                            current = LaneRequest(action, phase=index)
-                            requests.append(current)
-                        request = placed[key] = current
-                    request.add(target, op, key)
+            requests.extend(_pack(group, action, index, batch_size))
+    return requests
+
+
+def _pack(group: dict[str, list[PackedOperation]], action: Action, phase: int,
+          batch_size: int) -> list[LaneRequest]:
+    """The requests of one phase and action: ``group``'s operations (per target, one per user) in requests of
+    at most ``batch_size`` rows, a user in several targets one row."""
+    keys_of = {target: list(map(_IDENTITY, ops)) for target, ops in group.items()}
+    distinct: set[Identity] = set().union(*keys_of.values())
+    total = sum(map(len, group.values()))
+    if total <= batch_size:  # the usual group: one request, no placing
+        single = LaneRequest(action, group, phase)
+        single._identities = distinct
+        return [single]
+    requests: list[LaneRequest] = []
+    if len(distinct) == total:
+        # No user in two targets (a round of one busy audience, or of audiences without shared users): the
+        # targets' lists are cut into requests in slices, in C, instead of placing operation by operation.
+        current = LaneRequest(action, phase=phase)
+        requests.append(current)
+        for target, ops in group.items():
+            start = 0
+            while start < len(ops):
+                room = batch_size - len(current._identities)
+                if room <= 0:
+                    current = LaneRequest(action, phase=phase)
+                    requests.append(current)
+                    room = batch_size
+                current.by_target[target] = ops[start : start + room]
+                current._identities.update(keys_of[target][start : start + room])
+                start += room
+        return requests
+    # A user already in one of this group's requests joins its row there (the group's operations commute, so
+    # any of its requests will do); a new user goes to the request with room.
+    placed: dict[Identity, LaneRequest] = {}
+    current_or_none: LaneRequest | None = None
+    for target, ops in group.items():
+        for op, key in zip(ops, keys_of[target], strict=True):
+            request = placed.get(key)
+            if request is None:
+                if current_or_none is None or current_or_none.rows >= batch_size:
+                    current_or_none = LaneRequest(action, phase=phase)
+                    requests.append(current_or_none)
+                request = placed[key] = current_or_none
+            request.add(target, op, key)
     return requests
 
 

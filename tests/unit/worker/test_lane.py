@@ -69,6 +69,29 @@ def test_a_partial_batch_goes_at_once_when_the_intake_has_gone_quiet(ctx: Any, c
     assert [len(c.rows) for c in client.calls] == [1]
 
 
+def test_audiences_that_together_fill_a_request_go_while_the_intake_is_busy(ctx: Any, client: Any) -> None:
+    ctx.settings.flush_interval = 60
+    ctx.settings.batch_size = 4
+    other = Target("dest", ADVERTISER, "5678")
+    for target, users in ((TARGET, (1, 2)), (other, (3, 4))):  # two each: neither audience alone is full
+        enqueue(ctx.redis, [Operation(target, "add", email=email(i)) for i in users], flush_interval=60,
+                batch_size=4, quiet=60)
+    assert drain(ctx) == "drained"
+    assert [len(c.rows) for c in client.calls] == [4]
+    assert ctx.redis.zcard(keys.lane_due("dest")) == 0
+
+
+def test_audiences_short_of_a_request_together_wait_while_the_intake_is_busy(ctx: Any, client: Any) -> None:
+    ctx.settings.flush_interval = 60
+    ctx.settings.batch_size = 5
+    other = Target("dest", ADVERTISER, "5678")
+    for target, users in ((TARGET, (1, 2)), (other, (3, 4))):
+        enqueue(ctx.redis, [Operation(target, "add", email=email(i)) for i in users], flush_interval=60,
+                batch_size=5, quiet=60)
+    assert drain(ctx) == "waiting"
+    assert client.calls == []
+
+
 def test_without_quiet_flush_a_partial_batch_always_waits_out_the_interval(ctx: Any, client: Any) -> None:
     ctx.settings.flush_interval = 60
     ctx.settings.quiet_flush = 0

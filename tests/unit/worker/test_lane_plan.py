@@ -32,6 +32,25 @@ def test_requests_hold_at_most_batch_size_rows_counting_users_once() -> None:
     assert [r.rows for r in plan] == [20, 10]
 
 
+def test_audiences_without_shared_users_fill_requests_to_batch_size_in_order() -> None:
+    by_target = {f"d|1|{n}": [op("add", 100 * n + u) for u in range(30)] for n in range(4)}  # 120 users
+    plan = plan_lane(by_target, batch_size=50)
+    assert [r.rows for r in plan] == [50, 50, 20]
+    assert [{t: len(o) for t, o in r.by_target.items()} for r in plan] == [
+        {"d|1|0": 30, "d|1|1": 20}, {"d|1|1": 10, "d|1|2": 30, "d|1|3": 10}, {"d|1|3": 20}]
+    # Every operation once, in its audience's order.
+    for target, ops in by_target.items():
+        assert [o for r in plan for o in r.by_target.get(target, [])] == ops
+
+
+def test_a_shared_user_joins_its_row_in_an_earlier_request_of_the_phase() -> None:
+    by_target = {"d|1|a": [op("add", u) for u in range(3)], "d|1|b": [op("add", 9), op("add", 0)]}
+    plan = plan_lane(by_target, batch_size=3)
+    assert [r.rows for r in plan] == [3, 1]
+    assert [{t: len(o) for t, o in r.by_target.items()} for r in plan] == [{"d|1|a": 3, "d|1|b": 1}, {"d|1|b": 1}]
+    assert plan[0].by_target["d|1|b"] == [op("add", 0)]
+
+
 def test_phases_of_one_audience_go_in_order_across_requests() -> None:
     # The same email added with a phone, then deleted alone: two rows sharing an identifier, so two phases.
     by_target = {"d|1|a": [op("add", 1, phone=9), op("delete", 1)], "d|1|b": [op("add", 5)]}

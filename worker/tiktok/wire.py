@@ -65,21 +65,7 @@ def mapping_body(
         [{"id": digest, "audience_ids": audience_ids} if digest else empty for digest in column]
         for column in digest_columns
     ]
-    # Rows are tuples (orjson writes them as arrays); a row with no identifier at all is dropped.
-    batch_data = list(compress(zip(*cell_columns, strict=True), map(any, zip(*digest_columns, strict=True))))
-    if len(batch_data) > MAX_ROWS:
-        raise ValueError(f"{len(batch_data)} rows in one request; TikTok takes at most {MAX_ROWS}")
-    if not batch_data:
-        raise ValueError("no row carries an identifier; there is nothing to send")
-
-    return orjson.dumps(
-        {
-            "advertiser_ids": [advertiser_id],
-            "action": action,
-            "id_schema": id_schema,
-            "batch_data": batch_data,
-        }
-    )
+    return _body([advertiser_id], action, id_schema, digest_columns, cell_columns)
 
 
 class AudienceRow(NamedTuple):
@@ -125,6 +111,13 @@ def audiences_body(
          for digest, ids in zip(column, audiences, strict=True)]
         for column in digest_columns
     ]
+    return _body(list(advertiser_ids), action, id_schema, digest_columns, cell_columns)
+
+
+def _body(advertiser_ids: list[str], action: str, id_schema: list[str], digest_columns: list[list[Any]],
+          cell_columns: list[list[Any]]) -> bytes:
+    """The request body from its columns: rows are tuples of cells (orjson writes them as arrays), and a row
+    with no identifier at all is dropped."""
     batch_data = list(compress(zip(*cell_columns, strict=True), map(any, zip(*digest_columns, strict=True))))
     if len(batch_data) > MAX_ROWS:
         raise ValueError(f"{len(batch_data)} rows in one request; TikTok takes at most {MAX_ROWS}")
@@ -132,7 +125,7 @@ def audiences_body(
         raise ValueError("no row carries an identifier; there is nothing to send")
     return orjson.dumps(
         {
-            "advertiser_ids": list(advertiser_ids),
+            "advertiser_ids": advertiser_ids,
             "action": action,
             "id_schema": id_schema,
             "batch_data": batch_data,

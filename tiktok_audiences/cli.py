@@ -233,10 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how often --watch redraws (default 2)")
     p.set_defaults(handler=_operator("stats"))
 
-    dest = sub.add_parser("destinations", help="paused destinations").add_subparsers(dest="verb", required=True)
+    dest = sub.add_parser("destinations", help="paused and throttled destinations").add_subparsers(
+        dest="verb", required=True)
     p = dest.add_parser("resume", help="lift a pause after the token was fixed")
     p.add_argument("destination")
     p.set_defaults(handler=_operator("destinations_resume"))
+    p = dest.add_parser("lift-cooldown", help="end the rest a throttle put on a destination's token now")
+    p.add_argument("destination")
+    p.set_defaults(handler=_operator("destinations_lift_cooldown"))
 
     aud = sub.add_parser("audiences", help="TikTok audiences").add_subparsers(dest="verb", required=True)
     p = aud.add_parser("list")

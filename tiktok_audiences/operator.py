@@ -6,6 +6,7 @@ import argparse
 import re
 import sys
 import time
+from typing import Any
 
 import redis
 from tqdm import tqdm
@@ -112,6 +113,21 @@ def replay(args: argparse.Namespace, settings: Settings, client: redis.Redis) ->
     return 0 if not refused else 1
 
 
+def _cooldowns(settings: Settings, client: redis.Redis) -> list[dict[str, Any]]:
+    """Each configured destination's throttle cooldown and when its lane is due ([] without a readable
+    destinations file: stats still works without one)."""
+    from dataclasses import asdict
+
+    from worker.cooldowns import cooldowns
+    from worker.destinations import ConfigError, load_destinations
+
+    try:
+        destinations = load_destinations(settings.config_path)
+    except ConfigError:
+        return []
+    return [asdict(c) for c in cooldowns(client, destinations)]
+
+
 def _memory(client: redis.Redis) -> MemoryState | None:
     """Redis's memory against its maxmemory; None where INFO is not offered (a proxy, say)."""
     try:
@@ -128,6 +144,7 @@ def stats(args: argparse.Namespace, settings: Settings, client: redis.Redis) -> 
 
         return watch_stats(settings, client, interval=args.interval)
     doc = collect(client, _ledger(settings, client))
+    doc["cooldowns"] = _cooldowns(settings, client)
     memory = _memory(client)
     if memory is not None:
         doc["redis_memory"] = {"used": memory.used, "maxmemory": memory.limit, "policy": memory.policy,
@@ -143,6 +160,12 @@ def stats(args: argparse.Namespace, settings: Settings, client: redis.Redis) -> 
         sys.stdout.write(f"PAUSED destination {destination} since {when(info['since'])}: "
                          f"{info['reason']} (code {info['code']}); fix the token, then run "
                          f"`tiktok-audiences destinations resume {destination}`\n")
+    for cooling in doc.get("cooldowns", []):
+        if cooling["seconds_left"] > 0:
+            sys.stdout.write(f"THROTTLED destination {cooling['destination']}: TikTok's throttle rests its token "
+                             f"for {cooling['seconds_left']:.1f} s more; its audiences are due "
+                             f"{when(cooling['lane_due_at'])}; `tiktok-audiences destinations lift-cooldown "
+                             f"{cooling['destination']}` ends it now\n")
     sys.stdout.write(f"superseded operations (a newer event on the same user was delivered; never sent): "
                      f"{doc['superseded']}\n")
     sys.stdout.write(f"rejected events: {doc['rejected_total']}\n")
@@ -160,6 +183,22 @@ def stats(args: argparse.Namespace, settings: Settings, client: redis.Redis) -> 
           a["backlog"], when(a["oldest_pending_at"]), a["delivered_members"],
           "yes" if a["targetable"] else "no (<1000)"] for a in doc["audiences"]],
     )
+    return 0
+
+
+def destinations_lift_cooldown(args: argparse.Namespace, settings: Settings, client: redis.Redis) -> int:
+    from worker.cooldowns import lift
+    from worker.destinations import ConfigError, load_destinations
+
+    try:
+        destination = load_destinations(settings.config_path).get(args.destination)
+        token = destination.token_id()
+    except (ConfigError, KeyError) as exc:
+        return fail(f"destination {args.destination}: {exc}")
+    left = lift(client, destination.id, token)
+    sys.stdout.write(f"destination {destination.id}: "
+                     + (f"cooldown lifted ({left:.1f} s were left); its lane is due now\n" if left
+                        else "was not cooling down; its lane is due now\n"))
     return 0
 
 

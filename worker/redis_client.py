@@ -66,23 +66,23 @@ def is_sentinel(url: str) -> bool:
 
 def redis_from_url(url: str, **options: Any) -> redis.Redis:
     """A client for ``url`` (any form above); ``options`` are redis-py connection options (timeouts...)."""
-    if not is_sentinel(url):
-        return redis.Redis.from_url(url, **options)
-    spec = SentinelURL.parse(url)
-    sentinel = Sentinel(spec.sentinels, sentinel_kwargs=spec.sentinel_kwargs(),
-                        socket_timeout=options.get("socket_timeout", 5),
-                        socket_connect_timeout=options.get("socket_connect_timeout", 5))
-    return sentinel.master_for(spec.service, db=spec.db, password=spec.password, **options)
+    return _from_url(url, redis.Redis, Sentinel, options)
 
 
 def async_redis_from_url(url: str, **options: Any) -> aioredis.Redis:
     """:func:`redis_from_url` for asyncio callers."""
+    return _from_url(url, aioredis.Redis, AsyncSentinel, options)
+
+
+def _from_url(url: str, client_class: Any, sentinel_class: Any, options: dict[str, Any]) -> Any:
+    """The one recipe behind both: a plain URL through ``client_class.from_url``, a sentinel URL as the
+    master its sentinels name (asked with the same timeouts as the client's own)."""
     if not is_sentinel(url):
-        return aioredis.Redis.from_url(url, **options)
+        return client_class.from_url(url, **options)
     spec = SentinelURL.parse(url)
-    sentinel = AsyncSentinel(spec.sentinels, sentinel_kwargs=spec.sentinel_kwargs(),
-                             socket_timeout=options.get("socket_timeout", 5),
-                             socket_connect_timeout=options.get("socket_connect_timeout", 5))
+    sentinel = sentinel_class(spec.sentinels, sentinel_kwargs=spec.sentinel_kwargs(),
+                              socket_timeout=options.get("socket_timeout", 5),
+                              socket_connect_timeout=options.get("socket_connect_timeout", 5))
     return sentinel.master_for(spec.service, db=spec.db, password=spec.password, **options)
 
 

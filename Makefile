@@ -37,6 +37,7 @@ integration: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 bench: setup          ## end-to-end throughput against a one-task-per-event baseline, then the rate-limited grid
 	./deploy/ensure-redis.sh

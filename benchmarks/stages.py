@@ -35,23 +35,23 @@ from typing import Any
 import orjson
 import redis
 
+from core.destinations import load_destinations
+from core.heap import settle_heap
+from core.logging import configure_logging
+from core.settings import Settings
 from producer.events import validate_event
 from producer.identifiers import hash_email, phone_hasher
 from producer.intake import Intake
 from producer.routing import Router
 from tiktok_audiences.bench_workload import build_workload
-from tiktok_audiences.logging import configure_logging
 from tiktok_audiences.processes import Children, free_port, start_redis, wait_for
 from tiktok_audiences.stack import SANDBOX_ADVERTISER, SANDBOX_TOKEN, sandbox_destinations
 from worker import keys
 from worker.context import WorkerContext
-from worker.destinations import load_destinations
-from worker.heap import settle_heap
 from worker.keys import Target
 from worker.lane import LaneDrain
 from worker.operations import Operation
 from worker.queue import enqueue
-from worker.settings import Settings
 from worker.tiktok.wire import mapping_body
 
 Figure = dict[str, Any]
@@ -151,7 +151,7 @@ def run_stages(redis_url: str, sandbox_url: str, events: int, workdir: Path) -> 
     client.flushdb()
     workload = build_workload(events, 10)
     bodies = workload.serialise()
-    settle_heap()  # as intake and worker processes do after start-up (worker.heap)
+    settle_heap()  # as intake and worker processes do after start-up (core.heap)
     figures = hashing(events)
     figures["routing"] = routing(router, workload.events)
     figures["enqueue (intake, 100-event requests)"] = enqueue_intake(router, client, settings, bodies, events)

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import redis as redis_lib
 
+from core.settings import Settings, get_settings
 from producer.intake import Intake, IntakeError, IntakeResult
-from worker.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from producer.routing import Router
@@ -61,9 +61,9 @@ def enqueue_events(events: Iterable[dict[str, Any]], *, settings: Settings | Non
 def _defaults(settings: Settings) -> tuple[Router, redis_lib.Redis]:
     global _default
     if _default is None or _default[0] is not settings:
+        from core.destinations import load_destinations
+        from core.redis_client import redis_from_url
         from producer.routing import Router
-        from worker.destinations import load_destinations
-        from worker.redis_client import redis_from_url
 
         router = Router.from_destinations(load_destinations(settings.config_path),
                                           default_phone_country=settings.default_phone_country)

@@ -18,7 +18,7 @@ import re
 from base64 import b64decode
 from collections.abc import Sequence
 
-from worker.settings import Settings
+from core.settings import Settings
 
 SIGNATURE_HEADER = "X-Signature"
 # Hex HMAC-SHA1. ASCII only: a header may carry any byte, and a non-hex one is simply not a signature.

@@ -2,7 +2,7 @@
 
 A 16 MB webhook parses into ~75,000 events, half a million containers, all alive until the request is
 answered. Routing them allocates more, so the young-generation collections (every 50,000 allocations,
-worker.heap) run ten-odd times, and every tenth promotes into a middle-generation collection that rescans
+core.heap) run ten-odd times, and every tenth promotes into a middle-generation collection that rescans
 every surviving container: the whole parsed request, ~100 ms with the event loop stopped (measured: the
 slowest ``/healthz`` answer during such a webhook). None of it is cyclic garbage: the parsed JSON and the
 packed operations are freed by reference counting when the request ends.

@@ -51,16 +51,16 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from core.heap import settle_heap
+from core.redis_memory import is_out_of_memory, memory_state
+from core.settings import Settings
 from producer.auth import SIGNATURE_HEADER, Authenticator
 from producer.bodies import MAX_DEPTH, PARSE_PIECE, BodyRefused, depth_exceeds, parse_large_array, read_body
 from producer.gc_pause import CollectorPause
 from producer.intake import BacklogFull, Intake, IntakeResult, StoreUnavailable
 from producer.limits import NewAudienceGate, teaching_known_audiences
 from producer.protocol import serve_until_stopped
-from worker.heap import settle_heap
 from worker.readiness import check_write_path_async
-from worker.redis_memory import is_out_of_memory, memory_state
-from worker.settings import Settings
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -537,8 +537,8 @@ def serve(host: str, port: int, settings: Settings, *, no_auth: bool = False, wo
 
     Refuses to start (message on stderr, exit code 2) without authentication configured or with a destinations
     file it cannot use."""
+    from core.destinations import ConfigError, load_destinations
     from producer.routing import Router
-    from worker.destinations import ConfigError, load_destinations
 
     try:
         check_startup(settings, no_auth=no_auth)
@@ -552,7 +552,7 @@ def serve(host: str, port: int, settings: Settings, *, no_auth: bool = False, wo
         return 2
     # The compiled router is long-lived: keep the collector from rescanning it, and keep its pages shared
     # between forked processes instead of copied by the collector's writes; collect young objects rarely
-    # (worker.heap says why).
+    # (core.heap says why).
     settle_heap()
 
     def run(reuse_port: bool) -> None:
@@ -584,7 +584,7 @@ async def _serve(router: Router, settings: Settings, no_auth: bool, host: str, p
 
 async def _make_app(router: Router, settings: Settings, no_auth: bool) -> web.Application:
     # Built inside the server's event loop, after any fork: a Redis connection pool must not cross either.
-    from worker.redis_client import async_redis_from_url
+    from core.redis_client import async_redis_from_url
 
     client = async_redis_from_url(settings.redis_url)
     app = build_app(Intake(router, client, settings), settings, no_auth=no_auth, store=client)

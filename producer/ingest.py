@@ -19,8 +19,8 @@ import orjson
 import redis
 from tqdm import tqdm
 
+from core.settings import Settings
 from producer.intake import BacklogFull, Intake, IntakeResult, StoreUnavailable
-from worker.settings import Settings
 
 FIRST_LINES_KEPT = 5
 INVALID_JSON = "invalid_json"
@@ -169,8 +169,8 @@ def run_ingest(path_or_dash: str, settings: Settings, *, progress: bool = True,
                out: IO[str] | None = None, err: IO[str] | None = None) -> int:
     """The ``ingest`` command: 0 when every event was accepted, 1 when some were rejected, 2 on an error
     (unreadable file or configuration, Redis unavailable)."""
+    from core.destinations import ConfigError, load_destinations
     from producer.routing import Router
-    from worker.destinations import ConfigError, load_destinations
 
     out = out or sys.stdout
     err = err or sys.stderr
@@ -204,6 +204,6 @@ def run_ingest(path_or_dash: str, settings: Settings, *, progress: bool = True,
 
 
 def _redis_client(url: str) -> redis.Redis:
-    from worker.redis_client import redis_from_url
+    from core.redis_client import redis_from_url
 
     return redis_from_url(url)

@@ -30,12 +30,12 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
+from core.settings import Settings
 from producer.event_time import MESSAGE_ID_MAX, EventTimeError, event_ms
 from producer.write_group import WriteGroup
 from worker import keys
 from worker.event_order import METRIC_CLAMPED
 from worker.queue import BacklogCeiling, backlog_after, queue_commands
-from worker.settings import Settings
 
 if TYPE_CHECKING:
     from producer.limits import NewAudienceGate, PendingAudiences

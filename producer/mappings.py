@@ -14,7 +14,7 @@ A mapping entry in the destinations file::
         email: {"@path": "$.properties.contact_email"}
 
 Everything that can be checked without an event is checked here and reported as a
-:class:`worker.destinations.ConfigError` whose message names the destination, the mapping (1-based index and
+:class:`core.destinations.ConfigError` whose message names the destination, the mapping (1-based index and
 action) and the problem. ``event_name``, ``enable_batching`` and ``batch_keys`` are accepted so a Segment
 mapping can be pasted unchanged, but do not change what this service does (it always batches). ``id_type``
 chooses the advertising id column (:mod:`producer.id_type`). The destination's ``hashing`` decides how
@@ -29,6 +29,7 @@ from typing import Any, Literal, cast
 
 import orjson
 
+from core.destinations import ConfigError, Destination
 from producer.directives import DirectiveError, Resolver, compile_value, is_directive
 from producer.fql import Predicate, TriggerError, compile_trigger
 from producer.id_type import ID_TYPES
@@ -42,7 +43,6 @@ from producer.identifiers import (
     hash_email,
     phone_hasher,
 )
-from worker.destinations import ConfigError, Destination
 from worker.keys import Target
 
 Kind = Literal["native", "sync", "legacy", "create"]

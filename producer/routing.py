@@ -34,6 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.destinations import DEFAULT_INTEGRATION_NAME, DestinationsFile
 from producer.describe import kind_of
 from producer.directives import js_text
 from producer.id_type import advertising_id_column, audience_id_type
@@ -43,7 +44,6 @@ from producer.identifiers import (
 )
 from producer.limits import NewAudienceGate, audience_name_problem, target_problem
 from producer.mappings import CompiledMapping, compile_destination
-from worker.destinations import DEFAULT_INTEGRATION_NAME, DestinationsFile
 from worker.keys import Target
 from worker.operations import ACTION_CODE as _ACTION_CODE
 from worker.operations import ADID_TYPE_CODE as _ADID_TYPE_CODE

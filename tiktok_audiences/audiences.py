@@ -9,12 +9,12 @@ import sys
 import aiohttp
 import redis
 
+from core.destinations import ConfigError, Destination, load_destinations
+from core.settings import Settings
 from tiktok_audiences.output import fail, print_json, print_table
 from worker import keys
 from worker.audience_report import known_audiences
 from worker.audiences import remember_audience
-from worker.destinations import ConfigError, Destination, load_destinations
-from worker.settings import Settings
 from worker.stats import TIKTOK_MINIMUM_AUDIENCE
 from worker.tiktok.client import TikTokClient
 from worker.tiktok.errors import TikTokError

@@ -25,10 +25,10 @@ from typing import Any
 
 import aiohttp
 
-from tiktok_audiences.logging import add_secrets
+from core.destinations import ConfigError, Destination, load_destinations
+from core.logging import add_secrets
+from core.settings import Settings
 from tiktok_audiences.output import fail
-from worker.destinations import ConfigError, Destination, load_destinations
-from worker.settings import Settings
 from worker.tiktok.client import TikTokClient
 from worker.tiktok.errors import AuthError, TikTokError, TransientError
 

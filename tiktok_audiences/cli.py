@@ -11,10 +11,10 @@ from pathlib import Path
 
 import redis
 
-from tiktok_audiences.logging import configure_logging
+from core.logging import configure_logging
+from core.redis_client import display, redis_from_url
+from core.settings import Settings, get_settings
 from tiktok_audiences.output import fail
-from worker.redis_client import display, redis_from_url
-from worker.settings import Settings, get_settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 

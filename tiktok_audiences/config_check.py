@@ -11,10 +11,10 @@ from pathlib import Path
 
 import orjson
 
+from core.destinations import DEFAULT_INTEGRATION_NAME, ConfigError, Destination, load_destinations
+from core.settings import get_settings
 from producer.mappings import compile_destination
 from tiktok_audiences.output import fail
-from worker.destinations import DEFAULT_INTEGRATION_NAME, ConfigError, Destination, load_destinations
-from worker.settings import get_settings
 
 
 def token_source(destination: Destination) -> str:

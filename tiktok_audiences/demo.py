@@ -20,10 +20,10 @@ import orjson
 import redis
 from tqdm import tqdm
 
+from core.settings import Settings
 from producer.identifiers import hash_email, phone_hasher
 from worker import keys
 from worker.ledger import OPEN_STATUSES, Ledger
-from worker.settings import Settings
 from worker.stats import collect
 
 AUDIENCE_KEY = "demo_engaged_shoppers"

@@ -11,11 +11,11 @@ from typing import Any
 import redis
 from tqdm import tqdm
 
+from core.redis_memory import MemoryState, memory_state
+from core.settings import Settings
 from tiktok_audiences.output import fail, print_json, print_table, when
 from worker.ledger import STATUSES, Ledger
-from worker.redis_memory import MemoryState, memory_state
 from worker.replay import preview, request_replay
-from worker.settings import Settings
 from worker.stats import collect
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
@@ -118,8 +118,8 @@ def _cooldowns(settings: Settings, client: redis.Redis) -> list[dict[str, Any]]:
     destinations file: stats still works without one)."""
     from dataclasses import asdict
 
+    from core.destinations import ConfigError, load_destinations
     from worker.cooldowns import cooldowns
-    from worker.destinations import ConfigError, load_destinations
 
     try:
         destinations = load_destinations(settings.config_path)
@@ -187,8 +187,8 @@ def stats(args: argparse.Namespace, settings: Settings, client: redis.Redis) -> 
 
 
 def destinations_lift_cooldown(args: argparse.Namespace, settings: Settings, client: redis.Redis) -> int:
+    from core.destinations import ConfigError, load_destinations
     from worker.cooldowns import lift
-    from worker.destinations import ConfigError, load_destinations
 
     try:
         destination = load_destinations(settings.config_path).get(args.destination)

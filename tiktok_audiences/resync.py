@@ -10,10 +10,10 @@ from typing import Any
 
 import redis
 
+from core.settings import Settings
 from tiktok_audiences.output import fail, print_json
 from worker.queue import BacklogCeiling
 from worker.resync import enqueue_adds, member_chunks, targets_of
-from worker.settings import Settings
 
 # How long a resync waits for room when the backlog is at TTA_BACKLOG_LIMIT before it looks again.
 CEILING_RECHECK = 1.0

@@ -23,9 +23,9 @@ from typing import Any
 
 import yaml
 
+from core.destinations import ConfigError, Destination
 from producer.mappings import ACTIONS, compile_mapping
 from tiktok_audiences.output import fail
-from worker.destinations import ConfigError, Destination
 
 SEGMENT_SLUG = "actions-tiktok-audiences"
 TOKEN_ENV = "TIKTOK_ACCESS_TOKEN"

@@ -9,10 +9,10 @@ import time
 
 import redis
 
+from core.settings import Settings
 from tiktok_audiences.operator import parse_duration
 from tiktok_audiences.output import fail, print_json, print_table, when
 from worker.ledger import Ledger
-from worker.settings import Settings
 from worker.shadow_report import shadow_report
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import yaml
 
+from core.settings import Settings
 from tiktok_audiences.processes import Children, free_port, say, start_redis, stop_like_ctrl_c, wait_for
-from worker.settings import Settings
 
 SANDBOX_TOKEN = "sandbox-token"
 SANDBOX_ADVERTISER = "7000000000000000001"

@@ -18,10 +18,10 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from core.destinations import ConfigError, DestinationsFile, load_destinations
+from core.settings import Settings
 from tiktok_audiences.watch_sample import Sampler, Snapshot, TokenCalls, token_destinations
-from worker.destinations import ConfigError, DestinationsFile, load_destinations
 from worker.ledger import Ledger
-from worker.settings import Settings
 
 AUDIENCES_SHOWN = 15
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import redis
 
+from core.destinations import ConfigError, DestinationsFile
 from worker import keys
-from worker.destinations import ConfigError, DestinationsFile
 from worker.ledger import Ledger
 from worker.stats import collect
 

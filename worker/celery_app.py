@@ -1,6 +1,6 @@
 """The Celery application: one task, ``tta.drain``, that drains one target.
 
-The broker is ``TTA_BROKER_URL`` (default: ``REDIS_URL``), in any form worker.redis_client takes, Sentinel
+The broker is ``TTA_BROKER_URL`` (default: ``REDIS_URL``), in any form core.redis_client takes, Sentinel
 included. Configured for delivery work: late acks and prefetch 1 (a task lost with its worker is not lost work: the
 target stays in the ready index and its lease runs out), JSON only, no result backend (the ledger is the
 record), a visibility timeout above the hard time limit so the broker never hands a running task to a second
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from celery import Celery
 
-from worker.redis_client import broker_options
-from worker.settings import Settings, get_settings
+from core.redis_client import broker_options
+from core.settings import Settings, get_settings
 
 DRAIN_TASK = "tta.drain"
 CREATE_TASK = "tta.create_audiences"  # legacy createAudience requests (worker.creates)

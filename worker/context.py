@@ -9,12 +9,12 @@ from pathlib import Path
 import structlog
 from redis import Redis
 
-from worker.destinations import ConfigError, Destination, DestinationsFile, load_destinations
+from core.destinations import ConfigError, Destination, DestinationsFile, load_destinations
+from core.redis_client import redis_from_url
+from core.settings import Settings
 from worker.ledger import Ledger
 from worker.limiter import RateLimiter
 from worker.membership import Membership
-from worker.redis_client import redis_from_url
-from worker.settings import Settings
 from worker.tiktok.client import TikTokClient
 
 log = structlog.get_logger(__name__)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import redis
 
+from core.destinations import ConfigError, DestinationsFile
 from worker import keys
-from worker.destinations import ConfigError, DestinationsFile
 
 
 @dataclass(frozen=True, slots=True)

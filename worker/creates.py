@@ -25,10 +25,10 @@ import orjson
 import redis
 import structlog
 
+from core.destinations import ConfigError
 from worker import keys, pause
 from worker.audiences import create_once
 from worker.context import WorkerContext
-from worker.destinations import ConfigError
 from worker.policy import decide
 from worker.target_lock import TargetLock
 from worker.tiktok.errors import TikTokError, TransientError

@@ -32,9 +32,10 @@ from typing import Any, cast
 
 import structlog
 
+from core.destinations import ConfigError, Destination
+from core.redis_memory import is_out_of_memory
 from worker import keys, pause, shutdown
 from worker.context import WorkerContext
-from worker.destinations import ConfigError, Destination
 from worker.lane_cut import LanePlan, cut_plan, due_targets, filling_targets, read_chunks
 from worker.lane_plan import decode_payload, encode_payload, split_targets, wire_rows
 from worker.lane_replay import replay_one
@@ -42,7 +43,6 @@ from worker.lane_resolve import Resolver
 from worker.ledger import FINISHED_STATUSES, BatchRecord
 from worker.operations import Action, PackedOperation
 from worker.policy import Stop, decide
-from worker.redis_memory import is_out_of_memory
 from worker.shadow import ShadowResolver, record_shadow
 from worker.target_lock import TargetLock
 from worker.tiktok.errors import TikTokError
@@ -374,7 +374,7 @@ def _next_id(entry_id: str) -> str:
     return f"{ms}-{int(seq) + 1}"
 
 
-# What a drain that Redis refused for lack of memory reports (worker.redis_memory).
+# What a drain that Redis refused for lack of memory reports (core.redis_memory).
 OUT_OF_MEMORY = "out_of_memory"
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 from celery.worker.consumer import Consumer as CeleryConsumer
 
-from worker.redis_memory import OutOfMemoryEpisode
+from core.redis_memory import OutOfMemoryEpisode
 
 log = structlog.get_logger(__name__)
 

@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from worker.settings import Settings
+from core.settings import Settings
 from worker.tiktok.errors import AuthError, PermanentError, ThrottledError, TikTokError, TransientError
 
 Verdict = Literal["throttled", "retry", "dead", "pause", "split"]

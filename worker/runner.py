@@ -28,7 +28,7 @@ from typing import Any
 
 import structlog
 
-from worker.settings import Settings
+from core.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -40,9 +40,9 @@ RESTART_WINDOW = 60.0
 def run_scheduler(settings: Settings, processes: int | None = None,
                   stop: threading.Event | None = None) -> None:
     """Schedule under the fleet's lease until ``stop`` (or SIGTERM/SIGINT when no event is given)."""
+    from core.redis_client import redis_from_url
     from worker import metrics
     from worker.celery_app import CREATE_TASK, DRAIN_QUEUE, DRAIN_TASK, make_celery
-    from worker.redis_client import redis_from_url
     from worker.scheduler_guard import GuardedScheduler, QueueGuard
     from worker.scheduler_lease import SchedulerLease, run_under_lease
 
@@ -80,7 +80,7 @@ def _stop_when_orphaned(stop: threading.Event, parent: int) -> None:
 
 
 def _scheduler_process(settings: Settings, processes: int | None, parent: int) -> None:
-    from tiktok_audiences.logging import configure_logging
+    from core.logging import configure_logging
 
     configure_logging(settings)
     stop = threading.Event()
@@ -209,8 +209,8 @@ class WorkerHealth:
         return None
 
     def ready(self) -> str | None:
+        from core.redis_client import redis_from_url
         from worker.readiness import check_write_path
-        from worker.redis_client import redis_from_url
 
         if self._redis is None:
             self._redis = redis_from_url(self._settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
@@ -219,10 +219,10 @@ class WorkerHealth:
 
 def start_probes(settings: Settings, port: int, alive: Callable[[], str | None],
                  ready: Callable[[], str | None]) -> Any:
+    from core.redis_client import redis_from_url
     from worker.context import DestinationsProvider
     from worker.metrics import FleetCollector, scrape_registry
     from worker.probes import ProbeServer
-    from worker.redis_client import redis_from_url
 
     client = redis_from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
     destinations = DestinationsProvider(settings.config_path)
@@ -273,7 +273,7 @@ def run_worker(settings: Settings, *, concurrency: int | None = None, loglevel: 
     os.environ.setdefault("REDIS_URL", settings.redis_url)
     from celery.signals import worker_init, worker_shutting_down
 
-    from tiktok_audiences.logging import keep_celery_logging
+    from core.logging import keep_celery_logging
     from worker.celery_app import app
 
     # Every line JSON: Celery logs through our set-up, and its text banner is replaced by one log line.

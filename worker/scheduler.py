@@ -16,11 +16,11 @@ from pathlib import Path
 import redis
 import structlog
 
+from core.redis_memory import OutOfMemoryEpisode
+from core.settings import Settings
 from worker import keys
 from worker.creates import creates_due
 from worker.ledger import Ledger
-from worker.redis_memory import OutOfMemoryEpisode
-from worker.settings import Settings
 
 log = structlog.get_logger(__name__)
 

@@ -9,14 +9,14 @@ import structlog
 from celery.signals import worker_process_shutdown
 from redis.exceptions import OutOfMemoryError
 
+from core.heap import settle_heap
+from core.redis_memory import OutOfMemoryEpisode
+from core.settings import get_settings
 from worker import keys, shutdown
 from worker.celery_app import CREATE_TASK, DRAIN_TASK, app
 from worker.context import WorkerContext
 from worker.creates import process_creates
-from worker.heap import settle_heap
 from worker.lane import OUT_OF_MEMORY, drain_lanes
-from worker.redis_memory import OutOfMemoryEpisode
-from worker.settings import get_settings
 
 log = structlog.get_logger(__name__)
 
@@ -33,7 +33,7 @@ def _runtime() -> tuple[asyncio.AbstractEventLoop, WorkerContext]:
         _loop = asyncio.new_event_loop()
         asyncio.set_event_loop(_loop)
         _context = WorkerContext.build(get_settings())
-        settle_heap()  # drains allocate heavily and make no cycles (worker.heap)
+        settle_heap()  # drains allocate heavily and make no cycles (core.heap)
         # SIGTERM to the whole process group must not kill a batch midway (worker.shutdown). Installed here, at
         # the first task, because the pool replaces any handler set while the process starts.
         shutdown.stop_on_sigterm()

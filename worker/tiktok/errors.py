@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from worker.redaction import redact as redact_secrets
+from core.redaction import redact as redact_secrets
 
 SUCCESS = 0
 THROTTLE_CODES = frozenset({40100, 40016, 40133, 40132, 61000})
@@ -196,5 +196,5 @@ def truncate_message(text: str, limit: int = MAX_MESSAGE) -> str:
 
 def redact(text: str, secrets: Iterable[str]) -> str:
     """``text`` with every non-empty secret in it replaced by a marker: also upper- or lower-cased, percent-
-    or JSON-encoded copies (worker.redaction)."""
+    or JSON-encoded copies (core.redaction)."""
     return redact_secrets(text, secrets)

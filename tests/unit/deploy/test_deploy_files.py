@@ -18,9 +18,9 @@ import yaml
 from packaging.requirements import Requirement
 from prometheus_client import CollectorRegistry, generate_latest
 
+from core.settings import Settings
 from tiktok_audiences.cli import build_parser
 from worker.metrics import FleetCollector
-from worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[3]
 DEPLOY = ROOT / "deploy"

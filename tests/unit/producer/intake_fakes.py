@@ -10,10 +10,10 @@ from typing import Any
 import fakeredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from core.destinations import parse_destinations
+from core.settings import Settings
 from producer.routing import Router, RouteResult
-from worker.destinations import parse_destinations
 from worker.keys import Target
-from worker.settings import Settings
 
 ADVERTISER = "7000000000000000001"
 AUDIENCE = "1234345"

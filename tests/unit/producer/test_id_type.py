@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from core.destinations import ConfigError, parse_destinations
 from producer.routing import Router
-from worker.destinations import ConfigError, parse_destinations
 from worker.operations import AAID_SHA256, IDFA_SHA256
 
 ADVERTISER = "123"

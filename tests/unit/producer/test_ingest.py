@@ -160,9 +160,9 @@ def test_command_exits_2_on_errors(tmp_path: Path, command_env: tuple[Path, fake
 
 
 def test_events_some_mappings_refused_are_accepted_and_summarised_apart() -> None:
+    from core.destinations import parse_destinations
     from producer.routing import Router
     from tests.unit.producer.intake_fakes import ADVERTISER
-    from worker.destinations import parse_destinations
 
     data = {"destinations": [{
         "id": "tiktok-main", "access_token_env": "TIKTOK_ACCESS_TOKEN", "advertiser_ids": [ADVERTISER],

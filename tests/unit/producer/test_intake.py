@@ -318,8 +318,8 @@ def test_an_event_one_mapping_refuses_is_kept_for_the_others_and_the_refusal_cou
         client: fakeredis.FakeRedis) -> None:
     # "Create Audience" without a name: createAudience refuses it; an addToAudience subscribed to every
     # track event still adds the user.
+    from core.destinations import parse_destinations
     from producer.routing import Router
-    from worker.destinations import parse_destinations
     data = {"destinations": [{
         "id": "tiktok-main", "access_token_env": "TIKTOK_ACCESS_TOKEN", "advertiser_ids": [TARGET.advertiser_id],
         "mappings": [

@@ -8,13 +8,13 @@ from typing import Any
 import fakeredis
 import pytest
 
+from core.destinations import parse_destinations
 from producer import limits as keys_limits
 from producer.intake import Intake, StoreUnavailable
 from producer.limits import AUDIENCE_KEY_MAX, ID_MAX_DIGITS, NewAudienceGate
 from producer.routing import Router
 from tests.unit.producer.intake_fakes import settings
 from worker import keys
-from worker.destinations import parse_destinations
 
 ADVERTISER = "7000000000000000001"
 

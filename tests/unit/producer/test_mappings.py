@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
+from core.destinations import ConfigError, Destination, parse_destinations
 from producer.directives import compile_value
 from producer.mappings import ACTIONS, DEFAULT_FIELDS, compile_destination, read_default_identifiers
 from producer.routing import Router
-from worker.destinations import ConfigError, Destination, parse_destinations
 
 ADVERTISER = "7000000000000000001"
 

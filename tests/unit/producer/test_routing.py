@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from core.destinations import parse_destinations
 from producer.routing import NO_IDENTIFIER, AudienceCreate, Router, RouteResult
-from worker.destinations import parse_destinations
 from worker.keys import Target
 from worker.operations import AAID_SHA256, IDFA_SHA256, Operation
 

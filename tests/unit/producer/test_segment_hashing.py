@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from core.destinations import ConfigError, parse_destinations
 from producer.identifiers import (
     InvalidIdentifier,
     hash_advertising_id,
@@ -17,7 +18,6 @@ from producer.identifiers import (
     phone_hasher,
 )
 from producer.routing import Router
-from worker.destinations import ConfigError, parse_destinations
 from worker.keys import Target
 from worker.operations import IDFA_SHA256, Operation
 

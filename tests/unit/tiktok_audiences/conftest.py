@@ -10,11 +10,11 @@ import fakeredis
 import pytest
 import yaml
 
+from core.settings import Settings
 from sandbox import SandboxThread
 from sandbox.admin import SandboxAdmin
 from sandbox.config import DEFAULT_ADVERTISERS, DEFAULT_TOKEN
 from tiktok_audiences.cli import build_parser
-from worker.settings import Settings
 
 ADVERTISER = DEFAULT_ADVERTISERS[0]
 TOKEN_ENV = "TTA_UNIT_TIKTOK_TOKEN"

@@ -7,10 +7,10 @@ import argparse
 import fakeredis
 import pytest
 
+from core.destinations import load_destinations
+from core.settings import Settings
 from tiktok_audiences import operator
 from worker import keys
-from worker.destinations import load_destinations
-from worker.settings import Settings
 
 
 def test_stats_names_the_throttle_and_the_command_that_lifts_it(settings: Settings,

@@ -9,6 +9,7 @@ import fakeredis
 import orjson
 import pytest
 
+from core.settings import Settings
 from tests.unit.tiktok_audiences.conftest import ADVERTISER
 from tiktok_audiences.cli import build_parser
 from tiktok_audiences.resync import audiences_resync
@@ -18,7 +19,6 @@ from worker.keys import Target
 from worker.ledger import BatchRecord, Ledger
 from worker.membership import Membership, identifiers_key
 from worker.operations import PackedOperation, decode_entry
-from worker.settings import Settings
 
 TARGET = Target("main", ADVERTISER, "1234")
 EVENT_MS = 1_765_000_000_000

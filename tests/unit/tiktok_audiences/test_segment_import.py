@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
+from core.destinations import parse_destinations
 from producer.routing import Router
 from tiktok_audiences.segment_import import SegmentImportError, convert, read_documents
-from worker.destinations import parse_destinations
 
 ADVERTISER = "7000000000000000001"
 EMAIL_DEFAULT = {

@@ -11,17 +11,17 @@ import fakeredis
 import pytest
 from rich.console import Console
 
+from core.destinations import parse_destinations
+from core.settings import Settings
 from tiktok_audiences import operator, watch
 from tiktok_audiences.cli import build_parser
 from tiktok_audiences.watch_sample import Sampler, token_destinations
 from worker import keys, pause
-from worker.destinations import parse_destinations
 from worker.keys import Target
 from worker.ledger import BatchRecord, Ledger
 from worker.limiter import RateLimiter
 from worker.operations import Operation
 from worker.queue import enqueue
-from worker.settings import Settings
 
 TOKEN_ENV = "TTA_WATCH_TEST_TOKEN"
 ADVERTISER = "7000000000000000001"

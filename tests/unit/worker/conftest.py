@@ -9,10 +9,10 @@ from typing import Any
 import fakeredis
 import pytest
 
-from worker.destinations import Destination, parse_destinations
+from core.destinations import Destination, parse_destinations
+from core.settings import Settings
 from worker.ledger import Ledger
 from worker.membership import Membership
-from worker.settings import Settings
 from worker.tiktok.client import Response
 
 TOKEN = "unit-test-token"

@@ -7,9 +7,9 @@ import time
 import fakeredis
 import pytest
 
+from core.destinations import DestinationsFile, parse_destinations
 from worker import keys
 from worker.cooldowns import cooldowns, lift
-from worker.destinations import DestinationsFile, parse_destinations
 
 TOKEN_ENV = "COOLDOWN_TEST_TOKEN"
 

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
+from core.settings import Settings
 from tests.unit.worker.conftest import ScriptedClient
 from tests.unit.worker.test_lane import TARGET, accept, drain, email
 from worker import keys, pause
 from worker.lane import BUSY_RECHECK, RESERVE_AHEAD, WAIT_IN_PLACE, LaneDrain
 from worker.policy import Stop
 from worker.replay import request_replay
-from worker.settings import Settings
 from worker.tiktok.client import Response
 from worker.tiktok.errors import AuthError, PermanentError, ThrottledError, TransientError
 

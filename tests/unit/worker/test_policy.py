@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from core.settings import Settings
 from worker.policy import backoff_delay, decide, throttle_cooldown
-from worker.settings import Settings
 from worker.tiktok.errors import AuthError, PermanentError, ThrottledError, TransientError
 
 SETTINGS = Settings(TTA_THROTTLE_COOLDOWN=2, TTA_THROTTLE_COOLDOWN_MAX=300, TTA_RETRY_WINDOW=600,  # type: ignore[call-arg]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from core.settings import Settings
 from worker.runner import lower_priority
-from worker.settings import Settings
 
 AUTOGROUP = Path("/proc/self/autogroup")
 

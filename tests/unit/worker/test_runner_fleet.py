@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from celery import bootsteps
 
+from core.settings import Settings
 from worker.runner import RESTARTS_ALLOWED, SchedulerSupervisor, WorkerHealth, node_name
-from worker.settings import Settings
 
 
 @dataclass

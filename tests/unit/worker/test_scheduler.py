@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from kombu.exceptions import OperationalError
 
+from core.settings import Settings
 from worker import keys
 from worker.scheduler import Scheduler
-from worker.settings import Settings
 
 
 def test_a_due_target_is_dispatched_once_and_leased_past_the_lock(redis_client: Any,

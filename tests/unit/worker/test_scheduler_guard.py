@@ -6,9 +6,9 @@ from typing import Any
 
 import redis
 
+from core.settings import Settings
 from worker import keys
 from worker.scheduler_guard import MAX_QUEUED_TASKS, GuardedScheduler, QueueGuard
-from worker.settings import Settings
 
 
 class Clock:

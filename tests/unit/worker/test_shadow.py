@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from core.destinations import Destination, parse_destinations
 from tests.unit.worker.conftest import ADVERTISER
 from worker import keys
-from worker.destinations import Destination, parse_destinations
 from worker.keys import Target
 from worker.lane import LaneDrain
 from worker.operations import Operation

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import redis
 
-from worker.redis_client import SentinelURL, broker_options, display, redis_from_url
-from worker.settings import Settings
+from core.redis_client import SentinelURL, broker_options, display, redis_from_url
+from core.settings import Settings
 
 
 def test_a_sentinel_url_names_its_sentinels_service_db_and_passwords() -> None:

@@ -16,7 +16,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
 
     # The data store: redis://, rediss://, unix:// or sentinel://host:port[,host:port]/service[/db]
-    # (worker.redis_client).
+    # (core.redis_client).
     redis_url: str = Field("redis://127.0.0.1:6379/0", alias="REDIS_URL")
     # Celery's broker, when it is not the data store (same URL forms; empty: REDIS_URL).
     broker_url_setting: str = Field("", alias="TTA_BROKER_URL")

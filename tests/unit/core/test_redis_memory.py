@@ -7,7 +7,7 @@ from typing import Any
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ExecAbortError, OutOfMemoryError, ResponseError
 
-from worker.redis_memory import OutOfMemoryEpisode, is_out_of_memory, memory_state
+from core.redis_memory import OutOfMemoryEpisode, is_out_of_memory, memory_state
 
 OOM = "OOM command not allowed when used memory > 'maxmemory'."
 

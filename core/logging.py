@@ -2,7 +2,7 @@
 ``TTA_LOG_FORMAT=console``), for our own structlog lines and for every library's standard-library logging
 alike (aiohttp's server, Celery, kombu, Python warnings), and never a secret.
 
-Every rendered line passes through a :class:`~worker.redaction.Redactor` holding the process's secrets: the
+Every rendered line passes through a :class:`~core.redaction.Redactor` holding the process's secrets: the
 write keys and webhook secret from the settings, the values of environment variables named like secrets
 (``*_TOKEN``, ``*_SECRET``, ``*_KEY``, ``*_PASSWORD``), and any a command adds with :func:`add_secrets` (the
 token and auth code of ``auth exchange``). Copies in other case, percent-encoded or Basic-auth encoded are
@@ -24,8 +24,8 @@ from typing import Any
 import orjson
 import structlog
 
-from worker.redaction import Redactor
-from worker.settings import Settings
+from core.redaction import Redactor
+from core.settings import Settings
 
 _SECRET_SUFFIXES = ("_TOKEN", "_SECRET", "_KEY", "_PASSWORD", "_AUTH_CODE")
 _redactor = Redactor()

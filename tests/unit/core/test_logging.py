@@ -18,8 +18,8 @@ AUTH_CODE = "auth-code-98765"
 SCRIPT = f"""
 import logging, warnings
 import structlog
-from tiktok_audiences.logging import add_secrets, configure_logging, keep_celery_logging
-from worker.settings import Settings
+from core.logging import add_secrets, configure_logging, keep_celery_logging
+from core.settings import Settings
 
 configure_logging(Settings(write_keys="{WRITE_KEY}", webhook_secret="{WEBHOOK_SECRET}", log_format="json"))
 add_secrets("{AUTH_CODE}")

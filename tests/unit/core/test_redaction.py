@@ -7,7 +7,7 @@ from urllib.parse import quote, quote_plus
 
 import orjson
 
-from worker.redaction import REDACTED, Redactor, redact
+from core.redaction import REDACTED, Redactor, redact
 from worker.tiktok.errors import redact as redact_tiktok_message
 
 TOKEN = "act.Ab/Cd+Ef=Gh 123"

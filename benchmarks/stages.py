@@ -38,6 +38,7 @@ import redis
 from core.destinations import load_destinations
 from core.heap import settle_heap
 from core.logging import configure_logging
+from core.redis_client import LOCAL, redis_from_url
 from core.settings import Settings
 from producer.events import validate_event
 from producer.identifiers import hash_email, phone_hasher
@@ -147,7 +148,7 @@ def run_stages(redis_url: str, sandbox_url: str, events: int, workdir: Path) -> 
                         flush_interval=0.001, rate_limit_qps=100_000, log_level="warning")
     configure_logging(settings)  # log lines go to stderr, never into --json's stdout
     router = Router.from_destinations(load_destinations(str(config)))
-    client = redis.Redis.from_url(redis_url)
+    client = redis_from_url(redis_url, LOCAL)
     client.flushdb()
     workload = build_workload(events, 10)
     bodies = workload.serialise()

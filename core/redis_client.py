@@ -13,7 +13,7 @@ broker (kombu) takes, so ``REDIS_URL`` and ``TTA_BROKER_URL`` share one form.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -64,14 +64,44 @@ def is_sentinel(url: str) -> bool:
     return url.startswith(f"{SCHEME}://")
 
 
-def redis_from_url(url: str, **options: Any) -> redis.Redis:
-    """A client for ``url`` (any form above); ``options`` are redis-py connection options (timeouts...)."""
-    return _from_url(url, redis.Redis, Sentinel, options)
+@dataclass(frozen=True, eq=False)
+class Role:
+    """Who a client is for, and so how long it may wait on a Redis that has gone quiet. Every client the
+    project makes comes from :func:`redis_from_url` with one of the roles below."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
 
 
-def async_redis_from_url(url: str, **options: Any) -> aioredis.Redis:
+# Intake, the Python API and ``ingest``: redis-py's defaults; a stalled write is the caller's to time out.
+INTAKE = Role("intake")
+# Delivery: a Redis that vanishes without closing the connection must fail a drain, not hang it until Celery's
+# hard time limit (the lane's lock has expired long before that).
+DELIVERY = Role("delivery", {"health_check_interval": 10, "socket_keepalive": True, "retry_on_timeout": True,
+                             "socket_timeout": 30, "socket_connect_timeout": 5})
+# The scheduler: long-lived, so health checks and keep-alive; a hang must not stop scheduling for good.
+SCHEDULER = Role("scheduler", {"health_check_interval": 10, "socket_keepalive": True, "socket_timeout": 15,
+                               "socket_connect_timeout": 5})
+# The scheduler's reading of the broker's queue length.
+BROKER_GAUGE = Role("broker gauge", {"socket_timeout": 15, "socket_connect_timeout": 5})
+# Readiness probes: answer within a probe's own timeout.
+PROBE = Role("probe", {"socket_timeout": 2, "socket_connect_timeout": 2})
+# The fleet's metrics, read on a scrape.
+METRICS = Role("metrics", {"socket_timeout": 5, "socket_connect_timeout": 2})
+# Operator commands: fail fast with a clear message when Redis is not there.
+OPERATOR = Role("operator", {"socket_connect_timeout": 5})
+# Local stacks, benchmarks and tests: redis-py's defaults.
+LOCAL = Role("local")
+
+
+def redis_from_url(url: str, role: Role) -> redis.Redis:
+    """A client for ``url`` (any form above) with the connection options of ``role``."""
+    return _from_url(url, redis.Redis, Sentinel, role.options)
+
+
+def async_redis_from_url(url: str, role: Role) -> aioredis.Redis:
     """:func:`redis_from_url` for asyncio callers."""
-    return _from_url(url, aioredis.Redis, AsyncSentinel, options)
+    return _from_url(url, aioredis.Redis, AsyncSentinel, role.options)
 
 
 def _from_url(url: str, client_class: Any, sentinel_class: Any, options: dict[str, Any]) -> Any:

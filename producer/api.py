@@ -62,10 +62,10 @@ def _defaults(settings: Settings) -> tuple[Router, redis_lib.Redis]:
     global _default
     if _default is None or _default[0] is not settings:
         from core.destinations import load_destinations
-        from core.redis_client import redis_from_url
+        from core.redis_client import INTAKE, redis_from_url
         from producer.routing import Router
 
         router = Router.from_destinations(load_destinations(settings.config_path),
                                           default_phone_country=settings.default_phone_country)
-        _default = (settings, router, redis_from_url(settings.redis_url))
+        _default = (settings, router, redis_from_url(settings.redis_url, INTAKE))
     return _default[1], _default[2]

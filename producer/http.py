@@ -584,9 +584,9 @@ async def _serve(router: Router, settings: Settings, no_auth: bool, host: str, p
 
 async def _make_app(router: Router, settings: Settings, no_auth: bool) -> web.Application:
     # Built inside the server's event loop, after any fork: a Redis connection pool must not cross either.
-    from core.redis_client import async_redis_from_url
+    from core.redis_client import INTAKE, async_redis_from_url
 
-    client = async_redis_from_url(settings.redis_url)
+    client = async_redis_from_url(settings.redis_url, INTAKE)
     app = build_app(Intake(router, client, settings), settings, no_auth=no_auth, store=client)
 
     async def close_client(_: web.Application) -> None:

@@ -204,6 +204,6 @@ def run_ingest(path_or_dash: str, settings: Settings, *, progress: bool = True,
 
 
 def _redis_client(url: str) -> redis.Redis:
-    from core.redis_client import redis_from_url
+    from core.redis_client import INTAKE, redis_from_url
 
-    return redis_from_url(url)
+    return redis_from_url(url, INTAKE)

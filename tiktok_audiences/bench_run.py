@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 import redis
 
+from core.redis_client import LOCAL, redis_from_url
 from sandbox.admin import SandboxAdmin
 from tiktok_audiences.bench_client import post_in_order
 from tiktok_audiences.bench_measure import (
@@ -148,7 +149,7 @@ class BenchStack:
             # start_redis would fall back to an in-process fake Redis: fine for a demo, meaningless to time.
             raise RuntimeError("the benchmark needs redis-server on PATH (make bench installs it)")
         self.redis_url = start_redis(self._exit, self.workdir, quiet=True)
-        self.redis = redis.Redis.from_url(self.redis_url)
+        self.redis = redis_from_url(self.redis_url, LOCAL)
         self.redis_pid = int(self.redis.info("server")["process_id"])
         sandbox_port, intake_port = free_port(), free_port()
         self.sandbox_url = f"http://127.0.0.1:{sandbox_port}"

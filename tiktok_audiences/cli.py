@@ -12,7 +12,7 @@ from pathlib import Path
 import redis
 
 from core.logging import configure_logging
-from core.redis_client import display, redis_from_url
+from core.redis_client import OPERATOR, display, redis_from_url
 from core.settings import Settings, get_settings
 from tiktok_audiences.output import fail
 
@@ -21,7 +21,7 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 
 def _with_redis(fn: Callable[[argparse.Namespace, Settings, redis.Redis], int]) -> Handler:
     def run(args: argparse.Namespace, settings: Settings) -> int:
-        client = redis_from_url(settings.redis_url, socket_connect_timeout=5)
+        client = redis_from_url(settings.redis_url, OPERATOR)
         try:
             client.ping()
         except redis.RedisError as exc:

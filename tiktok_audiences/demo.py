@@ -17,9 +17,9 @@ from typing import Any
 
 import aiohttp
 import orjson
-import redis
 from tqdm import tqdm
 
+from core.redis_client import LOCAL, redis_from_url
 from core.settings import Settings
 from producer.identifiers import hash_email, phone_hasher
 from worker import keys
@@ -89,7 +89,7 @@ class DemoRun:
     _last_report: str = ""
 
     def __post_init__(self) -> None:
-        self.redis = redis.Redis.from_url(self.redis_url)
+        self.redis = redis_from_url(self.redis_url, LOCAL)
         self.ledger = Ledger(self.redis, delivered_retention=self.settings.delivered_retention,
                              dead_retention=self.settings.dead_retention)
 

@@ -19,7 +19,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import redis
+from core.redis_client import LOCAL, redis_from_url
 
 
 def free_port() -> int:
@@ -120,6 +120,6 @@ def start_redis(stack: ExitStack, workdir: Path, *, quiet: bool = False) -> str:
         stack.callback(server.shutdown)
         say(f"no redis-server on PATH: serving an in-process fake Redis on 127.0.0.1:{port}")
     url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
+    client = redis_from_url(url, LOCAL)
     wait_for(client.ping, 10, "Redis")
     return url

@@ -10,7 +10,7 @@ import structlog
 from redis import Redis
 
 from core.destinations import ConfigError, Destination, DestinationsFile, load_destinations
-from core.redis_client import redis_from_url
+from core.redis_client import DELIVERY, redis_from_url
 from core.settings import Settings
 from worker.ledger import Ledger
 from worker.limiter import RateLimiter
@@ -72,8 +72,7 @@ class WorkerContext:
               destinations: DestinationsProvider | None = None) -> WorkerContext:
         # Timeouts: a Redis that vanishes without closing the connection must fail a drain, not hang it until
         # Celery's hard time limit (the drain's target lock has expired long before that).
-        conn = client or redis_from_url(settings.redis_url, health_check_interval=10, socket_keepalive=True,
-                                        retry_on_timeout=True, socket_timeout=30, socket_connect_timeout=5)
+        conn = client or redis_from_url(settings.redis_url, DELIVERY)
         return cls(
             settings=settings,
             redis=conn,

@@ -40,7 +40,7 @@ RESTART_WINDOW = 60.0
 def run_scheduler(settings: Settings, processes: int | None = None,
                   stop: threading.Event | None = None) -> None:
     """Schedule under the fleet's lease until ``stop`` (or SIGTERM/SIGINT when no event is given)."""
-    from core.redis_client import redis_from_url
+    from core.redis_client import BROKER_GAUGE, SCHEDULER, redis_from_url
     from worker import metrics
     from worker.celery_app import CREATE_TASK, DRAIN_QUEUE, DRAIN_TASK, make_celery
     from worker.scheduler_guard import GuardedScheduler, QueueGuard
@@ -52,8 +52,7 @@ def run_scheduler(settings: Settings, processes: int | None = None,
         signal.signal(signal.SIGINT, lambda *_: stop.set())
     app = make_celery(settings)
     # Timeouts: a Redis that vanishes without closing the connection must not hang the scheduler forever.
-    client = redis_from_url(settings.redis_url, health_check_interval=10, socket_keepalive=True,
-                            socket_timeout=15, socket_connect_timeout=5)
+    client = redis_from_url(settings.redis_url, SCHEDULER)
 
     def dispatch(target: str) -> None:
         app.send_task(DRAIN_TASK, args=[target])
@@ -61,8 +60,8 @@ def run_scheduler(settings: Settings, processes: int | None = None,
     def dispatch_many(targets: list[str]) -> None:
         app.send_task(DRAIN_TASK, args=[targets])
 
-    broker = client if settings.broker_url == settings.redis_url else redis_from_url(
-        settings.broker_url, socket_timeout=15, socket_connect_timeout=5)
+    broker = client if settings.broker_url == settings.redis_url else redis_from_url(settings.broker_url,
+                                                                                     BROKER_GAUGE)
     guard = QueueGuard(lambda: int(broker.llen(DRAIN_QUEUE)))
     scheduler = GuardedScheduler(client, settings, dispatch, dispatch_creates=lambda: app.send_task(CREATE_TASK),
                                  dispatch_many=dispatch_many, spread=processes or os.cpu_count() or 2, guard=guard)
@@ -209,22 +208,22 @@ class WorkerHealth:
         return None
 
     def ready(self) -> str | None:
-        from core.redis_client import redis_from_url
+        from core.redis_client import PROBE, redis_from_url
         from worker.readiness import check_write_path
 
         if self._redis is None:
-            self._redis = redis_from_url(self._settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+            self._redis = redis_from_url(self._settings.redis_url, PROBE)
         return check_write_path(self._redis)
 
 
 def start_probes(settings: Settings, port: int, alive: Callable[[], str | None],
                  ready: Callable[[], str | None]) -> Any:
-    from core.redis_client import redis_from_url
+    from core.redis_client import METRICS, redis_from_url
     from worker.context import DestinationsProvider
     from worker.metrics import FleetCollector, scrape_registry
     from worker.probes import ProbeServer
 
-    client = redis_from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
+    client = redis_from_url(settings.redis_url, METRICS)
     destinations = DestinationsProvider(settings.config_path)
 
     def token_ids() -> dict[str, str]:
@@ -238,8 +237,7 @@ def start_probes(settings: Settings, port: int, alive: Callable[[], str | None],
 
     from worker.celery_app import DRAIN_QUEUE
 
-    broker = client if settings.broker_url == settings.redis_url else redis_from_url(
-        settings.broker_url, socket_timeout=5, socket_connect_timeout=2)
+    broker = client if settings.broker_url == settings.redis_url else redis_from_url(settings.broker_url, METRICS)
     collector = FleetCollector(client, token_ids, lease=settings.scheduler_lease,
                                queued_tasks=lambda: int(broker.llen(DRAIN_QUEUE)))
     registry = scrape_registry(collector)

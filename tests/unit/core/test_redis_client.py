@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from core.redis_client import SentinelURL, broker_options, display, redis_from_url
+from core.redis_client import LOCAL, PROBE, SentinelURL, broker_options, display, redis_from_url
 from core.settings import Settings
 
 
@@ -31,7 +31,7 @@ def test_a_malformed_sentinel_url_says_what_is_wrong(url: str, problem: str) -> 
 
 
 def test_a_sentinel_url_gives_a_client_that_asks_the_sentinels_for_the_master() -> None:
-    client = redis_from_url("sentinel://127.0.0.1:1,127.0.0.1:2/tta/3", socket_timeout=1)
+    client = redis_from_url("sentinel://127.0.0.1:1,127.0.0.1:2/tta/3", PROBE)
     pool = client.connection_pool
     assert type(pool).__name__ == "SentinelConnectionPool"
     assert pool.service_name == "tta"
@@ -41,7 +41,7 @@ def test_a_sentinel_url_gives_a_client_that_asks_the_sentinels_for_the_master() 
 
 
 def test_other_urls_are_redis_pys_own() -> None:
-    client = redis_from_url("redis://127.0.0.1:6390/4")
+    client = redis_from_url("redis://127.0.0.1:6390/4", LOCAL)
     assert client.connection_pool.connection_kwargs["port"] == 6390
     assert client.connection_pool.connection_kwargs["db"] == 4
 

@@ -27,14 +27,13 @@ import asyncio
 import contextlib
 import random
 import time
-from pathlib import Path
 from typing import Any, cast
 
 import structlog
 
 from core.destinations import ConfigError, Destination
 from core.redis_memory import is_out_of_memory
-from worker import keys, pause, shutdown
+from worker import keys, lua, pause, shutdown
 from worker.context import WorkerContext
 from worker.lane_cut import LanePlan, cut_plan, due_targets, filling_targets, read_chunks
 from worker.lane_plan import decode_payload, encode_payload, split_targets, wire_rows
@@ -49,8 +48,8 @@ from worker.tiktok.errors import TikTokError
 
 log = structlog.get_logger(__name__)
 
-_ACK = Path(__file__).with_name("lane_ack.lua").read_text()
-_FINISH = Path(__file__).with_name("lane_finish.lua").read_text()
+_ACK = lua.source("lane_ack")
+_FINISH = lua.source("lane_finish")
 # How far ahead a slot is reserved; a wait longer than RESERVE_AHEAD is slept off before asking again, and one
 # longer than WAIT_IN_PLACE (a cooldown) ends the drain instead, the lane due again when it ends.
 RESERVE_AHEAD = 1.0

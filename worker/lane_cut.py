@@ -11,12 +11,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import orjson
 
-from worker import keys
+from worker import keys, lua
 from worker.context import WorkerContext
 from worker.event_order import latest_per_user
 from worker.lane_plan import LaneRequest, encode_payload, plan_lane
@@ -28,7 +27,7 @@ from worker.tiktok.errors import TikTokError
 # Stream entries read per target per round, and targets read per round trip.
 ENTRIES_PER_TARGET = 256
 FIRST_READ = 16  # entries of each target in a round's first read
-_READ = Path(__file__).with_name("lane_read.lua").read_text()
+_READ = lua.source("lane_read")
 TARGETS_PER_READ = 500
 _ENTRY_FIELD = ENTRY_FIELD.encode()
 

@@ -27,15 +27,14 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any, Literal, cast
 
 import orjson
 import redis
 
-from worker import keys, metrics
+from worker import keys, lua, metrics
 
-_INDEX = Path(__file__).with_name("ledger_index.lua").read_text()
+_INDEX = lua.source("ledger_index")
 
 Status = Literal["pending", "delivering", "retrying", "delivered", "dead", "paused", "shadow"]
 STATUSES: tuple[Status, ...] = ("pending", "delivering", "retrying", "delivered", "dead", "paused", "shadow")

@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from importlib import resources
 
 from redis import Redis
 
-from worker import keys, metrics
+from worker import keys, lua, metrics
 
-_SCRIPT = resources.files(__package__ or "worker").joinpath("limiter.lua").read_text(encoding="utf-8")
+_SCRIPT = lua.source("limiter")
 _MICROS = 1_000_000
 
 

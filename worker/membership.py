@@ -28,12 +28,11 @@ import hashlib
 import time
 import zlib
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, TypeAlias
 
 import redis
 
-from worker import keys
+from worker import keys, lua
 from worker.event_order import (
     EVENT_MS_OFFSET,
     METRIC_SUPERSEDED,
@@ -46,9 +45,8 @@ from worker.event_order import (
 from worker.operations import ADID_TYPE_CODE, ADID_TYPE_FROM_CODE, PackedOperation
 
 # Sent as EVAL with every call (a registered script in a pipeline costs a SCRIPT EXISTS round trip of its own,
-# and EVALSHA inside a delivery transaction could fail alone after a Redis restart): without its comments.
-_SCRIPT = "\n".join(line for line in Path(__file__).with_name("membership.lua").read_text().splitlines()
-                    if not line.lstrip().startswith("--"))
+# and EVALSHA inside a delivery transaction could fail alone after a Redis restart).
+_SCRIPT = lua.source("membership")
 _CHUNK = 5000  # operations per script call, so one call never blocks Redis for long
 
 # One audience's share of the work: (target, operations, acceptance ms standing in for unknown event times;

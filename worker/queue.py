@@ -26,13 +26,12 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import redis
 import redis.asyncio as aioredis
 
-from worker import keys
+from worker import keys, lua
 from worker.keys import Target
 from worker.operations import ACTION_CODE, ADID_TYPE_CODE, Operation, encode_entry
 
@@ -55,7 +54,7 @@ def backlog_after(reply: Any, grouped: dict[str, list[list[Any]]], ceiling: int)
     if value < 0:
         raise BacklogCeiling(-1 - value, ceiling, sum(len(packed) for packed in grouped.values()))
     return value
-_ENQUEUE = Path(__file__).with_name("enqueue.lua").read_text()
+_ENQUEUE = lua.source("enqueue")
 
 
 def group_by_target(operations: Iterable[Operation]) -> dict[str, list[list[Any]]]:

@@ -11,20 +11,19 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import redis
 import structlog
 
 from core.redis_memory import OutOfMemoryEpisode
 from core.settings import Settings
-from worker import keys
+from worker import keys, lua
 from worker.creates import creates_due
 from worker.ledger import Ledger
 
 log = structlog.get_logger(__name__)
 
-_CLAIM = Path(__file__).with_name("claim_due.lua").read_text()
+_CLAIM = lua.source("claim_due")
 _CLAIM_AT_ONCE = 500
 _MAINTENANCE_EVERY = 15.0
 _CREATES_EVERY = 0.5  # how often to look at the legacy createAudience stream

@@ -21,26 +21,15 @@ from collections.abc import Callable
 import redis
 import structlog
 
-from worker import keys
+from worker import keys, lua
 
 log = structlog.get_logger(__name__)
 
 LEASE_KEY = f"{keys.PREFIX}:scheduler:lease"
 _RETRY = 1.0  # seconds between a standby's attempts
 
-# Extend (or take back, after it ran out) the lease only while this holder's id is in it.
-_RENEW = """
-local held = redis.call('GET', KEYS[1])
-if held == ARGV[1] or held == false then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-return 0
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
+_RENEW = lua.source("scheduler_lease_renew")
+_RELEASE = lua.source("scheduler_lease_release")
 
 
 def holder_id() -> str:

@@ -9,12 +9,13 @@ fenced by the token (see lane_ack.lua), so a holder that lost its lock cannot ac
 from __future__ import annotations
 
 import secrets
-from pathlib import Path
 from typing import Any
 
 import redis
 
-_SCRIPT = (Path(__file__).with_name("target_lock.lua")).read_text()
+from worker import lua
+
+_SCRIPT = lua.source("target_lock")
 
 
 class TargetLock:

@@ -17,7 +17,6 @@ import orjson
 from core.destinations import DEFAULT_INTEGRATION_NAME, ConfigError, Destination, load_destinations
 from core.settings import Settings, get_settings
 from tiktok_audiences.commands.output import fail
-from tiktok_audiences.segment_import import SegmentImportError, convert, read_documents
 
 if TYPE_CHECKING:
     from tiktok_audiences.commands.handler import Subparsers
@@ -99,6 +98,8 @@ def config_check(path: str) -> int:
 
 
 def import_segment(paths: list[str], output: str | None, dest_id: str | None) -> int:
+    from tiktok_audiences.segment_import import SegmentImportError, convert, read_documents
+
     try:
         destination, subscriptions = read_documents(paths)
         result = convert(destination, subscriptions, dest_id)

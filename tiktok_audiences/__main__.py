@@ -1,3 +1,5 @@
+"""``python -m tiktok_audiences``: the same as the ``tiktok-audiences`` console script."""
+
 import sys
 
 from tiktok_audiences.cli import main

@@ -1,5 +1,5 @@
-"""``tiktok-audiences config import-segment FILE...``: a destinations file from a Segment TikTok Audiences
-destination, as Segment's Public API describes it.
+"""A destinations file from a Segment TikTok Audiences destination, as Segment's Public API describes it (the
+conversion behind ``tiktok-audiences config import-segment FILE...``).
 
 The input is what ``GET /destinations/{id}`` and ``GET /destinations/{id}/subscriptions`` answer (their
 ``data`` envelopes, or the inner ``destination`` / ``subscriptions`` objects), in one file or several, JSON or
@@ -25,7 +25,6 @@ import yaml
 
 from core.destinations import ConfigError, Destination
 from producer.mappings import ACTIONS, compile_mapping
-from tiktok_audiences.output import fail
 
 SEGMENT_SLUG = "actions-tiktok-audiences"
 TOKEN_ENV = "TIKTOK_ACCESS_TOKEN"
@@ -251,30 +250,3 @@ def _indented(mapping: dict[str, Any], indent: str) -> list[str]:
 
 
 # ----------------------------------------------------------------------------------------------- command
-
-
-def import_segment(paths: list[str], output: str | None, dest_id: str | None) -> int:
-    try:
-        destination, subscriptions = read_documents(paths)
-        result = convert(destination, subscriptions, dest_id)
-    except (SegmentImportError, ConfigError, ValueError) as exc:
-        return fail(str(exc), 1)
-    if output and output != "-":
-        target = Path(output)
-        if target.exists():
-            return fail(f"{output} exists; choose another --output (nothing was written)", 1)
-        target.write_text(result.text)
-        where = output
-    else:
-        sys.stdout.write(result.text)
-        where = "standard output"
-    err = sys.stderr
-    err.write(
-        f"imported {result.mappings} mapping(s) and {result.disabled} disabled subscription(s) "
-        f"(as comments) to {where}\n"
-    )
-    if result.not_carried:
-        err.write("not carried over:\n")
-        for line in result.not_carried:
-            err.write(f"  - {line}\n")
-    return 0

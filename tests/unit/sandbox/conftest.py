@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from sandbox import SandboxThread
-from tests.unit.sandbox.sandbox_testkit import ADVERTISER, Api
+from tests.support.sandbox import ADVERTISER, Api
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import pytest
 from sandbox import SandboxAdmin, SandboxAdminError
 from sandbox.config import SandboxConfig
 from sandbox.state import SandboxState, token_id
-from tests.unit.sandbox.sandbox_testkit import ADVERTISER, TOKEN, Api, sha
+from tests.support.sandbox import ADVERTISER, TOKEN, Api, sha
 
 CALL_FIELDS = {
     "seq", "time", "token_id", "advertiser_id", "audience_id", "action", "rows",

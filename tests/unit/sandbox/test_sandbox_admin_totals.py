@@ -3,7 +3,7 @@ watching thousands of audiences reads them."""
 
 from __future__ import annotations
 
-from tests.unit.sandbox.sandbox_testkit import ADVERTISER, OTHER_ADVERTISER, Api, sha
+from tests.support.sandbox import ADVERTISER, OTHER_ADVERTISER, Api, sha
 
 
 def test_counters_count_every_call_by_endpoint(api: Api, audience: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from tests.unit.sandbox.sandbox_testkit import ADVERTISER, OTHER_ADVERTISER, Answer, Api
+from tests.support.sandbox import ADVERTISER, OTHER_ADVERTISER, Answer, Api
 
 
 def _create(api: Api, name: str, advertiser: str = ADVERTISER, **extra: str) -> Answer:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from sandbox.state import token_id
-from tests.unit.sandbox.sandbox_testkit import ADVERTISER, OTHER_ADVERTISER, TOKEN, Api
+from tests.support.sandbox import ADVERTISER, OTHER_ADVERTISER, TOKEN, Api
 
 
 def test_a_call_without_a_token_is_refused_with_40104(api: Api, audience: str) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from sandbox import SandboxAdminError
 from sandbox.faults import FaultInjector
-from tests.unit.sandbox.sandbox_testkit import TOKEN, Api, sha
+from tests.support.sandbox import TOKEN, Api, sha
 
 
 def _wait_for_a_fresh_second() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.unit.sandbox.sandbox_testkit import Api, sha
+from tests.support.sandbox import Api, sha
 
 
 def test_add_puts_every_identifier_of_every_row_in(api: Api, audience: str) -> None:

@@ -4,7 +4,7 @@ is refused and issues nothing. /user/info/ answers for a valid token only."""
 from __future__ import annotations
 
 from sandbox.config import DEFAULT_ADVERTISERS
-from tests.unit.sandbox.sandbox_testkit import Answer, Api
+from tests.support.sandbox import Answer, Api
 
 GOOD = {"app_id": "sandbox-app", "secret": "sandbox-secret", "auth_code": "sandbox-auth-code"}
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sandbox import SandboxAdmin, SandboxConfig, SandboxThread
 from sandbox.config import DEFAULT_ADVERTISERS, DEFAULT_TOKEN
-from tests.unit.sandbox.sandbox_testkit import ADVERTISER, Api
+from tests.support.sandbox import ADVERTISER, Api
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 

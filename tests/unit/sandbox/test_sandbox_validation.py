@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from sandbox.validation import MappingHeader, check_batch_data
-from tests.unit.sandbox.sandbox_testkit import ADVERTISER, OTHER_ADVERTISER, Api, sha
+from tests.support.sandbox import ADVERTISER, OTHER_ADVERTISER, Api, sha
 
 Body = dict[str, Any]
 

@@ -7,7 +7,7 @@ import orjson
 
 from producer.identifiers import hash_email
 from sandbox.admin import SandboxAdmin
-from tests.unit.sandbox.sandbox_testkit import Api
+from tests.support.sandbox import Api
 from tiktok_audiences.bench_grid import AUTO, EXISTING, GridCell
 from tiktok_audiences.bench_grid_run import (
     MembershipCheck,

@@ -13,8 +13,9 @@ from rich.console import Console
 
 from core.destinations import parse_destinations
 from core.settings import Settings
-from tiktok_audiences import operator, watch
+from tiktok_audiences import watch
 from tiktok_audiences.cli import build_parser
+from tiktok_audiences.commands import stats
 from tiktok_audiences.watch_sample import Sampler, token_destinations
 from worker import keys, pause
 from worker.keys import Target
@@ -245,7 +246,7 @@ def test_redis_going_away_is_shown_and_the_watch_goes_on(clock: FakeClock) -> No
 
 def _stats(settings: Settings, client: fakeredis.FakeRedis, *argv: str) -> int:
     args = build_parser().parse_args(["stats", *argv])
-    return operator.stats(args, settings, client)
+    return stats.stats(args, settings, client)
 
 
 def test_stats_watch_runs_the_live_view_until_ctrl_c(settings: Settings, client: fakeredis.FakeRedis,

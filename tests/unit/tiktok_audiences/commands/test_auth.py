@@ -20,8 +20,8 @@ from sandbox.config import (
     DEFAULT_AUTH_CODE,
     DEFAULT_TOKEN,
 )
-from tests.unit.tiktok_audiences.conftest import TOKEN_ENV
-from tiktok_audiences.auth import write_secret_file
+from tests.support.cli import TOKEN_ENV
+from tiktok_audiences.commands.auth import write_secret_file
 
 Cli = Callable[..., int]
 SECRET_ENV = "TTA_UNIT_APP_SECRET"

@@ -9,7 +9,7 @@ import pytest
 
 from sandbox.admin import SandboxAdmin
 from sandbox.config import DEFAULT_ADVERTISERS, DEFAULT_TOKEN
-from tests.unit.tiktok_audiences.conftest import ADVERTISER
+from tests.support.cli import ADVERTISER
 from worker import keys
 from worker.keys import Target
 from worker.membership import Membership

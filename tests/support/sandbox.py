@@ -1,8 +1,5 @@
-"""Helpers for the sandbox tests: a tiny synchronous TikTok client that returns whatever came back (status,
-envelope) instead of raising, and the constants the sandbox starts with.
-
-A plain module rather than conftest, so test files can import it by its full dotted name.
-"""
+"""For tests that talk to the sandbox: a tiny synchronous TikTok client that returns whatever came back
+(status, envelope) instead of raising, and the constants the sandbox starts with."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``tiktok-audiences auth exchange|check``: connect a TikTok account, and verify the tokens in use.
+"""``auth exchange|check``: connect a TikTok account, and verify the tokens in use.
 
 ``exchange`` trades the ``auth_code`` TikTok hands to the app's redirect URL for a long-lived access token
 (``/oauth2/access_token/``) and writes it to a file only its owner can read; a destination names that file as
@@ -21,18 +21,35 @@ import getpass
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from core.destinations import ConfigError, Destination, load_destinations
 from core.logging import add_secrets
 from core.settings import Settings
-from tiktok_audiences.output import fail
-from worker.tiktok.client import TikTokClient
-from worker.tiktok.errors import AuthError, TikTokError, TransientError
+from tiktok_audiences.commands.output import fail
+
+if TYPE_CHECKING:
+    from tiktok_audiences.commands.handler import Subparsers
+    from worker.tiktok.client import TikTokClient
 
 DEFAULT_TOKEN_FILE = "tiktok-access-token"
+
+
+def register(sub: Subparsers) -> None:
+    """``auth exchange`` and ``auth check``."""
+    auth = sub.add_parser("auth", help="TikTok authorisation").add_subparsers(dest="verb", required=True)
+    p = auth.add_parser("exchange", help="exchange an OAuth auth code for an access token")
+    p.add_argument("--app-id", required=True)
+    p.add_argument("--secret-env", required=True, help="environment variable holding the app secret")
+    p.add_argument("--auth-code-env", metavar="VAR",
+                   help="environment variable holding the auth code (default: read it from stdin)")
+    p.add_argument("--auth-code", help=argparse.SUPPRESS)  # refused: argv is visible to every user in ps
+    p.add_argument("--write", help="write the token to this file (mode 0600)")
+    p.set_defaults(handler=exchange)
+    p = auth.add_parser("check", help="verify each destination's token")
+    p.set_defaults(handler=check)
 
 
 def write_secret_file(path: Path, secret: str) -> None:
@@ -53,6 +70,8 @@ def write_secret_file(path: Path, secret: str) -> None:
 
 
 async def _exchange(settings: Settings, app_id: str, secret: str, auth_code: str) -> dict[str, Any]:
+    from worker.tiktok.client import TikTokClient
+
     async with TikTokClient(settings.tiktok_api_base_url, timeout=settings.http_timeout) as client:
         return await client.exchange_auth_code(app_id, secret, auth_code)
 
@@ -84,6 +103,8 @@ def read_auth_code(args: argparse.Namespace) -> str:
 
 
 def exchange(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.tiktok.errors import TikTokError, TransientError
+
     if args.auth_code:
         return fail("--auth-code would show the auth code to every user of this machine (ps); put it in an "
                     "environment variable named by --auth-code-env, or pipe it to stdin")
@@ -143,6 +164,8 @@ def _source(destination: Destination) -> str:
 
 
 async def _check_all(settings: Settings, destinations: list[Destination]) -> list[tuple[bool, str]]:
+    from worker.tiktok.client import TikTokClient
+
     results = []
     async with TikTokClient(settings.tiktok_api_base_url, timeout=settings.http_timeout) as client:
         for destination in destinations:
@@ -151,6 +174,8 @@ async def _check_all(settings: Settings, destinations: list[Destination]) -> lis
 
 
 async def _check_one(client: TikTokClient, destination: Destination) -> tuple[bool, str]:
+    from worker.tiktok.errors import AuthError, TikTokError
+
     name = destination.id
     try:
         token = destination.access_token()

@@ -10,10 +10,11 @@ import orjson
 import pytest
 
 from core.settings import Settings
-from tests.unit.tiktok_audiences.conftest import ADVERTISER
+from tests.support.cli import ADVERTISER
 from tiktok_audiences.cli import build_parser
-from tiktok_audiences.resync import audiences_resync
-from tiktok_audiences.shadow import parse_moment, shadow_report_command
+from tiktok_audiences.commands.audiences import audiences_resync
+from tiktok_audiences.commands.shadow import shadow_report_command
+from tiktok_audiences.commands.times import parse_moment
 from worker import keys
 from worker.keys import Target
 from worker.ledger import BatchRecord, Ledger

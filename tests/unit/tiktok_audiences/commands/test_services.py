@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from tiktok_audiences import cli
 from tiktok_audiences.bench_run import StackOptions, intake_command
-from tiktok_audiences.cli import build_parser, default_intake_processes, usable_cpus
+from tiktok_audiences.cli import build_parser
+from tiktok_audiences.commands import services
+from tiktok_audiences.commands.services import default_intake_processes, usable_cpus
 
 
 def test_serve_without_workers_leaves_the_choice_to_the_default() -> None:
@@ -18,8 +19,8 @@ def test_serve_without_workers_leaves_the_choice_to_the_default() -> None:
 
 def test_the_default_is_one_process_per_core_this_process_may_use(monkeypatch: pytest.MonkeyPatch,
                                                                    tmp_path: Path) -> None:
-    monkeypatch.setattr(cli.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
-    monkeypatch.setattr(cli, "CGROUP_CPU_MAX", tmp_path / "absent")
+    monkeypatch.setattr(services.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.setattr(services, "CGROUP_CPU_MAX", tmp_path / "absent")
 
     assert usable_cpus() == 4
     assert default_intake_processes(8080) == 4
@@ -29,9 +30,9 @@ def test_the_default_is_one_process_per_core_this_process_may_use(monkeypatch: p
                                                    ("50000 100000\n", 1), ("800000 100000\n", 4)])
 def test_a_container_cpu_quota_lowers_the_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                   cpu_max: str, expected: int) -> None:
-    monkeypatch.setattr(cli.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.setattr(services.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
     (tmp_path / "cpu.max").write_text(cpu_max)
-    monkeypatch.setattr(cli, "CGROUP_CPU_MAX", tmp_path / "cpu.max")
+    monkeypatch.setattr(services, "CGROUP_CPU_MAX", tmp_path / "cpu.max")
 
     assert usable_cpus() == expected
 

@@ -1,38 +1,38 @@
-"""``tiktok-audiences shadow report``: what shadow destinations would have sent, per audience and time range."""
+"""``shadow report``: what shadow destinations would have sent, per audience and time range."""
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import redis
 
 from core.settings import Settings
-from tiktok_audiences.operator import parse_duration
-from tiktok_audiences.output import fail, print_json, print_table, when
-from worker.ledger import Ledger
-from worker.shadow_report import shadow_report
+from tiktok_audiences.commands.batches import open_ledger
+from tiktok_audiences.commands.handler import WithRedis
+from tiktok_audiences.commands.output import fail, print_json, print_table, when
+from tiktok_audiences.commands.times import parse_moment
+
+if TYPE_CHECKING:
+    from tiktok_audiences.commands.handler import Subparsers
 
 
-def parse_moment(text: str, now: float) -> float:
-    """A point in time: a duration ago (``4h``, ``90m``), or an ISO 8601 time (UTC unless it says otherwise)."""
-    try:
-        return now - parse_duration(text)
-    except ValueError:
-        pass
-    try:
-        moment = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"cannot read time {text!r}: use a duration ago (4h, 90m, 2d) or an ISO 8601 time "
-                         "(2026-01-31T12:00)") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return moment.timestamp()
+def register(sub: Subparsers) -> None:
+    """``shadow report``."""
+    shadow = sub.add_parser("shadow", help="shadow destinations").add_subparsers(dest="verb", required=True)
+    p = shadow.add_parser("report", help="adds and removes per audience that shadow destinations recorded")
+    p.add_argument("--since", default="24h", help="a duration ago (4h) or an ISO 8601 time (default 24h)")
+    p.add_argument("--until", help="a duration ago or an ISO 8601 time (default now)")
+    p.add_argument("--audience", help="only this audience id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=WithRedis(shadow_report_command))
 
 
 def shadow_report_command(args: argparse.Namespace, settings: Settings, client: redis.Redis) -> int:
+    from worker.shadow_report import shadow_report
+
     now = time.time()
     try:
         since = parse_moment(args.since, now)
@@ -41,9 +41,7 @@ def shadow_report_command(args: argparse.Namespace, settings: Settings, client: 
         return fail(str(exc))
     if until < since:
         return fail(f"--until ({when(until)}) is before --since ({when(since)})")
-    ledger = Ledger(client, delivered_retention=settings.delivered_retention,
-                    dead_retention=settings.dead_retention)
-    report = shadow_report(client, ledger, since, until, args.audience)
+    report = shadow_report(client, open_ledger(settings, client), since, until, args.audience)
     if args.json:
         print_json(report.to_json())
         return 0

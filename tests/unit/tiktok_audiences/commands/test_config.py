@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tiktok_audiences.config_check import config_check
+from tiktok_audiences.commands.config import config_check
 
 CONFIG = """
 destinations:

@@ -24,11 +24,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from core.settings import Settings
+
+if TYPE_CHECKING:
+    from worker.celery_app import DeliveryCelery
 
 log = structlog.get_logger(__name__)
 
@@ -37,20 +40,22 @@ RESTARTS_ALLOWED = 5  # within RESTART_WINDOW seconds; one more and the worker e
 RESTART_WINDOW = 60.0
 
 
-def run_scheduler(settings: Settings, processes: int | None = None,
+def run_scheduler(app: DeliveryCelery, processes: int | None = None,
                   stop: threading.Event | None = None) -> None:
-    """Schedule under the fleet's lease until ``stop`` (or SIGTERM/SIGINT when no event is given)."""
+    """Schedule under the fleet's lease until ``stop`` (or SIGTERM/SIGINT when no event is given), sending
+    tasks through ``app`` and reading its Settings."""
     from core.redis_client import BROKER_GAUGE, SCHEDULER, redis_from_url
     from worker import metrics
-    from worker.celery_app import CREATE_TASK, DRAIN_QUEUE, DRAIN_TASK, make_celery
+    from worker.celery_app import DRAIN_QUEUE
     from worker.scheduler_guard import GuardedScheduler, QueueGuard
     from worker.scheduler_lease import SchedulerLease, run_under_lease
+    from worker.tasks import CREATE_TASK, DRAIN_TASK
 
     if stop is None:
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
-    app = make_celery(settings)
+    settings = app.settings
     # Timeouts: a Redis that vanishes without closing the connection must not hang the scheduler forever.
     client = redis_from_url(settings.redis_url, SCHEDULER)
 
@@ -79,7 +84,9 @@ def _stop_when_orphaned(stop: threading.Event, parent: int) -> None:
 
 
 def _scheduler_process(settings: Settings, processes: int | None, parent: int) -> None:
+    """The worker's scheduler child (a fresh interpreter): its own app, made from the worker's Settings."""
     from core.logging import configure_logging
+    from worker.celery_app import make_celery
 
     configure_logging(settings)
     stop = threading.Event()
@@ -87,7 +94,7 @@ def _scheduler_process(settings: Settings, processes: int | None, parent: int) -
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     threading.Thread(target=_stop_when_orphaned, args=(stop, parent), name="tta-parent-watch",
                      daemon=True).start()
-    run_scheduler(settings, processes, stop)
+    run_scheduler(make_celery(settings), processes, stop)
 
 
 class SchedulerSupervisor:
@@ -268,11 +275,12 @@ def run_worker(settings: Settings, *, concurrency: int | None = None, loglevel: 
         return 2
     if supervisor is not None:
         supervisor.start()
-    os.environ.setdefault("REDIS_URL", settings.redis_url)
     from celery.signals import worker_init, worker_shutting_down
 
     from core.logging import keep_celery_logging
-    from worker.celery_app import app
+    from worker.celery_app import make_celery
+
+    app = make_celery(settings)  # its pool processes run their tasks with these Settings (worker.tasks)
 
     # Every line JSON: Celery logs through our set-up, and its text banner is replaced by one log line.
     keep_celery_logging()
@@ -335,8 +343,10 @@ def run_scheduler_role(settings: Settings, *, metrics_port: int | None = None) -
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     health = WorkerHealth(settings, None)
-    worker = threading.Thread(target=run_scheduler, args=(settings, None, stop), name="tta-scheduler",
-                              daemon=True)
+    from worker.celery_app import make_celery
+
+    worker = threading.Thread(target=run_scheduler, args=(make_celery(settings), None, stop),
+                              name="tta-scheduler", daemon=True)
 
     def alive() -> str | None:
         return None if worker.is_alive() else "the scheduler has stopped"

@@ -19,16 +19,17 @@ from celery import Celery
 
 from core.redis_client import broker_options
 from core.settings import Settings
-from worker.tasks import register_tasks
+from worker.tasks import TaskRuntime, register_tasks
 
 DRAIN_QUEUE = "tta.drain"
 
 
 class DeliveryCelery(Celery):
     """A Celery app that keeps the Settings it was made from, for whoever sends tasks through it (the
-    scheduler) as for the tasks it runs."""
+    scheduler), and the runtime its tasks run with (built from those same Settings)."""
 
     settings: Settings
+    runtime: TaskRuntime
 
 
 def make_celery(settings: Settings) -> DeliveryCelery:
@@ -73,5 +74,5 @@ def make_celery(settings: Settings) -> DeliveryCelery:
         worker_send_task_events=settings.task_events,
         task_send_sent_event=settings.task_events,
     )
-    register_tasks(app, settings)
+    app.runtime = register_tasks(app, settings)
     return app

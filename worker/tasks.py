@@ -55,6 +55,8 @@ class TaskRuntime:
     def close(self, **_: object) -> None:
         if self._loop is not None and self._context is not None:
             self._loop.run_until_complete(self._context.client.close())
+            self._loop.close()
+        self._loop = self._context = None
 
 
 def register_tasks(app: Celery, settings: Settings) -> TaskRuntime:

@@ -264,8 +264,12 @@ def run_worker(settings: Settings, *, concurrency: int | None = None, loglevel: 
         lower_priority(settings.worker_nice)
     cleanup = share_metrics_between_processes() if port else (lambda: None)
     from worker import shutdown  # maps the stop flag before the pool forks
+    from worker.celery_app import make_celery
 
-    supervisor = SchedulerSupervisor(settings, concurrency) if with_scheduler else None
+    # The command's one app: its pool processes run their tasks with its Settings (worker.tasks), and the
+    # scheduler child makes its own from the same Settings (a spawned interpreter cannot share the object).
+    app = make_celery(settings)
+    supervisor = SchedulerSupervisor(app.settings, concurrency) if with_scheduler else None
     health = WorkerHealth(settings, supervisor)
     try:
         probes = start_probes(settings, port, health.alive, health.ready) if port else None
@@ -278,9 +282,6 @@ def run_worker(settings: Settings, *, concurrency: int | None = None, loglevel: 
     from celery.signals import worker_init, worker_shutting_down
 
     from core.logging import keep_celery_logging
-    from worker.celery_app import make_celery
-
-    app = make_celery(settings)  # its pool processes run their tasks with these Settings (worker.tasks)
 
     # Every line JSON: Celery logs through our set-up, and its text banner is replaced by one log line.
     keep_celery_logging()

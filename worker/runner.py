@@ -24,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
@@ -97,22 +97,46 @@ def _scheduler_process(settings: Settings, processes: int | None, parent: int) -
     run_scheduler(make_celery(settings), processes, stop)
 
 
-class SchedulerSupervisor:
-    """The worker's scheduler child: started, watched, started again when it dies."""
+class ChildProcess(Protocol):
+    """What the supervisor uses of its scheduler's process."""
 
-    def __init__(self, settings: Settings, processes: int | None) -> None:
+    @property
+    def pid(self) -> int | None: ...
+
+    @property
+    def exitcode(self) -> int | None: ...
+
+    def is_alive(self) -> bool: ...
+
+    def terminate(self) -> None: ...
+
+    def kill(self) -> None: ...
+
+    def join(self, timeout: float | None = None) -> None: ...
+
+
+class SchedulerSupervisor:
+    """The worker's scheduler child: started, watched, started again when it dies. ``spawn`` starts one (by
+    default a fresh interpreter running the scheduler with ``settings``)."""
+
+    def __init__(self, settings: Settings, processes: int | None,
+                 spawn: Callable[[], ChildProcess] | None = None) -> None:
         self._settings = settings
         self._processes = processes
-        self._context = multiprocessing.get_context("spawn")
-        self.process: BaseProcess | None = None
+        self._spawn = spawn or self._spawn_scheduler
+        self.process: ChildProcess | None = None
         self._restarts: deque[float] = deque()
         self.gave_up = False
 
-    def start(self) -> None:
-        self.process = self._context.Process(
+    def _spawn_scheduler(self) -> BaseProcess:
+        process = multiprocessing.get_context("spawn").Process(
             target=_scheduler_process, args=(self._settings, self._processes, os.getpid()),
             name="tta-scheduler", daemon=True)
-        self.process.start()
+        process.start()
+        return process
+
+    def start(self) -> None:
+        self.process = self._spawn()
 
     def alive(self) -> bool:
         return self.process is not None and self.process.is_alive()

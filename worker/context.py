@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Protocol
 
 import structlog
 from redis import Redis
@@ -22,6 +22,7 @@ from worker.audiences import AudienceApi
 from worker.ledger import Ledger
 from worker.limiter import RateLimiter
 from worker.membership import Membership
+from worker.operations import Action
 from worker.tiktok.client import Response, TikTokClient
 from worker.tiktok.wire import AudienceRow
 
@@ -39,7 +40,7 @@ class Destinations(Protocol):
 class DeliveryApi(AudienceApi, Protocol):
     """The part of TikTok's API a drain calls: audiences (created, checked, listed) and the mapping requests."""
 
-    async def send_rows(self, token: str, advertiser_ids: Sequence[str], action: Literal["add", "delete"],
+    async def send_rows(self, token: str, advertiser_ids: Sequence[str], action: Action,
                         rows: Sequence[AudienceRow]) -> Response: ...
 
     async def close(self) -> None: ...

@@ -1,4 +1,10 @@
-"""The Celery application: one task, ``tta.drain``, that drains one target.
+"""The Celery application, made by :func:`make_celery` from a :class:`~core.settings.Settings`: two tasks,
+``tta.drain`` (drains lanes) and ``tta.create_audiences`` (the legacy createAudience stream), registered on
+each app the factory makes (worker.tasks).
+
+No app exists until a command makes one: the worker, its scheduler and the scheduler role each build theirs
+from the Settings of the command that started them, and the worker's pool processes (forked from it) run their
+tasks with those same Settings, whatever the environment says.
 
 The broker is ``TTA_BROKER_URL`` (default: ``REDIS_URL``), in any form core.redis_client takes, Sentinel
 included. Configured for delivery work: late acks and prefetch 1 (a task lost with its worker is not lost work: the
@@ -12,16 +18,26 @@ from __future__ import annotations
 from celery import Celery
 
 from core.redis_client import broker_options
-from core.settings import Settings, get_settings
+from core.settings import Settings
+from worker.tasks import TaskRuntime, register_tasks
 
-DRAIN_TASK = "tta.drain"
-CREATE_TASK = "tta.create_audiences"  # legacy createAudience requests (worker.creates)
 DRAIN_QUEUE = "tta.drain"
 
 
-def make_celery(settings: Settings) -> Celery:
+class DeliveryCelery(Celery):
+    """A Celery app that keeps the Settings it was made from, for whoever sends tasks through it (the
+    scheduler), and the runtime its tasks run with (built from those same Settings)."""
+
+    settings: Settings
+    runtime: TaskRuntime
+
+
+def make_celery(settings: Settings) -> DeliveryCelery:
+    """The one way to get the app: configured from ``settings``, its tasks registered, nothing read from the
+    environment."""
     broker, sentinel_options = broker_options(settings.broker_url)
-    app = Celery("tiktok_audiences", broker=broker, include=["worker.tasks"])
+    app = DeliveryCelery("tiktok_audiences", broker=broker)
+    app.settings = settings
     app.conf.update(
         task_acks_late=True,
         worker_prefetch_multiplier=1,
@@ -58,7 +74,5 @@ def make_celery(settings: Settings) -> Celery:
         worker_send_task_events=settings.task_events,
         task_send_sent_event=settings.task_events,
     )
+    app.runtime = register_tasks(app, settings)
     return app
-
-
-app = make_celery(get_settings())

@@ -116,6 +116,9 @@ def _encode(values: dict[str, Any]) -> dict[str, bytes]:
 
 
 class Ledger:
+    """The batch records in Redis: drains stage and update them in the same transactions as their plans, and
+    operators list, inspect and replay them; each status keeps its record only as long as its retention."""
+
     def __init__(self, client: redis.Redis, *, delivered_retention: float, dead_retention: float) -> None:
         self._redis = client
         self._delivered_retention = int(delivered_retention)

@@ -24,11 +24,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
 from core.settings import Settings
+
+if TYPE_CHECKING:
+    from worker.celery_app import DeliveryCelery
 
 log = structlog.get_logger(__name__)
 
@@ -37,20 +40,22 @@ RESTARTS_ALLOWED = 5  # within RESTART_WINDOW seconds; one more and the worker e
 RESTART_WINDOW = 60.0
 
 
-def run_scheduler(settings: Settings, processes: int | None = None,
+def run_scheduler(app: DeliveryCelery, processes: int | None = None,
                   stop: threading.Event | None = None) -> None:
-    """Schedule under the fleet's lease until ``stop`` (or SIGTERM/SIGINT when no event is given)."""
+    """Schedule under the fleet's lease until ``stop`` (or SIGTERM/SIGINT when no event is given), sending
+    tasks through ``app`` and reading its Settings."""
     from core.redis_client import BROKER_GAUGE, SCHEDULER, redis_from_url
     from worker import metrics
-    from worker.celery_app import CREATE_TASK, DRAIN_QUEUE, DRAIN_TASK, make_celery
+    from worker.celery_app import DRAIN_QUEUE
     from worker.scheduler_guard import GuardedScheduler, QueueGuard
     from worker.scheduler_lease import SchedulerLease, run_under_lease
+    from worker.tasks import CREATE_TASK, DRAIN_TASK
 
     if stop is None:
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
-    app = make_celery(settings)
+    settings = app.settings
     # Timeouts: a Redis that vanishes without closing the connection must not hang the scheduler forever.
     client = redis_from_url(settings.redis_url, SCHEDULER)
 
@@ -79,7 +84,9 @@ def _stop_when_orphaned(stop: threading.Event, parent: int) -> None:
 
 
 def _scheduler_process(settings: Settings, processes: int | None, parent: int) -> None:
+    """The worker's scheduler child (a fresh interpreter): its own app, made from the worker's Settings."""
     from core.logging import configure_logging
+    from worker.celery_app import make_celery
 
     configure_logging(settings)
     stop = threading.Event()
@@ -87,25 +94,49 @@ def _scheduler_process(settings: Settings, processes: int | None, parent: int) -
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     threading.Thread(target=_stop_when_orphaned, args=(stop, parent), name="tta-parent-watch",
                      daemon=True).start()
-    run_scheduler(settings, processes, stop)
+    run_scheduler(make_celery(settings), processes, stop)
+
+
+class ChildProcess(Protocol):
+    """What the supervisor uses of its scheduler's process."""
+
+    @property
+    def pid(self) -> int | None: ...
+
+    @property
+    def exitcode(self) -> int | None: ...
+
+    def is_alive(self) -> bool: ...
+
+    def terminate(self) -> None: ...
+
+    def kill(self) -> None: ...
+
+    def join(self, timeout: float | None = None) -> None: ...
 
 
 class SchedulerSupervisor:
-    """The worker's scheduler child: started, watched, started again when it dies."""
+    """The worker's scheduler child: started, watched, started again when it dies. ``spawn`` starts one (by
+    default a fresh interpreter running the scheduler with ``settings``)."""
 
-    def __init__(self, settings: Settings, processes: int | None) -> None:
+    def __init__(self, settings: Settings, processes: int | None,
+                 spawn: Callable[[], ChildProcess] | None = None) -> None:
         self._settings = settings
         self._processes = processes
-        self._context = multiprocessing.get_context("spawn")
-        self.process: BaseProcess | None = None
+        self._spawn = spawn or self._spawn_scheduler
+        self.process: ChildProcess | None = None
         self._restarts: deque[float] = deque()
         self.gave_up = False
 
-    def start(self) -> None:
-        self.process = self._context.Process(
+    def _spawn_scheduler(self) -> BaseProcess:
+        process = multiprocessing.get_context("spawn").Process(
             target=_scheduler_process, args=(self._settings, self._processes, os.getpid()),
             name="tta-scheduler", daemon=True)
-        self.process.start()
+        process.start()
+        return process
+
+    def start(self) -> None:
+        self.process = self._spawn()
 
     def alive(self) -> bool:
         return self.process is not None and self.process.is_alive()
@@ -257,8 +288,12 @@ def run_worker(settings: Settings, *, concurrency: int | None = None, loglevel: 
         lower_priority(settings.worker_nice)
     cleanup = share_metrics_between_processes() if port else (lambda: None)
     from worker import shutdown  # maps the stop flag before the pool forks
+    from worker.celery_app import make_celery
 
-    supervisor = SchedulerSupervisor(settings, concurrency) if with_scheduler else None
+    # The command's one app: its pool processes run their tasks with its Settings (worker.tasks), and the
+    # scheduler child makes its own from the same Settings (a spawned interpreter cannot share the object).
+    app = make_celery(settings)
+    supervisor = SchedulerSupervisor(app.settings, concurrency) if with_scheduler else None
     health = WorkerHealth(settings, supervisor)
     try:
         probes = start_probes(settings, port, health.alive, health.ready) if port else None
@@ -268,11 +303,9 @@ def run_worker(settings: Settings, *, concurrency: int | None = None, loglevel: 
         return 2
     if supervisor is not None:
         supervisor.start()
-    os.environ.setdefault("REDIS_URL", settings.redis_url)
     from celery.signals import worker_init, worker_shutting_down
 
     from core.logging import keep_celery_logging
-    from worker.celery_app import app
 
     # Every line JSON: Celery logs through our set-up, and its text banner is replaced by one log line.
     keep_celery_logging()
@@ -335,8 +368,10 @@ def run_scheduler_role(settings: Settings, *, metrics_port: int | None = None) -
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     health = WorkerHealth(settings, None)
-    worker = threading.Thread(target=run_scheduler, args=(settings, None, stop), name="tta-scheduler",
-                              daemon=True)
+    from worker.celery_app import make_celery
+
+    worker = threading.Thread(target=run_scheduler, args=(make_celery(settings), None, stop),
+                              name="tta-scheduler", daemon=True)
 
     def alive() -> str | None:
         return None if worker.is_alive() else "the scheduler has stopped"

@@ -68,6 +68,11 @@ def recount_backlog(client: redis.Redis) -> int:
 
 
 class Scheduler:
+    """Claims due lanes from the ready index and hands them to ``dispatch`` (or several to a task through
+    ``dispatch_many``), starts the createAudience consumer when its stream has work, and every so often does the
+    fleet's upkeep: recounts the backlog, puts back lanes that fell out of the ready index and prunes the
+    ledger. :meth:`run` loops until stopped, riding out Redis and broker errors."""
+
     def __init__(self, client: redis.Redis, settings: Settings, dispatch: Callable[[str], None],
                  dispatch_creates: Callable[[], None] | None = None,
                  dispatch_many: Callable[[list[str]], None] | None = None, spread: int = 2) -> None:

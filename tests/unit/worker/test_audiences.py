@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 import pytest
 
-from tests.unit.worker.conftest import ADVERTISER, TOKEN
+from tests.support.worker import ADVERTISER, TOKEN, FakeTikTok
 from worker import keys
 from worker.audience_report import known_audiences
 from worker.audiences import create_once
@@ -19,84 +17,10 @@ from worker.keys import Target
 from worker.lane import LaneDrain
 from worker.operations import Operation
 from worker.queue import enqueue
-from worker.tiktok.client import Response
 from worker.tiktok.errors import AuthError, PermanentError, ThrottledError, TransientError
 
 OTHER_ADVERTISER = "7000000000000000009"
 NATIVE = Target("dest", ADVERTISER, "@engaged")
-
-
-@dataclass
-class FakeTikTok:
-    """A TikTok that keeps audiences per advertiser and can be told to fail, or to lose a create's answer."""
-
-    audiences: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> (advertiser, name)
-    create_outcomes: list[BaseException | None] = field(default_factory=list)
-    get_outcomes: list[BaseException | None] = field(default_factory=list)
-    lose_create_answer: bool = False  # create the audience, then answer with a timeout
-    create_delay: float = 0.0
-    creates: list[str] = field(default_factory=list)
-    gets: list[str] = field(default_factory=list)
-    lists: int = 0
-    mapping_calls: int = 0
-    sent: list[tuple[str, str, int]] = field(default_factory=list)  # (action, audience id, rows)
-
-    def seed(self, advertiser_id: str, name: str) -> str:
-        audience_id = str(5_000_000_000_000_000_000 + len(self.audiences) + 1)
-        self.audiences[audience_id] = (advertiser_id, name)
-        return audience_id
-
-    async def create_audience(self, token: str, advertiser_id: str, name: str) -> str:
-        assert token == TOKEN
-        self.creates.append(name)
-        if self.create_delay:
-            await asyncio.sleep(self.create_delay)
-        outcome = self.create_outcomes.pop(0) if self.create_outcomes else None
-        if outcome is not None:
-            raise outcome
-        audience_id = self.seed(advertiser_id, name)
-        if self.lose_create_answer:
-            raise TransientError("no complete answer from TikTok: timed out after 3 s")
-        return audience_id
-
-    async def get_audiences(self, token: str, advertiser_id: str,
-                            audience_ids: Sequence[str]) -> list[dict[str, Any]]:
-        self.gets.extend(audience_ids)
-        outcome = self.get_outcomes.pop(0) if self.get_outcomes else None
-        if outcome is not None:
-            raise outcome
-        out = []
-        for audience_id in audience_ids:
-            owner, name = self.audiences.get(audience_id, ("", ""))
-            if owner != advertiser_id:
-                raise PermanentError(f"custom_audience_ids: audience {audience_id} does not exist or does "
-                                     f"not belong to advertiser {advertiser_id}", code=40002)
-            out.append({"audience_details": {"audience_id": audience_id, "name": name}})
-        return out
-
-    async def list_audiences(self, token: str, advertiser_id: str, page: int = 1,
-                             page_size: int = 100) -> dict[str, Any]:
-        self.lists += 1
-        owned = [{"audience_id": i, "name": n, "create_time": "2024-01-01 00:00:00"}
-                 for i, (a, n) in self.audiences.items() if a == advertiser_id]
-        chunk = owned[(page - 1) * page_size : page * page_size]
-        return {"list": chunk, "page_info": {"page": page, "total_page": -(-len(owned) // page_size)}}
-
-    async def send_mapping(self, token: str, advertiser_id: str, action: str, audience_id: str,
-                           rows: Sequence[dict[str, str]]) -> Response:
-        self.sent.append((action, audience_id, len(rows)))
-        return Response(code=0, message="OK", request_id="req", data={}, http_status=200, elapsed=0.0)
-
-    async def send_rows(self, token: str, advertiser_ids: Sequence[str], action: str,
-                        rows: Sequence[Any]) -> Response:
-        self.mapping_calls += 1
-        audiences = list(dict.fromkeys(a for row in rows for a in row.audience_ids))
-        for audience_id in audiences:
-            self.sent.append((action, audience_id, sum(audience_id in row.audience_ids for row in rows)))
-        return Response(code=0, message="OK", request_id="req", data={}, http_status=200, elapsed=0.0)
-
-    async def close(self) -> None:
-        return None
 
 
 @pytest.fixture

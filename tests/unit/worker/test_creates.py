@@ -9,8 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.unit.worker.conftest import ADVERTISER
-from tests.unit.worker.test_audiences import FakeTikTok
+from tests.support.worker import ADVERTISER, FakeTikTok
 from worker import keys
 from worker.audience_report import known_audiences
 from worker.creates import CONSUMER_LOCK, creates_due, process_creates

@@ -3,34 +3,16 @@ does to a batch."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
-from tests.unit.worker.conftest import ADVERTISER
+from tests.support.worker import ADVERTISER, TARGET, accept, drain, email
 from worker import keys
 from worker.keys import Target
 from worker.lane import LaneDrain
 from worker.operations import EMAIL_SHA256, Operation
 from worker.queue import enqueue
 from worker.tiktok.errors import AuthError, PermanentError, ThrottledError, TransientError
-
-TARGET = Target("dest", ADVERTISER, "1234")
-
-
-def email(i: int) -> str:
-    return f"{i:064x}"
-
-
-def accept(ctx: Any, *ops: tuple[str, int], target: Target = TARGET, event_ms: int = 0) -> None:
-    operations = [Operation(target, action, email=email(i), event_ms=event_ms)  # type: ignore[arg-type]
-                  for action, i in ops]
-    enqueue(ctx.redis, operations, flush_interval=0.0, batch_size=ctx.settings.batch_size, now=time.time() - 1)
-    time.sleep(0.002)  # let the flush interval pass
-
-
-def drain(ctx: Any, lane: str = "dest") -> str:
-    return asyncio.run(LaneDrain(ctx, lane).run())
 
 
 def statuses(ctx: Any) -> list[str]:

@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 
 from core.settings import Settings
-from tests.unit.worker.conftest import ScriptedClient
-from tests.unit.worker.test_lane import TARGET, accept, drain, email
+from tests.support.worker import TARGET, ScriptedClient, accept, drain, email
 from worker import keys, pause
 from worker.lane import BUSY_RECHECK, RESERVE_AHEAD, WAIT_IN_PLACE, LaneDrain
 from worker.policy import Stop

@@ -7,7 +7,7 @@ import asyncio
 import time
 from typing import Any
 
-from tests.unit.worker.conftest import ADVERTISER
+from tests.support.worker import ADVERTISER
 from worker import keys
 from worker.keys import Target
 from worker.lane import LaneDrain

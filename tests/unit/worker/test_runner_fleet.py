@@ -12,23 +12,34 @@ from worker.runner import RESTARTS_ALLOWED, SchedulerSupervisor, WorkerHealth, n
 
 @dataclass
 class DeadProcess:
+    """A scheduler process that has already died."""
+
     pid: int = 4242
     exitcode: int = -9
 
     def is_alive(self) -> bool:
         return False
 
+    def terminate(self) -> None:
+        pass
+
+    def kill(self) -> None:
+        pass
+
+    def join(self, timeout: float | None = None) -> None:
+        pass
+
 
 def supervisor_of_dead_schedulers() -> tuple[SchedulerSupervisor, list[int]]:
-    supervisor = SchedulerSupervisor(Settings(), 1)
     started: list[int] = []
 
-    def start() -> None:
+    def spawn() -> DeadProcess:
         started.append(1)
-        supervisor.process = DeadProcess()  # type: ignore[assignment]
+        return DeadProcess()
 
-    supervisor.start = start  # type: ignore[method-assign]
-    supervisor.process = DeadProcess()  # type: ignore[assignment]
+    supervisor = SchedulerSupervisor(Settings(), 1, spawn=spawn)
+    supervisor.start()
+    started.clear()  # the first start; the test counts restarts
     return supervisor, started
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import fakeredis
 
@@ -42,7 +43,7 @@ def test_only_the_holder_schedules_and_a_standby_takes_over_when_it_stops() -> N
     running: list[str] = []
     stops = {name: threading.Event() for name in ("a", "b")}
 
-    def schedule_as(name: str):  # type: ignore[no-untyped-def]
+    def schedule_as(name: str) -> Callable[[threading.Event], None]:
         def schedule(lost: threading.Event) -> None:
             running.append(name)
             lost.wait()

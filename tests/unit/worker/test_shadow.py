@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from core.destinations import Destination, parse_destinations
-from tests.unit.worker.conftest import ADVERTISER
+from tests.support.worker import ADVERTISER
 from worker import keys
 from worker.keys import Target
 from worker.lane import LaneDrain

@@ -10,9 +10,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import structlog
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -196,3 +199,41 @@ def load_destinations(path: str | Path) -> DestinationsFile:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     return parse_destinations(data, str(path))
+
+
+log = structlog.get_logger(__name__)
+
+# How often a long-running process looks at the file's modification time.
+_RELOAD_EVERY = 5.0
+
+
+@dataclass
+class DestinationsProvider:
+    """The destinations file, re-read when it changes so operators can fix a token without a restart."""
+
+    path: str
+    _loaded: DestinationsFile = field(default_factory=DestinationsFile)
+    _mtime: float = -1.0
+    _checked: float = 0.0
+
+    def current(self) -> DestinationsFile:
+        now = time.monotonic()
+        if now - self._checked >= _RELOAD_EVERY or self._mtime < 0:
+            self._checked = now
+            try:
+                mtime = Path(self.path).stat().st_mtime
+            except OSError:
+                mtime = -2.0
+            if mtime != self._mtime:
+                self._mtime = mtime
+                try:
+                    self._loaded = load_destinations(self.path)
+                except ConfigError as exc:
+                    log.error("destinations_unreadable", error=str(exc))
+        return self._loaded
+
+    def get(self, destination_id: str) -> Destination | None:
+        try:
+            return self.current().get(destination_id)
+        except KeyError:
+            return None

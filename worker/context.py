@@ -6,16 +6,14 @@ by what the delivery code uses of them, so a test can hand in a double of its ow
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 import structlog
 from redis import Redis
 
-from core.destinations import ConfigError, Destination, DestinationsFile, load_destinations
+from core.destinations import Destination, DestinationsProvider
 from core.redis_client import DELIVERY, redis_from_url
 from core.settings import Settings
 from worker.audiences import AudienceApi
@@ -27,9 +25,6 @@ from worker.tiktok.client import Response, TikTokClient
 from worker.tiktok.wire import AudienceRow
 
 log = structlog.get_logger(__name__)
-
-_RELOAD_EVERY = 5.0
-
 
 class Destinations(Protocol):
     """Where a drain looks up the destination of a lane (its token, mode and advertisers)."""
@@ -54,38 +49,6 @@ class CallLimiter(Protocol):
     def reserve(self, token_id: str, ahead: float) -> tuple[bool, float]: ...
 
     def throttle(self, token_id: str, seconds: float) -> None: ...
-
-
-@dataclass
-class DestinationsProvider:
-    """The destinations file, re-read when it changes so operators can fix a token without a restart."""
-
-    path: str
-    _loaded: DestinationsFile = field(default_factory=DestinationsFile)
-    _mtime: float = -1.0
-    _checked: float = 0.0
-
-    def current(self) -> DestinationsFile:
-        now = time.monotonic()
-        if now - self._checked >= _RELOAD_EVERY or self._mtime < 0:
-            self._checked = now
-            try:
-                mtime = Path(self.path).stat().st_mtime
-            except OSError:
-                mtime = -2.0
-            if mtime != self._mtime:
-                self._mtime = mtime
-                try:
-                    self._loaded = load_destinations(self.path)
-                except ConfigError as exc:
-                    log.error("destinations_unreadable", error=str(exc))
-        return self._loaded
-
-    def get(self, destination_id: str) -> Destination | None:
-        try:
-            return self.current().get(destination_id)
-        except KeyError:
-            return None
 
 
 @dataclass

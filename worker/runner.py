@@ -249,8 +249,8 @@ class WorkerHealth:
 
 def start_probes(settings: Settings, port: int, alive: Callable[[], str | None],
                  ready: Callable[[], str | None]) -> Any:
+    from core.destinations import DestinationsProvider
     from core.redis_client import METRICS, redis_from_url
-    from worker.context import DestinationsProvider
     from worker.metrics import FleetCollector, scrape_registry
     from worker.probes import ProbeServer
 

@@ -23,35 +23,6 @@ PHONE = "(415) 555-0123"
 PHONE_SHA = hashlib.sha256(b"+14155550123").hexdigest()
 
 
-_route = Router.route
-
-
-def _route_checking_route_into(self: Router, event: dict[str, Any], event_ms: int = 0,
-                               message_id: str = "") -> RouteResult:
-    """Router.route, and a check that the intake's fast path (Router.route_into) agrees with it: the same
-    packed operations by target and matched count, or a refusal exactly when route has more to say."""
-    result = _route(self, event, event_ms, message_id)
-    groups: dict[str, list[list[str]]] = {"untouched": []}
-    matched = self.route_into(copy.deepcopy(event), groups, event_ms, message_id)
-    if matched is None:
-        assert (result.rejection is not None or result.refusals or result.creates or result.dropped_identifiers
-                or result.opted_out)
-        assert groups == {"untouched": []}
-    else:
-        assert result.rejection is None and not result.creates and not result.dropped_identifiers
-        assert not result.refusals and not result.opted_out
-        assert matched == result.matched_mappings
-        expected: dict[str, list[list[str]]] = {"untouched": []}
-        for operation in result.operations:
-            expected.setdefault(operation.target.name, []).append(operation.pack())
-        assert groups == expected
-    return result
-
-
-@pytest.fixture(autouse=True)
-def _every_route_also_checks_route_into(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(Router, "route", _route_checking_route_into)
-
 def sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -34,7 +34,7 @@ from producer.routing_identifiers import NO_IDENTIFIER, Identifiers, event_ident
 from producer.routing_result import AudienceCreate, MappingOutcome, Rejected, RouteResult
 from producer.routing_targets import RouteDestination, TargetResolver
 from worker.keys import Target
-from worker.operations import ACTION_CODE, ADID_TYPE_CODE, Action, Operation, unpack_all
+from worker.operations import ACTION_CODE, ACTION_FROM_CODE, ADID_TYPE_CODE, ADID_TYPE_FROM_CODE, Action, Operation
 
 __all__ = ["NO_IDENTIFIER", "AudienceCreate", "MappingOutcome", "RouteResult", "RoutedOperation", "Router"]
 
@@ -108,11 +108,12 @@ class Router:
         outcomes, in one result: :meth:`route_into` collected into a list."""
         sink: list[RoutedOperation] = []
         said = self.route_into(event, sink, event_ms, message_id)
-        result = RouteResult(matched_mappings=said) if isinstance(said, int) else said
-        if sink:
-            fields = unpack_all(packed for _, _, packed in sink)
-            result.operations = [Operation(target, *op) for (_, target, _), op in zip(sink, fields, strict=True)]
-        return result
+        operations = [Operation(target, ACTION_FROM_CODE[p[0]], p[1], p[2], p[3], ADID_TYPE_FROM_CODE[p[4]], p[5],
+                                p[6]) for _, target, p in sink]
+        if isinstance(said, int):
+            return RouteResult(operations, [], None, None, said)
+        said.operations = operations
+        return said
 
     def route_into(self, event: dict[str, Any], sink: list[RoutedOperation], event_ms: int = 0,
                    message_id: str = "") -> int | RouteResult:

@@ -577,6 +577,48 @@ def test_targets_are_reused_across_events() -> None:
     assert accepted(r.route(engage()))[0].target is first
 
 
+# ------------------------------------------------------------------------------------- into a sink
+
+
+def test_route_into_appends_packed_operations_and_says_only_how_many_mappings_matched() -> None:
+    sink: list[Any] = [("earlier", TARGET, ["a"])]
+    said = router("addToAudience", "syncAudience").route_into(engage(), sink, 1_796_614_446_471, "msg-1")
+
+    assert said == 2  # nothing else to say: no result object
+    assert sink[1:] == [(TARGET.name, TARGET, ["a", EMAIL_SHA, "", "", "", 1_796_614_446_471, "msg-1"])]  # once
+
+
+def test_route_into_says_more_when_a_mapping_refuses_and_keeps_the_others_operations() -> None:
+    sink: list[Any] = []
+    said = router("addToAudience", "syncAudience").route_into(engage(member="yes"), sink)
+
+    assert isinstance(said, RouteResult)
+    assert said.operations == [] and [name for name, _, _ in sink] == [TARGET.name]
+    assert [o.code for o in said.outcomes] == [None, "invalid_membership"]
+
+
+def test_a_routing_bug_leaves_nothing_of_the_event_in_the_sink(monkeypatch: pytest.MonkeyPatch) -> None:
+    import producer.routing
+
+    def broken(event: Any, personas: Any) -> str:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(producer.routing, "membership", broken)
+    sink: list[Any] = [("earlier", TARGET, ["a"])]
+    with pytest.raises(KeyError):  # addToAudience made its operation before syncAudience hit the bug
+        router("addToAudience", "syncAudience").route_into(engage(), sink)
+    assert sink == [("earlier", TARGET, ["a"])]
+
+
+def test_dropped_identifiers_count_once_per_way_of_reading_them_however_many_mappings_share_it() -> None:
+    # Mappings 1 and 3 read identifiers the same way, mapping 2 another way (no advertising id), between them.
+    other = {"action": "addToAudience", "fields": {"external_audience_id": "555", "send_advertising_id": False}}
+    result = router("addToAudience", other, "addToAudience").route(engage(traits={"email": EMAIL, "phone": "555-01"}))
+
+    assert len(accepted(result)) == 2  # mapping 3 repeats mapping 1's operation: sent once
+    assert result.dropped_identifiers == {"invalid_phone": 2}
+
+
 # ------------------------------------------------------------------------------------------ no raw PII
 
 

@@ -133,7 +133,7 @@ def route_request(router: Router, events: Iterable[object], *, now: float, max_s
         elif len(mid) > MESSAGE_ID_MAX:
             mid = mid[:MESSAGE_ID_MAX]
         try:
-            said = route_into(event, sink, ms, mid)
+            outcome = route_into(event, sink, ms, mid)
         except Exception as exc:
             # A routing bug on one event must not fail (and make the sender resend) the whole request;
             # the rejection is answered and counted so it is not silent.
@@ -142,27 +142,27 @@ def route_request(router: Router, events: Iterable[object], *, now: float, max_s
                                     f"internal error while routing the event ({type(exc).__name__})",
                                     "internal_error"))
             continue
-        if isinstance(said, int):  # every matched mapping accepted it: its operations are in the sink
-            if not said:
+        if isinstance(outcome, int):  # every matched mapping accepted it: its operations are in the sink
+            if not outcome:
                 unmatched += 1
             continue
-        if said.rejection is not None:
-            refusals.append(Refusal(index, _message_id(event), said.rejection, said.rejection_code or "rejected",
-                                    said.rejected_destination, said.rejected_mapping, tuple(said.outcomes)))
+        if outcome.rejection is not None:
+            refusals.append(Refusal(index, _message_id(event), outcome.rejection, outcome.rejection_code or "rejected",
+                                    outcome.rejected_destination, outcome.rejected_mapping, tuple(outcome.outcomes)))
             continue
-        refused = said.refusals
+        refused = outcome.refusals
         if refused:
             first = refused[0]
             refusals.append(Refusal(index, _message_id(event), "; ".join(str(o.reason) for o in refused),
                                     first.code or "rejected", first.destination, first.mapping,
-                                    tuple(said.outcomes), partial=True))
-        if said.creates:
-            creates.extend(said.creates)
-        if said.opted_out:
+                                    tuple(outcome.outcomes), partial=True))
+        if outcome.creates:
+            creates.extend(outcome.creates)
+        if outcome.opted_out:
             opted_out += 1
-        elif not said.matched_mappings:
+        elif not outcome.matched_mappings:
             unmatched += 1
-        for name, n in said.dropped_identifiers.items():
+        for name, n in outcome.dropped_identifiers.items():
             dropped[name] = dropped.get(name, 0) + n
     grouped: Grouped = {}
     for name, _, packed in sink:

@@ -66,7 +66,7 @@ class Router:
     def __init__(self, routes: list[_Route], mappings: list[CompiledMapping],
                  audience_gate: NewAudienceGate | None = None) -> None:
         self._routes = tuple(routes)  # enabled mappings only, in file order
-        self._destinations = tuple({r.dest.id: r.dest for r in routes}.values())
+        self._destinations = tuple({r.dest.id: r.dest for r in routes}.values())  # with an enabled mapping
         self.mappings = tuple(mappings)  # every compiled mapping (also disabled ones), for `config check`
         self._targets = TargetResolver(audience_gate)
 
@@ -107,13 +107,13 @@ class Router:
         """The event's operations (each carrying ``event_ms`` and ``message_id``), creates and per-mapping
         outcomes, in one result: :meth:`route_into` collected into a list."""
         sink: list[RoutedOperation] = []
-        said = self.route_into(event, sink, event_ms, message_id)
+        outcome = self.route_into(event, sink, event_ms, message_id)
         operations = [Operation(target, ACTION_FROM_CODE[p[0]], p[1], p[2], p[3], ADID_TYPE_FROM_CODE[p[4]], p[5],
                                 p[6]) for _, target, p in sink]
-        if isinstance(said, int):
-            return RouteResult(operations, [], None, None, said)
-        said.operations = operations
-        return said
+        if isinstance(outcome, int):
+            return RouteResult(operations, [], None, None, outcome)
+        outcome.operations = operations
+        return outcome
 
     def route_into(self, event: dict[str, Any], sink: list[RoutedOperation], event_ms: int = 0,
                    message_id: str = "") -> int | RouteResult:
@@ -127,9 +127,10 @@ class Router:
         opted = False
         integrations = event.get("integrations")
         if integrations and integrations.__class__ is dict:
-            kept = tuple(r for r in routes if not opted_out(integrations, r.dest.integration_name))
-            opted = len(kept) != len(routes)
-            routes = kept
+            off = {d.id for d in self._destinations if opted_out(integrations, d.integration_name)}
+            if off:
+                routes = tuple(r for r in routes if r.dest.id not in off)
+                opted = True
         start = len(sink)
         matched: list[_Route] = []
         refused: dict[int, MappingOutcome] | None = None  # by position in ``matched``
@@ -191,7 +192,7 @@ class Router:
             raise
         if refused is None and creates is None and dropped is None and not opted:
             return len(matched)
-        return _said(matched, refused, creates, dropped, opted, made=len(sink) != start)
+        return _full_result(matched, refused, creates, dropped, opted, made=len(sink) != start)
 
 
 def _made_already(sink: list[RoutedOperation], start: int, name: str, packed: list[Any]) -> bool:
@@ -204,7 +205,7 @@ def _made_already(sink: list[RoutedOperation], start: int, name: str, packed: li
     return False
 
 
-def _said(matched: list[_Route], refused: dict[int, MappingOutcome] | None, creates: list[AudienceCreate] | None,
+def _full_result(matched: list[_Route], refused: dict[int, MappingOutcome] | None, creates: list[AudienceCreate] | None,
           dropped: dict[int, tuple[str, ...]] | None, opted: bool, *, made: bool) -> RouteResult:
     """The result of an event with more to say than its operations (see :meth:`Router.route_into`)."""
     counts: dict[str, int] = {}

@@ -582,19 +582,19 @@ def test_targets_are_reused_across_events() -> None:
 
 def test_route_into_appends_packed_operations_and_says_only_how_many_mappings_matched() -> None:
     sink: list[Any] = [("earlier", TARGET, ["a"])]
-    said = router("addToAudience", "syncAudience").route_into(engage(), sink, 1_796_614_446_471, "msg-1")
+    outcome = router("addToAudience", "syncAudience").route_into(engage(), sink, 1_796_614_446_471, "msg-1")
 
-    assert said == 2  # nothing else to say: no result object
+    assert outcome == 2  # nothing else to say: no result object
     assert sink[1:] == [(TARGET.name, TARGET, ["a", EMAIL_SHA, "", "", "", 1_796_614_446_471, "msg-1"])]  # once
 
 
 def test_route_into_says_more_when_a_mapping_refuses_and_keeps_the_others_operations() -> None:
     sink: list[Any] = []
-    said = router("addToAudience", "syncAudience").route_into(engage(member="yes"), sink)
+    outcome = router("addToAudience", "syncAudience").route_into(engage(member="yes"), sink)
 
-    assert isinstance(said, RouteResult)
-    assert said.operations == [] and [name for name, _, _ in sink] == [TARGET.name]
-    assert [o.code for o in said.outcomes] == [None, "invalid_membership"]
+    assert isinstance(outcome, RouteResult)
+    assert outcome.operations == [] and [name for name, _, _ in sink] == [TARGET.name]
+    assert [o.code for o in outcome.outcomes] == [None, "invalid_membership"]
 
 
 def test_a_routing_bug_leaves_nothing_of_the_event_in_the_sink(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,6 +1,6 @@
 """Intake: the one path every entry point (HTTP, ``ingest``, the Python API) takes into the queue.
 
-A request goes through two steps with no I/O between them, :func:`producer.intake_routing.route_request`
+A request goes through two steps that do no I/O, :func:`producer.intake_routing.route_request`
 (validate and route every event) and :func:`producer.intake_writes.stage_writes` (what the request writes, on
 one pipeline), and a thin front end per kind of Redis client does the I/O around them:
 

@@ -42,7 +42,7 @@ from core.redis_client import LOCAL, redis_from_url
 from core.settings import Settings
 from producer.events import validate_event
 from producer.identifiers import hash_email, phone_hasher
-from producer.intake import Intake
+from producer.intake import SyncIntake
 from producer.routing import Router
 from tiktok_audiences.bench_workload import build_workload
 from tiktok_audiences.processes import Children, free_port, start_redis, wait_for
@@ -88,7 +88,7 @@ def routing(router: Router, events: list[dict[str, Any]]) -> Figure:
 
 def enqueue_intake(router: Router, client: redis.Redis, settings: Settings, bodies: list[bytes],
                    events: int) -> Figure:
-    intake = Intake(router, client, settings)
+    intake = SyncIntake(router, client, settings)
 
     def run() -> None:
         for body in bodies:

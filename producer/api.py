@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import redis as redis_lib
 
 from core.settings import Settings, get_settings
-from producer.intake import Intake, IntakeError, IntakeResult
+from producer.intake import IntakeError, IntakeResult, SyncIntake
 
 if TYPE_CHECKING:
     from producer.routing import Router
@@ -43,7 +43,7 @@ def enqueue_events(events: Iterable[dict[str, Any]], *, settings: Settings | Non
         default_router, default_redis = _defaults(settings)
         router = router or default_router
         redis = redis or default_redis
-    intake = Intake(router, redis, settings)
+    intake = SyncIntake(router, redis, settings)
     total = IntakeResult()
     iterator = iter(events)
     offset = 0

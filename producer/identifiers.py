@@ -1,4 +1,5 @@
-"""Identifier normalisation and hashing (behaviour.md §2). Raw values stop here: only digests leave.
+"""Identifier normalisation and hashing (emails, phones, advertising ids). Raw values stop here: only digests
+leave.
 
 Each function takes the raw field value and returns a lowercase SHA-256 hex digest, ``None`` when the value
 counts as missing (``None``, empty or whitespace-only), or raises :class:`InvalidIdentifier` when a value is

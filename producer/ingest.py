@@ -1,6 +1,6 @@
 """``tiktok-audiences ingest FILE|-``: enqueue newline-delimited JSON events through the same intake as HTTP.
 
-Lines go through :meth:`Intake.accept` in chunks (one Redis round trip per chunk). A line that is not JSON is
+Lines go through :meth:`SyncIntake.accept` in chunks (one Redis round trip per chunk). A line that is not JSON is
 rejected like an invalid event, with its line number; blank lines are skipped. When the backlog is full the
 loader waits and retries instead of failing: a bulk load should finish, just slower. When Redis is unavailable
 it stops, and the summary says how far it got (every line before that point is stored; none after).
@@ -20,7 +20,7 @@ import redis
 from tqdm import tqdm
 
 from core.settings import Settings
-from producer.intake import BacklogFull, Intake, IntakeResult, StoreUnavailable
+from producer.intake import BacklogFull, IntakeResult, StoreUnavailable, SyncIntake
 
 FIRST_LINES_KEPT = 5
 INVALID_JSON = "invalid_json"
@@ -101,7 +101,7 @@ class IngestSummary:
         return "\n".join(out)
 
 
-def ingest_lines(lines: Iterable[str | bytes], intake: Intake, *, chunk: int = 500, progress: bool = True,
+def ingest_lines(lines: Iterable[str | bytes], intake: SyncIntake, *, chunk: int = 500, progress: bool = True,
                  total_bytes: int | None = None, backlog_wait: float = 1.0,
                  sleep: Callable[[float], None] = time.sleep) -> IngestSummary:
     """Send newline-delimited JSON ``lines`` through ``intake`` in chunks of ``chunk`` events.
@@ -182,7 +182,7 @@ def run_ingest(path_or_dash: str, settings: Settings, *, progress: bool = True,
         return 2
     client = _redis_client(settings.redis_url)
     try:
-        intake = Intake(router, client, settings)
+        intake = SyncIntake(router, client, settings)
         if path_or_dash == "-":
             summary = ingest_lines(sys.stdin.buffer, intake, progress=progress)
         else:

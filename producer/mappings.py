@@ -1,8 +1,8 @@
-"""Compile a destination's ``mappings`` entries (behaviour.md §1) once, at load time.
+"""Compile a destination's ``mappings`` entries once, at load time, into what routing runs per event.
 
 A mapping entry in the destinations file::
 
-    - action: addUser                    # one of ACTIONS
+    - action: addUser                    # one of producer.mapping_actions.ACTIONS
       name: VIP adds                     # optional, for people
       enabled: true                      # optional; a disabled mapping is still checked but never runs
       subscribe: 'event = "Audience Entered"'   # optional FQL trigger; default per action
@@ -43,158 +43,23 @@ from producer.identifiers import (
     hash_email,
     phone_hasher,
 )
+from producer.mapping_actions import (
+    ACTIONS,
+    DEFAULT_FIELDS,
+    OPTIONS,
+    IdentifierReader,
+    Kind,
+    read_default_identifiers,
+)
 from worker.keys import Target
 
-Kind = Literal["native", "sync", "legacy", "create"]
-
-_IDENTIFIER_FIELDS = frozenset(
-    {
-        "email",
-        "phone",
-        "advertising_id",
-        "send_email",
-        "send_phone",
-        "send_advertising_id",
-        "event_name",
-        "enable_batching",
-    }
-)
-_OPTIONS = ("phone_normalization", "advertising_id_type")
 _OPTION_VALUES: dict[str, tuple[str, ...]] = {
     "phone_normalization": ("e164", "as_is"),
     "advertising_id_type": ("idfa", "auto"),
 }
-_MAPPING_KEYS = frozenset({"action", "name", "enabled", "subscribe", "fields", *_OPTIONS})
-
-
-@dataclass(frozen=True, slots=True)
-class ActionSpec:
-    slug: str
-    title: str
-    default_trigger: str
-    kind: Kind
-    operation: Literal["add", "delete"] | None  # None: decided per event (sync) or not an operation (create)
-    fields: frozenset[str]
-
-
-def _spec(
-    slug: str, title: str, trigger: str, kind: Kind, op: Literal["add", "delete"] | None, fields: set[str]
-) -> ActionSpec:
-    return ActionSpec(slug, title, trigger, kind, op, frozenset(fields))
-
-
-ACTIONS: dict[str, ActionSpec] = {
-    s.slug: s
-    for s in (
-        _spec(
-            "addToAudience",
-            "Add to Audience",
-            'event = "Audience Entered"',
-            "native",
-            "add",
-            {*_IDENTIFIER_FIELDS, "external_audience_id", "id_type", *_OPTIONS},
-        ),
-        _spec(
-            "removeFromAudience",
-            "Remove from Audience",
-            'event = "Audience Exited"',
-            "native",
-            "delete",
-            {*_IDENTIFIER_FIELDS, "external_audience_id", "id_type", *_OPTIONS},
-        ),
-        _spec(
-            "syncAudience",
-            "Sync Audience",
-            'type = "track"',
-            "sync",
-            None,
-            {*_IDENTIFIER_FIELDS, "external_audience_id", "batch_keys", "id_type", *_OPTIONS},
-        ),
-        _spec(
-            "addUser",
-            "Add Users (Legacy)",
-            'event = "Audience Entered"',
-            "legacy",
-            "add",
-            {*_IDENTIFIER_FIELDS, "selected_advertiser_id", "audience_id", "id_type", *_OPTIONS},
-        ),
-        _spec(
-            "removeUser",
-            "Remove Users (Legacy)",
-            'event = "Audience Exited"',
-            "legacy",
-            "delete",
-            {*_IDENTIFIER_FIELDS, "selected_advertiser_id", "audience_id", "id_type", *_OPTIONS},
-        ),
-        _spec(
-            "createAudience",
-            "Create Audience (Legacy)",
-            'event = "Create Audience"',
-            "create",
-            None,
-            {"selected_advertiser_id", "custom_audience_name", "id_type"},
-        ),
-    )
-}
-
-
-def _path(path: str) -> dict[str, str]:
-    return {"@path": path}
-
-
-def _first_present(*paths: str) -> dict[str, Any]:
-    """The first of ``paths`` that exists (the last one whether or not it does)."""
-    if len(paths) == 1:
-        return _path(paths[0])
-    return {"@if": {"exists": _path(paths[0]), "then": _path(paths[0]), "else": _first_present(*paths[1:])}}
-
-
-# Segment's defaults, written as the directives a user would paste; see behaviour.md §1. Identify calls carry
-# traits at the top (Segment's libraries) or in context.traits (RudderStack's), so both are read.
-DEFAULT_FIELDS: dict[str, Any] = {
-    "email": _first_present("$.context.traits.email", "$.traits.email", "$.properties.email"),
-    "phone": _first_present("$.context.traits.phone", "$.traits.phone", "$.properties.phone"),
-    "advertising_id": _path("$.context.device.advertisingId"),
-    "external_audience_id": _path("$.context.personas.external_audience_id"),
-    "event_name": _path("$.event"),
-}
+_MAPPING_KEYS = frozenset({"action", "name", "enabled", "subscribe", "fields", *OPTIONS})
 
 IdentifierHasher = Callable[[Any], str | None]
-# event -> (raw email, raw phone, raw advertising id), before normalisation; None where absent or not sent.
-IdentifierReader = Callable[[dict[str, Any]], tuple[Any, Any, Any]]
-
-
-def read_default_identifiers(e: dict[str, Any]) -> tuple[Any, Any, Any]:
-    """DEFAULT_FIELDS' email, phone and advertising_id in one pass over the event.
-
-    Equivalent to resolving the three default directives (a test holds them to that) but walks ``context``
-    once instead of five times: this runs for nearly every event, so it is worth the duplication.
-    """
-    email = phone = adid = None
-    context = e.get("context")
-    if context.__class__ is dict:
-        traits = context.get("traits")
-        if traits.__class__ is dict:
-            email = traits.get("email")
-            phone = traits.get("phone")
-        device = context.get("device")
-        if device.__class__ is dict:
-            adid = device.get("advertisingId")
-    if email is None or phone is None:
-        traits = e.get("traits")
-        if traits.__class__ is dict:
-            if email is None:
-                email = traits.get("email")
-            if phone is None:
-                phone = traits.get("phone")
-    if email is None or phone is None:
-        properties = e.get("properties")
-        if properties.__class__ is dict:
-            if email is None:
-                email = properties.get("email")
-            if phone is None:
-                phone = properties.get("phone")
-    return email, phone, adid
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,7 +217,7 @@ def compile_mapping(
 
 def _options(raw: dict[str, Any], fields: dict[str, Any], where: _Where) -> dict[str, str]:
     out: dict[str, str] = {}
-    for option in _OPTIONS:
+    for option in OPTIONS:
         given = [v for v in (raw.get(option), fields.get(option)) if v is not None]
         if len(given) == 2 and given[0] != given[1]:
             raise where.error(f"{option} is set twice, to {given[0]!r} and {given[1]!r}")

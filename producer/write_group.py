@@ -82,8 +82,8 @@ class WriteGroup:
                     future.set_result(backlog)
 
     async def _write(self, grouped: Grouped, due_at: float, counted: dict[str, int]) -> int:
-        # A one-command pipeline rather than a bare EVAL: the same round trip, and every intake write goes
-        # through pipeline(), one seam for tests to make Redis fail.
+        # A one-command pipeline rather than a bare EVAL: the same round trip, and every intake write (this
+        # one included) is queued on a pipeline by worker.queue.queue_commands, so all fail the same way.
         pipe = self._client.pipeline(transaction=bool(counted))
         queue_commands(pipe, grouped, due_at, self._batch_size, self._quiet, self._ceiling)
         for name, n in counted.items():

@@ -1,10 +1,10 @@
 """Legacy ``createAudience`` requests: the consumer of the ``tta:creates`` stream the producer writes.
 
-Each entry (field ``c``: JSON ``{"destination", "advertiser_id", "name"}``) asks for one TikTok audience. The
-consumer creates each audience once per (destination, advertiser, TikTok name): the id is stored under
-:func:`worker.keys.legacy_created`, so a replayed or duplicated event finds it and creates nothing. An entry
-is removed from the stream only after its outcome is recorded (the id, or the failure), so a crash at any
-point repeats the work instead of losing it, and :func:`worker.audiences.create_once` makes that repeat safe.
+Each entry (its format: :mod:`worker.creates_stream`) asks for one TikTok audience. The consumer creates each
+audience once per (destination, advertiser, TikTok name): the id is stored under
+:func:`worker.keys.legacy_created`, so a replayed or duplicated event finds it and creates nothing. An entry is
+removed from the stream only after its outcome is recorded (the id, or the failure), so a crash at any point
+repeats the work instead of losing it, and :func:`worker.audiences.create_once` makes that repeat safe.
 
 One consumer runs at a time across the fleet (a lock), started by any worker's scheduler when the stream has
 entries (:func:`creates_due`) as the Celery task ``tta.create_audiences``. Failures follow the delivery rules:
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -29,6 +30,7 @@ from core.destinations import ConfigError
 from worker import keys, pause
 from worker.audiences import create_once
 from worker.context import WorkerContext
+from worker.creates_stream import decode_create
 from worker.policy import decide
 from worker.target_lock import TargetLock
 from worker.tiktok.errors import TikTokError, TransientError
@@ -36,7 +38,6 @@ from worker.tiktok.wire import truncate_audience_name
 
 log = structlog.get_logger(__name__)
 
-CREATE_FIELD = b"c"
 CONSUMER_LOCK = keys.CREATES_LOCK
 READ_AT_ONCE = 100
 DISPATCH_LEASE_MS = 1000
@@ -53,13 +54,12 @@ class CreateRequest:
         return f"{self.destination}|{self.advertiser_id}|{self.name}"
 
     @classmethod
-    def parse(cls, raw: bytes | str | None) -> CreateRequest | None:
-        try:
-            doc = orjson.loads(raw or b"")
-            return cls(str(doc["destination"]), str(doc["advertiser_id"]),
-                       truncate_audience_name(str(doc["name"]).strip()))
-        except (orjson.JSONDecodeError, KeyError, TypeError):
+    def from_entry(cls, fields: Mapping[Any, Any] | None) -> CreateRequest | None:
+        """The request a stream entry holds, its name cut to TikTok's length; None when it is unreadable."""
+        decoded = decode_create(fields)
+        if decoded is None:
             return None
+        return cls(decoded.destination, decoded.advertiser_id, truncate_audience_name(decoded.name))
 
 
 @dataclass(slots=True)
@@ -103,7 +103,7 @@ async def _consume(ctx: WorkerContext, lock: TargetLock, outcome: Outcome) -> No
         entry_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
         if not lock.extend():
             return
-        request = CreateRequest.parse((fields or {}).get(CREATE_FIELD))
+        request = CreateRequest.from_entry(fields)
         if request is None:
             log.error("create_request_unreadable", entry=entry_id)
             _done(client, entry_id)

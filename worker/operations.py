@@ -33,7 +33,7 @@ ID_TYPES_IN_ORDER: tuple[str, ...] = (EMAIL_SHA256, PHONE_SHA256, IDFA_SHA256, A
 
 # Codes on the wire (public: the queue packs operations in bulk without a method call each).
 ACTION_CODE = {"add": "a", "delete": "d"}
-_ACTION_FROM_CODE = {"a": "add", "d": "delete"}
+ACTION_FROM_CODE: dict[str, Action] = {"a": "add", "d": "delete"}
 ADID_TYPE_CODE = {IDFA_SHA256: "i", AAID_SHA256: "a", "": ""}
 ADID_TYPE_FROM_CODE = {"i": IDFA_SHA256, "a": AAID_SHA256, "": ""}
 
@@ -121,7 +121,7 @@ _new_tuple = tuple.__new__
 def unpack_all(packed_ops: Iterable[list[Any]]) -> list[PackedOperation]:
     """:meth:`PackedOperation.unpack` for many at once, without a Python call per operation. Takes the 7-item
     form and the older 5-item one (no event time, no message id)."""
-    actions, types, cls = _ACTION_FROM_CODE, ADID_TYPE_FROM_CODE, PackedOperation
+    actions, types, cls = ACTION_FROM_CODE, ADID_TYPE_FROM_CODE, PackedOperation
     return [_new_tuple(cls, (actions[p[0]], p[1], p[2], p[3], types[p[4]],
                              p[5] if len(p) > 5 else 0, p[6] if len(p) > 6 else ""))
             for p in packed_ops]

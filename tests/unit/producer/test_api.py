@@ -11,7 +11,7 @@ import pytest
 
 from producer.api import enqueue_events
 from producer.intake import StoreUnavailable
-from tests.unit.producer.intake_fakes import (
+from tests.support.intake import (
     DESTINATIONS,
     TARGET,
     DownPipeline,

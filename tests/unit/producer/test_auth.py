@@ -7,7 +7,7 @@ import hashlib
 import hmac
 
 from producer.auth import Authenticator, sign
-from tests.unit.producer.intake_fakes import settings
+from tests.support.intake import settings
 
 
 def basic(user: str, password: str = "") -> str:

@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from producer.auth import sign
 from producer.http import SINGLE_EVENT_LIMIT, StartupError, build_app, ensure_port_free, serve, with_batch_level
 from producer.intake import Intake
-from tests.unit.producer.intake_fakes import (
+from tests.support.intake import (
     NO_IDENTIFIER,
     TARGET,
     AsyncDownRedis,

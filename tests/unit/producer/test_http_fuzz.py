@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from producer.auth import sign
 from producer.http import build_app
 from producer.intake import Intake
+from tests.support.intake import ADVERTISER, AUDIENCE, router
+from tests.support.intake import settings as intake_settings
 from tests.unit.producer.guarded_server import GuardedTestServer
-from tests.unit.producer.intake_fakes import ADVERTISER, AUDIENCE, router
-from tests.unit.producer.intake_fakes import settings as intake_settings
 
 KEY = "fuzz-write-key"
 SECRET = "fuzz-webhook-secret"

@@ -22,8 +22,8 @@ from redis.exceptions import OutOfMemoryError
 from producer.auth import sign
 from producer.http import build_app
 from producer.intake import Intake
+from tests.support.intake import AsyncDownPipeline, AsyncPipelineDownRedis, entered, router, settings
 from tests.unit.producer.guarded_server import GuardedTestServer
-from tests.unit.producer.intake_fakes import AsyncDownPipeline, AsyncPipelineDownRedis, entered, router, settings
 from worker import keys
 
 pytestmark = pytest.mark.asyncio

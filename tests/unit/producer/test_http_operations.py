@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from producer.http import build_app
 from producer.intake import Intake
-from tests.unit.producer.intake_fakes import entered, router, settings
+from tests.support.intake import entered, router, settings
 
 pytestmark = pytest.mark.asyncio
 

@@ -1,4 +1,4 @@
-"""behaviour.md §2: identifiers are normalised and hashed exactly as specified; raw values never leave."""
+"""Identifiers are normalised and hashed exactly as specified; raw values never leave."""
 
 from __future__ import annotations
 

@@ -13,8 +13,8 @@ import pytest
 
 from producer import ingest
 from producer.ingest import ingest_lines, run_ingest
-from producer.intake import Intake
-from tests.unit.producer.intake_fakes import (
+from producer.intake import SyncIntake
+from tests.support.intake import (
     DESTINATIONS,
     TARGET,
     PipelineDownRedis,
@@ -25,8 +25,8 @@ from tests.unit.producer.intake_fakes import (
 from worker import keys
 
 
-def make_intake(client: Any, **overrides: Any) -> Intake:
-    return Intake(router(), client, settings(**overrides))
+def make_intake(client: Any, **overrides: Any) -> SyncIntake:
+    return SyncIntake(router(), client, settings(**overrides))
 
 
 def line(event: Any) -> bytes:
@@ -162,7 +162,7 @@ def test_command_exits_2_on_errors(tmp_path: Path, command_env: tuple[Path, fake
 def test_events_some_mappings_refused_are_accepted_and_summarised_apart() -> None:
     from core.destinations import parse_destinations
     from producer.routing import Router
-    from tests.unit.producer.intake_fakes import ADVERTISER
+    from tests.support.intake import ADVERTISER
 
     data = {"destinations": [{
         "id": "tiktok-main", "access_token_env": "TIKTOK_ACCESS_TOKEN", "advertiser_ids": [ADVERTISER],
@@ -170,7 +170,7 @@ def test_events_some_mappings_refused_are_accepted_and_summarised_apart() -> Non
                      {"action": "syncAudience", "subscribe": 'event = "Audience Entered"'}]}]}
     event = entered()
     event["properties"]["vip"] = "yes"  # syncAudience needs a boolean; addToAudience does not care
-    intake = Intake(Router.from_destinations(parse_destinations(data)), fakeredis.FakeRedis(), settings())
+    intake = SyncIntake(Router.from_destinations(parse_destinations(data)), fakeredis.FakeRedis(), settings())
     summary = ingest_lines([line(event), line({**entered(), "integrations": {"All": False}})], intake,
                            progress=False)
 

@@ -10,26 +10,24 @@ import pytest
 
 from core.destinations import parse_destinations
 from producer import limits as keys_limits
-from producer.intake import Intake, StoreUnavailable
+from producer.intake import AsyncIntake, StoreUnavailable, SyncIntake
 from producer.limits import AUDIENCE_KEY_MAX, ID_MAX_DIGITS, NewAudienceGate
 from producer.routing import Router
-from tests.unit.producer.intake_fakes import settings
+from tests.support.intake import settings
 from worker import keys
 
 ADVERTISER = "7000000000000000001"
 
 
 def auto_creating_router(gate: NewAudienceGate | None = None) -> Router:
-    router = Router.from_destinations(parse_destinations({"destinations": [{
+    return Router.from_destinations(parse_destinations({"destinations": [{
         "id": "tiktok-main", "access_token_env": "TIKTOK_ACCESS_TOKEN", "advertiser_ids": [ADVERTISER],
         "native": {"advertiser_id": ADVERTISER, "auto_create": True},
         "mappings": [{"action": "addToAudience"}, {"action": "removeFromAudience"},
                      {"action": "createAudience",
                       "fields": {"selected_advertiser_id": ADVERTISER,
                                  "custom_audience_name": {"@path": "$.properties.audience_name"}}}],
-    }]}))
-    router.audience_gate = gate
-    return router
+    }]}), audience_gate=gate)
 
 
 def entered(i: int = 0, *, key: str = "vip", audience_id: str | None = None,
@@ -44,7 +42,7 @@ def entered(i: int = 0, *, key: str = "vip", audience_id: str | None = None,
 
 def test_fourteen_one_mib_audience_keys_are_rejected_naming_the_limit_and_store_nothing() -> None:
     client = fakeredis.FakeRedis()
-    intake = Intake(auto_creating_router(), client, settings())
+    intake = SyncIntake(auto_creating_router(), client, settings())
     events = [entered(i, key=f"k{i}" + "x" * 2**20) for i in range(14)]
     result = intake.accept(events)
     assert result.accepted == 0 and result.rejected == 14
@@ -80,7 +78,7 @@ def test_a_legacy_audience_name_is_bounded() -> None:
 def test_300_new_audience_keys_in_one_request_create_at_most_the_cap() -> None:
     now = [1_000.0]
     client = fakeredis.FakeRedis()
-    intake = Intake(auto_creating_router(NewAudienceGate(20, clock=lambda: now[0])), client, settings())
+    intake = SyncIntake(auto_creating_router(NewAudienceGate(20, clock=lambda: now[0])), client, settings())
     result = intake.accept([entered(i, key=f"aud_{i}") for i in range(300)])
     assert (result.accepted, result.rejected) == (20, 280)
     assert {r["code"] for r in result.results} == {"new_audience_limit"}
@@ -95,7 +93,7 @@ def test_300_new_audience_keys_in_one_request_create_at_most_the_cap() -> None:
 def test_audiences_the_queue_already_knows_are_not_new() -> None:
     client = fakeredis.FakeRedis()
     client.sadd(keys.TARGETS, *[f"tiktok-main|{ADVERTISER}|@old_{i}" for i in range(5)])
-    intake = Intake(auto_creating_router(NewAudienceGate(1)), client, settings())
+    intake = SyncIntake(auto_creating_router(NewAudienceGate(1)), client, settings())
     assert intake.accept([entered(i, key=f"old_{i}") for i in range(5)]).rejected == 0
     assert intake.accept([entered(9, key="brand_new")]).rejected == 0
     assert [r["code"] for r in intake.accept([entered(10, key="another_new")]).results] == ["new_audience_limit"]
@@ -103,7 +101,7 @@ def test_audiences_the_queue_already_knows_are_not_new() -> None:
 
 def test_the_cap_is_shared_by_every_intake_process_through_redis() -> None:
     client = fakeredis.FakeRedis()
-    first, second = (Intake(auto_creating_router(NewAudienceGate(10)), client, settings()) for _ in range(2))
+    first, second = (SyncIntake(auto_creating_router(NewAudienceGate(10)), client, settings()) for _ in range(2))
     assert first.accept([entered(i, key=f"aud_{i}") for i in range(6)]).rejected == 0
     result = second.accept([entered(i, key=f"other_{i}") for i in range(6)])
     assert (result.accepted, result.rejected) == (4, 2)  # 10 per minute across both, not 10 each
@@ -113,7 +111,7 @@ def test_the_cap_is_shared_by_every_intake_process_through_redis() -> None:
 
 def test_the_rejection_names_each_refused_event_and_the_rest_of_the_request_goes_through() -> None:
     client = fakeredis.FakeRedis()
-    intake = Intake(auto_creating_router(NewAudienceGate(2)), client, settings())
+    intake = SyncIntake(auto_creating_router(NewAudienceGate(2)), client, settings())
     events = [entered(0, key="a"), entered(1, key="b"), entered(2, key="c"), entered(3, key="a"),
               entered(4, audience_id="123456")]
     result = intake.accept(events)
@@ -132,7 +130,7 @@ class CountingRedis(fakeredis.FakeRedis):
 
 def test_one_round_trip_per_request_that_brings_new_audiences_none_for_known_ones() -> None:
     client = CountingRedis()
-    intake = Intake(auto_creating_router(NewAudienceGate(100)), client, settings())
+    intake = SyncIntake(auto_creating_router(NewAudienceGate(100)), client, settings())
     intake.accept([entered(i, key=f"aud_{i % 7}") for i in range(500)])
     assert CountingRedis.evals == 1
     intake.accept([entered(i, key=f"aud_{i % 7}") for i in range(500)])
@@ -153,7 +151,7 @@ class EvalDown(fakeredis.FakeRedis):
 
 def test_without_redis_nothing_is_admitted_and_the_next_request_asks_again() -> None:
     client = EvalDown()
-    intake = Intake(auto_creating_router(NewAudienceGate(1)), client, settings())
+    intake = SyncIntake(auto_creating_router(NewAudienceGate(1)), client, settings())
     with pytest.raises(StoreUnavailable):
         intake.accept([entered(0, key="a")])
     EvalDown.down = False
@@ -164,7 +162,7 @@ def test_without_redis_nothing_is_admitted_and_the_next_request_asks_again() -> 
 def test_a_legacy_create_redis_has_made_is_not_new() -> None:
     client = fakeredis.FakeRedis()
     client.set(keys.legacy_created("tiktok-main", ADVERTISER, "old name"), "123")
-    intake = Intake(auto_creating_router(NewAudienceGate(1)), client, settings())
+    intake = SyncIntake(auto_creating_router(NewAudienceGate(1)), client, settings())
 
     def create(name: str) -> dict[str, Any]:
         return {"type": "track", "event": "Create Audience", "userId": "ops", "messageId": name,
@@ -179,7 +177,7 @@ async def test_the_async_intake_asks_redis_the_same_way() -> None:
     import fakeredis.aioredis
 
     client = fakeredis.aioredis.FakeRedis()
-    intake = Intake(auto_creating_router(NewAudienceGate(3)), client, settings())
+    intake = AsyncIntake(auto_creating_router(NewAudienceGate(3)), client, settings())
     result = await intake.accept_async([entered(i, key=f"aud_{i}") for i in range(5)])
     assert (result.accepted, result.rejected) == (3, 2)
     assert await client.scard(keys.TARGETS) == 3

@@ -8,7 +8,8 @@ import pytest
 
 from core.destinations import ConfigError, Destination, parse_destinations
 from producer.directives import compile_value
-from producer.mappings import ACTIONS, DEFAULT_FIELDS, compile_destination, read_default_identifiers
+from producer.mapping_actions import ACTIONS, DEFAULT_FIELDS, read_default_identifiers
+from producer.mappings import compile_destination
 from producer.routing import Router
 
 ADVERTISER = "7000000000000000001"

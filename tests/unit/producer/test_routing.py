@@ -23,35 +23,6 @@ PHONE = "(415) 555-0123"
 PHONE_SHA = hashlib.sha256(b"+14155550123").hexdigest()
 
 
-_route = Router.route
-
-
-def _route_checking_route_into(self: Router, event: dict[str, Any], event_ms: int = 0,
-                               message_id: str = "") -> RouteResult:
-    """Router.route, and a check that the intake's fast path (Router.route_into) agrees with it: the same
-    packed operations by target and matched count, or a refusal exactly when route has more to say."""
-    result = _route(self, event, event_ms, message_id)
-    groups: dict[str, list[list[str]]] = {"untouched": []}
-    matched = self.route_into(copy.deepcopy(event), groups, event_ms, message_id)
-    if matched is None:
-        assert (result.rejection is not None or result.refusals or result.creates or result.dropped_identifiers
-                or result.opted_out)
-        assert groups == {"untouched": []}
-    else:
-        assert result.rejection is None and not result.creates and not result.dropped_identifiers
-        assert not result.refusals and not result.opted_out
-        assert matched == result.matched_mappings
-        expected: dict[str, list[list[str]]] = {"untouched": []}
-        for operation in result.operations:
-            expected.setdefault(operation.target.name, []).append(operation.pack())
-        assert groups == expected
-    return result
-
-
-@pytest.fixture(autouse=True)
-def _every_route_also_checks_route_into(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(Router, "route", _route_checking_route_into)
-
 def sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -604,6 +575,48 @@ def test_targets_are_reused_across_events() -> None:
     r = router("addToAudience")
     first = accepted(r.route(engage()))[0].target
     assert accepted(r.route(engage()))[0].target is first
+
+
+# ------------------------------------------------------------------------------------- into a sink
+
+
+def test_route_into_appends_packed_operations_and_says_only_how_many_mappings_matched() -> None:
+    sink: list[Any] = [("earlier", TARGET, ["a"])]
+    outcome = router("addToAudience", "syncAudience").route_into(engage(), sink, 1_796_614_446_471, "msg-1")
+
+    assert outcome == 2  # nothing else to say: no result object
+    assert sink[1:] == [(TARGET.name, TARGET, ["a", EMAIL_SHA, "", "", "", 1_796_614_446_471, "msg-1"])]  # once
+
+
+def test_route_into_says_more_when_a_mapping_refuses_and_keeps_the_others_operations() -> None:
+    sink: list[Any] = []
+    outcome = router("addToAudience", "syncAudience").route_into(engage(member="yes"), sink)
+
+    assert isinstance(outcome, RouteResult)
+    assert outcome.operations == [] and [name for name, _, _ in sink] == [TARGET.name]
+    assert [o.code for o in outcome.outcomes] == [None, "invalid_membership"]
+
+
+def test_a_routing_bug_leaves_nothing_of_the_event_in_the_sink(monkeypatch: pytest.MonkeyPatch) -> None:
+    import producer.routing
+
+    def broken(event: Any, personas: Any) -> str:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(producer.routing, "membership", broken)
+    sink: list[Any] = [("earlier", TARGET, ["a"])]
+    with pytest.raises(KeyError):  # addToAudience made its operation before syncAudience hit the bug
+        router("addToAudience", "syncAudience").route_into(engage(), sink)
+    assert sink == [("earlier", TARGET, ["a"])]
+
+
+def test_dropped_identifiers_count_once_per_way_of_reading_them_however_many_mappings_share_it() -> None:
+    # Mappings 1 and 3 read identifiers the same way, mapping 2 another way (no advertising id), between them.
+    other = {"action": "addToAudience", "fields": {"external_audience_id": "555", "send_advertising_id": False}}
+    result = router("addToAudience", other, "addToAudience").route(engage(traits={"email": EMAIL, "phone": "555-01"}))
+
+    assert len(accepted(result)) == 2  # mapping 3 repeats mapping 1's operation: sent once
+    assert result.dropped_identifiers == {"invalid_phone": 2}
 
 
 # ------------------------------------------------------------------------------------------ no raw PII

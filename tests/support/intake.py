@@ -12,7 +12,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from core.destinations import parse_destinations
 from core.settings import Settings
-from producer.routing import Router, RouteResult
+from producer.routing import RoutedOperation, Router, RouteResult
 from worker.keys import Target
 
 ADVERTISER = "7000000000000000001"
@@ -41,13 +41,18 @@ def router() -> Router:
     return Router.from_destinations(parse_destinations(DESTINATIONS))
 
 
-class ExplodingRouter:
+class ExplodingRouter(Router):
     """The real router, except that an event named "Explode" hits a bug."""
 
-    def route(self, event: dict[str, Any], event_ms: int = 0, message_id: str = "") -> RouteResult:
+    def route_into(self, event: dict[str, Any], sink: list[RoutedOperation], event_ms: int = 0,
+                   message_id: str = "") -> int | RouteResult:
         if event.get("event") == "Explode":
             raise RuntimeError("boom")
-        return router().route(event, event_ms, message_id)
+        return super().route_into(event, sink, event_ms, message_id)
+
+
+def exploding_router() -> ExplodingRouter:
+    return ExplodingRouter.from_destinations(parse_destinations(DESTINATIONS))
 
 
 def sha(value: str) -> str:

@@ -13,8 +13,8 @@ import pytest
 
 from producer.identifiers import hash_email
 from sandbox.config import DEFAULT_APP_ID, DEFAULT_APP_SECRET, DEFAULT_AUTH_CODE
-from tests.integration.conftest import ADVERTISER, LEGACY_ADVERTISER, TOKEN, Stack, destinations_config
-from tests.integration.services import wait_until
+from tests.support.events import wait_until
+from tests.support.stack import ADVERTISER, LEGACY_ADVERTISER, TOKEN, Stack, destinations_config
 
 pytestmark = pytest.mark.integration
 

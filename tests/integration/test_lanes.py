@@ -13,9 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import ADVERTISER, LEGACY_ADVERTISER, LEGACY_AUDIENCE, Stack
-from tests.integration.test_core_pipeline import email_member, engage
-from tests.integration.test_delivery_guarantees import Events, ledger, settle, stats
+from tests.support.events import Events, email_member, engage, ledger, settle, stats
+from tests.support.stack import ADVERTISER, LEGACY_ADVERTISER, LEGACY_AUDIENCE, Stack
 
 pytestmark = pytest.mark.integration
 

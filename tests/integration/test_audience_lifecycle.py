@@ -1,4 +1,4 @@
-"""Audience lifecycle and TikTok authorisation (issue 4), through real processes: intake, Celery workers, the
+"""Audience lifecycle and TikTok authorisation, through real processes: intake, Celery workers, the
 sandbox TikTok and the ``tiktok-audiences`` CLI."""
 
 from __future__ import annotations

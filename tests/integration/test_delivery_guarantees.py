@@ -1,4 +1,4 @@
-"""Delivery guarantees (behaviour.md §5), shown end to end: whatever TikTok (the sandbox) or the machines
+"""Delivery guarantees, shown end to end: whatever TikTok (the sandbox) or the machines
 do, the audiences in TikTok end up exactly as the events say, and operators can see and fix what failed.
 
 Every scenario runs real processes (redis-server, intake, Celery workers with their scheduler, the sandbox)
@@ -352,7 +352,7 @@ def test_operator_views_of_the_ledger(stack: Stack) -> None:
     settle(stack)
 
     records = ledger(stack)
-    # A user in both audiences is one row naming both (behaviour.md §4): 15 rows, at most 10 a request.
+    # A user in both audiences is one row naming both: 15 rows, at most 10 a request.
     assert len(records) >= 2 and sum(r["rows"] for r in records) >= 15
     for audience in events.audiences:
         assert sum(r["audiences"].get(audience, 0) for r in records) == 15

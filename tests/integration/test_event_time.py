@@ -1,4 +1,4 @@
-"""Event time decides membership (behaviour.md §5): Engage entries and exits with Segment's timestamps, posted
+"""Event time decides membership: Engage entries and exits with Segment's timestamps, posted
 shuffled by concurrent senders with a tenth of them resent, end with the membership their times describe."""
 
 from __future__ import annotations

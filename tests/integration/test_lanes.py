@@ -1,4 +1,4 @@
-"""Many audiences behind one token (behaviour.md §4, §5): requests mix audiences, the token's rate limit is
+"""Many audiences behind one token: requests mix audiences, the token's rate limit is
 one lane's, a refusal kills only the refused audience, and replay works on batches of several audiences.
 
 Real processes (redis-server, intake, Celery workers with their scheduler, the sandbox) with the sandbox's own

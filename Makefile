@@ -41,7 +41,7 @@ lint: setup
 
 bench: setup          ## end-to-end throughput against a one-task-per-event baseline, then the rate-limited grid
 	./deploy/ensure-redis.sh
-	$(CLI) bench
+	$(PY) -m benchmarks
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,7 +1,7 @@
 """Stage benchmarks: what each step of the pipeline does per second on one core, to set the end-to-end figure
-of ``tiktok-audiences bench`` against its slowest stage.
+of ``python -m benchmarks`` against its slowest stage.
 
-    .venv/bin/python benchmarks/stages.py [--events N] [--json] [--redis-url URL --sandbox-url URL]
+    .venv/bin/python -m benchmarks.stages [--events N] [--json] [--redis-url URL --sandbox-url URL]
 
 Without URLs it starts its own redis-server and sandbox (and stops them). Stages, each measured in this one
 process: items per second of wall time (one process: per core, waits for Redis and the sandbox included) and
@@ -28,13 +28,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import orjson
 import redis
 
+from benchmarks.workload import build_workload
 from core.destinations import load_destinations
 from core.heap import settle_heap
 from core.logging import configure_logging
@@ -44,9 +44,7 @@ from producer.events import validate_event
 from producer.identifiers import hash_email, phone_hasher
 from producer.intake import SyncIntake
 from producer.routing import Router
-from tiktok_audiences.bench_workload import build_workload
-from tiktok_audiences.processes import Children, free_port, start_redis, wait_for
-from tiktok_audiences.stack import SANDBOX_ADVERTISER, SANDBOX_TOKEN, sandbox_destinations
+from tiktok_audiences.local_stack import SANDBOX_ADVERTISER, SANDBOX_TOKEN, LocalStack, sandbox_destinations
 from worker import keys
 from worker.context import WorkerContext
 from worker.keys import Target
@@ -172,18 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="tta-stages-"))
-    with ExitStack() as stack:
-        redis_url = args.redis_url or start_redis(stack, workdir, quiet=True)
-        sandbox_url = args.sandbox_url
-        if not sandbox_url:
-            children = Children(workdir, {**os.environ, "TTA_SANDBOX_TOKENS": SANDBOX_TOKEN})
-            stack.callback(children.stop)
-            port = free_port()
-            children.start("sandbox", "sandbox", "--port", str(port))
-            sandbox_url = f"http://127.0.0.1:{port}"
-            from sandbox.admin import SandboxAdmin
-
-            wait_for(lambda: SandboxAdmin(sandbox_url).state() is not None, 20, "the sandbox")
+    with LocalStack(workdir) as stack:
+        redis_url = args.redis_url or stack.start_redis()
+        sandbox_url = args.sandbox_url or stack.start_sandbox()
         figures = run_stages(redis_url, sandbox_url, args.events, workdir)
     if args.json:
         print(json.dumps(figures))

@@ -178,7 +178,7 @@ class DemoRun:
         ok = dead == 0
         if self.sandbox_url and self.expected:
             from sandbox.admin import SandboxAdmin
-            from tiktok_audiences.stack import SANDBOX_ADVERTISER, SANDBOX_DESTINATION
+            from tiktok_audiences.local_stack import SANDBOX_ADVERTISER, SANDBOX_DESTINATION
 
             admin = SandboxAdmin(self.sandbox_url)
             raw_id = self.redis.get(keys.created_audience(SANDBOX_DESTINATION, SANDBOX_ADVERTISER, AUDIENCE_KEY))

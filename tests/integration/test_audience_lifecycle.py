@@ -1,4 +1,4 @@
-"""Audience lifecycle and TikTok authorisation (issue 4), through real processes: intake, Celery workers, the
+"""Audience lifecycle and TikTok authorisation, through real processes: intake, Celery workers, the
 sandbox TikTok and the ``tiktok-audiences`` CLI."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import pytest
 
 from producer.identifiers import hash_email
 from sandbox.config import DEFAULT_APP_ID, DEFAULT_APP_SECRET, DEFAULT_AUTH_CODE
-from tests.integration.conftest import ADVERTISER, LEGACY_ADVERTISER, TOKEN, Stack, destinations_config
-from tests.integration.services import wait_until
+from tests.support.events import wait_until
+from tests.support.stack import ADVERTISER, LEGACY_ADVERTISER, TOKEN, Stack, destinations_config
 
 pytestmark = pytest.mark.integration
 

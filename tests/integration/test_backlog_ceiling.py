@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import Stack
-from tests.integration.test_core_pipeline import engage
+from tests.support.events import engage
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
 

@@ -17,9 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import ADVERTISER, WRITE_KEY, Stack, destinations_config
-from tests.integration.services import wait_until
-from tests.integration.test_core_pipeline import email_member
+from tests.support.events import email_member, wait_until
+from tests.support.stack import ADVERTISER, WRITE_KEY, Stack, destinations_config
 
 pytestmark = pytest.mark.integration
 

@@ -7,41 +7,17 @@ from typing import Any
 
 import pytest
 
-from producer.identifiers import hash_email, phone_hasher
-from tests.integration.conftest import ADVERTISER, LEGACY_AUDIENCE, Stack
-from tests.integration.services import wait_until
+from producer.identifiers import phone_hasher
+from tests.support.events import email_member, engage, post_all, wait_until
+from tests.support.stack import ADVERTISER, LEGACY_AUDIENCE, Stack
 
 pytestmark = pytest.mark.integration
 
 NO_IDENTIFIER = "At least one enabled identifier (Email, Phone, or Advertising ID) must have a value."
 
 
-def engage(event: str, i: int, audience_id: str | None, *, key: str = "engaged", email: bool = True,
-           phone: str | None = None) -> dict[str, Any]:
-    traits: dict[str, Any] = {}
-    if email:
-        traits["email"] = f"user{i}@example.com"
-    if phone:
-        traits["phone"] = phone
-    personas: dict[str, Any] = {"computation_key": key}
-    if audience_id:
-        personas["external_audience_id"] = audience_id
-    return {"type": "track", "event": event, "userId": f"u{i}", "messageId": f"{event}-{key}-{i}",
-            "properties": {key: event == "Audience Entered"}, "context": {"traits": traits, "personas": personas}}
-
-
-def email_member(i: int) -> str:
-    return f"EMAIL_SHA256:{hash_email(f'user{i}@example.com')}"
-
-
 def settle(stack: Stack, timeout: float = 60) -> None:
     wait_until(stack.backlog_settled, timeout, message=f"every operation settled\n{stack.logs()}")
-
-
-def post_all(stack: Stack, events: list[dict[str, Any]], per_request: int = 100) -> None:
-    for start in range(0, len(events), per_request):
-        status, body = stack.post("/v1/batch", {"batch": events[start : start + per_request]})
-        assert status == 200 and body["rejected"] == 0, body
 
 
 @pytest.fixture

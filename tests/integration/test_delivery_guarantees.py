@@ -1,4 +1,4 @@
-"""Delivery guarantees (behaviour.md §5), shown end to end: whatever TikTok (the sandbox) or the machines
+"""Delivery guarantees, shown end to end: whatever TikTok (the sandbox) or the machines
 do, the audiences in TikTok end up exactly as the events say, and operators can see and fix what failed.
 
 Every scenario runs real processes (redis-server, intake, Celery workers with their scheduler, the sandbox)
@@ -9,78 +9,21 @@ from __future__ import annotations
 
 import signal
 import time
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import pytest
 
-from tests.integration.conftest import ADVERTISER, TOKEN, Stack
-from tests.integration.services import wait_until
-from tests.integration.test_core_pipeline import email_member, engage
+from tests.support.events import Events, email_member, engage, ledger, settle, stats, statuses, wait_until
+from tests.support.stack import ADVERTISER, TOKEN, Stack
 from worker.ledger import Ledger
 
 pytestmark = pytest.mark.integration
 
 DESTINATION = "tiktok-main"
 TRANSIENT_MODES = ["http500", "http503", "code50002", "drop", "slow"]
-
-
-class Events:
-    """Engage events for a few seeded audiences, and the membership they describe."""
-
-    def __init__(self, stack: Stack, audiences: int) -> None:
-        self.stack = stack
-        self.audiences = [f"31000000000000000{n:02d}" for n in range(audiences)]
-        for audience in self.audiences:
-            stack.sandbox.seed_audience(advertiser_id=ADVERTISER, name=f"aud-{audience}",
-                                        audience_id=audience)
-        self.expected: dict[str, set[str]] = defaultdict(set)
-        self.operations = Counter[str]()  # per audience, as accepted (before any collapse in a batch)
-
-    def enter(self, audience: str, users: Iterable[int]) -> list[dict[str, Any]]:
-        events = [engage("Audience Entered", i, audience, key=f"k{audience}") for i in users]
-        self.expected[audience] |= {email_member(i) for i in users}
-        self.operations[audience] += len(events)
-        return events
-
-    def exit(self, audience: str, users: Iterable[int]) -> list[dict[str, Any]]:
-        events = [engage("Audience Exited", i, audience, key=f"k{audience}") for i in users]
-        self.expected[audience] -= {email_member(i) for i in users}
-        self.operations[audience] += len(events)
-        return events
-
-    def wave(self, n: int) -> list[dict[str, Any]]:
-        """Ten new users enter every audience; half of the previous wave's leave; two who left come back."""
-        first = n * 10
-        events = self.everyone_enters(range(first, first + 10))
-        for audience in self.audiences:
-            events += self.exit(audience, range(max(0, first - 10), max(0, first - 5)))
-            events += self.enter(audience, range(max(0, first - 20), max(0, first - 18)))
-        return events
-
-    def everyone_enters(self, users: Iterable[int]) -> list[dict[str, Any]]:
-        users = list(users)
-        return [event for audience in self.audiences for event in self.enter(audience, users)]
-
-    def post(self, events: list[dict[str, Any]], per_request: int = 50) -> None:
-        """Post like a well-behaved sender: an answer other than 200 (intake busy, Redis away) is retried."""
-        for start in range(0, len(events), per_request):
-            chunk = events[start : start + per_request]
-
-            def accepted(chunk: list[dict[str, Any]] = chunk) -> bool:
-                status, body = self.stack.post("/v1/batch", {"batch": chunk})
-                assert status in (200, 503), (status, body)
-                if status == 200:
-                    assert body["rejected"] == 0, body
-                return status == 200
-
-            wait_until(accepted, 30, interval=0.2, message="intake to accept events")
-
-    def assert_delivered_exactly(self) -> None:
-        for audience in self.audiences:
-            assert set(self.stack.sandbox.members(audience)) == self.expected[audience], audience
 
 
 @pytest.fixture(autouse=True)
@@ -99,31 +42,6 @@ def report(stack: Stack, request: pytest.FixtureRequest) -> Iterator[None]:
           f"{dict(sorted(outcomes.items()))}; {len(records)} batches, "
           f"{sum(r.attempts for r in records) - len(records)} retries, "
           f"{sum(r.status == 'dead' for r in records)} dead")
-
-
-def settle(stack: Stack, timeout: float = 60) -> None:
-    wait_until(stack.backlog_settled, timeout, interval=0.2, message="every operation settled")
-
-
-def ledger(stack: Stack, *options: str) -> list[dict[str, Any]]:
-    """``tiktok-audiences batches list --json``, as an operator reads it."""
-    code, out, err = stack.cli("batches", "list", "--json", "--limit", "10000", *options)
-    assert code == 0, err
-    records: list[dict[str, Any]] = orjson.loads(out)
-    return records
-
-
-def statuses(stack: Stack) -> dict[str, str]:
-    """Batch id -> status, read straight from Redis: cheap enough to poll while a scenario runs."""
-    ledger = Ledger(stack.redis, delivered_retention=3600, dead_retention=3600)
-    return {record.id: record.status for record in ledger.list(limit=10_000)}
-
-
-def stats(stack: Stack) -> dict[str, Any]:
-    code, out, err = stack.cli("stats", "--json")
-    assert code == 0, err
-    doc: dict[str, Any] = orjson.loads(out)
-    return doc
 
 
 def mapping_calls(stack: Stack) -> list[dict[str, Any]]:
@@ -434,7 +352,7 @@ def test_operator_views_of_the_ledger(stack: Stack) -> None:
     settle(stack)
 
     records = ledger(stack)
-    # A user in both audiences is one row naming both (behaviour.md §4): 15 rows, at most 10 a request.
+    # A user in both audiences is one row naming both: 15 rows, at most 10 a request.
     assert len(records) >= 2 and sum(r["rows"] for r in records) >= 15
     for audience in events.audiences:
         assert sum(r["audiences"].get(audience, 0) for r in records) == 15

@@ -29,7 +29,7 @@ def test_the_locked_dependencies_and_the_project_install_as_the_image_installs_t
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
-    for package in ("producer", "worker", "sandbox", "tiktok_audiences"):
+    for package in ("core", "producer", "worker", "sandbox", "tiktok_audiences"):
         shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
     builder, app = tmp_path / "builder", tmp_path / "app"
     for venv in (builder, app):

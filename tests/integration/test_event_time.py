@@ -1,4 +1,4 @@
-"""Event time decides membership (behaviour.md §5): Engage entries and exits with Segment's timestamps, posted
+"""Event time decides membership: Engage entries and exits with Segment's timestamps, posted
 shuffled by concurrent senders with a tenth of them resent, end with the membership their times describe."""
 
 from __future__ import annotations
@@ -10,9 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import ADVERTISER, Stack
-from tests.integration.services import wait_until
-from tests.integration.test_core_pipeline import email_member
+from tests.support.events import email_member, wait_until
+from tests.support.stack import ADVERTISER, Stack
 
 pytestmark = pytest.mark.integration
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Stack
-from tests.integration.services import ServiceProcess, free_port, wait_until
-from tests.integration.test_delivery_guarantees import Events, settle, statuses
+from tests.support.events import Events, settle, statuses, wait_until
+from tests.support.stack import Stack
+from tiktok_audiences.local_stack import ServiceProcess, free_port
 from worker.scheduler_lease import LEASE_KEY
 
 pytestmark = pytest.mark.integration

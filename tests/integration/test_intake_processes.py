@@ -7,7 +7,7 @@ import urllib.request
 
 import pytest
 
-from tests.integration.conftest import Stack
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
 

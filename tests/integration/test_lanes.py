@@ -1,4 +1,4 @@
-"""Many audiences behind one token (behaviour.md §4, §5): requests mix audiences, the token's rate limit is
+"""Many audiences behind one token: requests mix audiences, the token's rate limit is
 one lane's, a refusal kills only the refused audience, and replay works on batches of several audiences.
 
 Real processes (redis-server, intake, Celery workers with their scheduler, the sandbox) with the sandbox's own
@@ -13,9 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import ADVERTISER, LEGACY_ADVERTISER, LEGACY_AUDIENCE, Stack
-from tests.integration.test_core_pipeline import email_member, engage
-from tests.integration.test_delivery_guarantees import Events, ledger, settle, stats
+from tests.support.events import Events, email_member, engage, ledger, settle, stats
+from tests.support.stack import ADVERTISER, LEGACY_ADVERTISER, LEGACY_AUDIENCE, Stack
 
 pytestmark = pytest.mark.integration
 

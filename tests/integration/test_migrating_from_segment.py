@@ -11,8 +11,8 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.integration.conftest import ADVERTISER, TOKEN, Stack
-from tests.integration.services import wait_until
+from tests.support.events import wait_until
+from tests.support.stack import ADVERTISER, TOKEN, Stack
 
 pytestmark = pytest.mark.integration
 

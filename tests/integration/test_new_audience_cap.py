@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.integration.conftest import Stack
+from tests.support.stack import Stack
 from worker import keys
 
 pytestmark = pytest.mark.integration

@@ -17,8 +17,8 @@ import pytest
 
 from producer.auth import sign
 from sandbox.config import DEFAULT_APP_ID, DEFAULT_APP_SECRET, DEFAULT_AUTH_CODE
-from tests.integration.conftest import ADVERTISER, TOKEN, WRITE_KEY, Stack
-from tests.integration.services import wait_until
+from tests.support.events import wait_until
+from tests.support.stack import ADVERTISER, TOKEN, WRITE_KEY, Stack
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.integration.services import RedisServer, free_port, wait_until
+from tests.support.events import wait_until
+from tiktok_audiences.local_stack import RedisServer, free_port
 from worker.readiness import check_write_path
 
 pytestmark = pytest.mark.integration

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import redis
 
-from tests.integration.conftest import ADVERTISER, Stack
-from tests.integration.services import RedisServer, wait_until
-from tests.integration.test_core_pipeline import email_member, engage, post_all
+from tests.support.events import email_member, engage, post_all, wait_until
+from tests.support.stack import ADVERTISER, Stack
+from tiktok_audiences.local_stack import RedisServer
 
 pytestmark = pytest.mark.integration
 

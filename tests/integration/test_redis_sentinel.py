@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.integration.conftest import Stack
-from tests.integration.services import free_port, wait_until
-from tests.integration.test_delivery_guarantees import Events, settle
+from tests.support.events import Events, settle, wait_until
+from tests.support.stack import Stack
+from tiktok_audiences.local_stack import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.services import wait_until
-from tiktok_audiences.processes import free_port
+from tests.support.events import wait_until
+from tiktok_audiences.local_stack import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -9,9 +9,8 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.integration.conftest import ADVERTISER, LEGACY_AUDIENCE, Stack, destinations_config
-from tests.integration.services import wait_until
-from tests.integration.test_core_pipeline import email_member, engage, post_all
+from tests.support.events import email_member, engage, post_all, wait_until
+from tests.support.stack import ADVERTISER, LEGACY_AUDIENCE, Stack, destinations_config
 
 pytestmark = pytest.mark.integration
 

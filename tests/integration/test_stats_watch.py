@@ -16,8 +16,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.conftest import ADVERTISER, Stack
-from tests.integration.services import wait_until
+from tests.support.events import wait_until
+from tests.support.stack import ADVERTISER, Stack
 from worker import keys
 
 pytestmark = pytest.mark.integration

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from tiktok_audiences.bench_run import StackOptions, intake_command
 from tiktok_audiences.cli import build_parser
 from tiktok_audiences.commands import services
 from tiktok_audiences.commands.services import default_intake_processes, usable_cpus
@@ -40,9 +39,3 @@ def test_a_container_cpu_quota_lowers_the_default(monkeypatch: pytest.MonkeyPatc
 def test_port_zero_stays_one_process() -> None:
     # Each process would bind a port of its own: a sender could reach only one of them.
     assert default_intake_processes(0) == 1
-
-
-def test_the_bench_starts_plain_serve_unless_told_a_process_count() -> None:
-    assert StackOptions().intake_processes is None
-    assert intake_command(8080, None) == ["serve", "--port", "8080"]
-    assert intake_command(8080, 1) == ["serve", "--port", "8080", "--workers", "1"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tiktok_audiences.bench_grid import (
+from benchmarks.grid import (
     AUTO,
     EXISTING,
     CallsNeeded,

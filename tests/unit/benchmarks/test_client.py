@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from tiktok_audiences.bench_client import SenderError, post_in_order
+from benchmarks.client import SenderError, post_in_order
 
 pytestmark = pytest.mark.asyncio
 

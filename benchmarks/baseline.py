@@ -6,7 +6,8 @@ POSTs a one-row request, built by the same :func:`worker.tiktok.wire.mapping_bod
 keeps one HTTP connection per worker process, and Celery's defaults otherwise: nothing here is made slow
 on purpose, so the ratio measures the design (a broker round trip and a TikTok call per event), not neglect.
 
-Run the worker with ``celery -A tiktok_audiences.bench_baseline worker``; it reads
+The Celery app is built by :func:`baseline_app`, only by the processes that use it: the bench, to enqueue,
+and the worker, started as ``python -m benchmarks.baseline [celery worker options]``, which reads
 ``TTA_BASELINE_BROKER``, ``TTA_BASELINE_API`` and ``TIKTOK_ACCESS_TOKEN`` from the environment.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import sys
 import time
 import urllib.parse
 from typing import Any, Literal
@@ -27,11 +29,6 @@ from worker.tiktok.wire import mapping_body
 TASK = "baseline.deliver"
 QUEUE = "baseline"
 ADVERTISER = "7000000000000000001"
-
-app = Celery("tta_baseline", broker=os.environ.get("TTA_BASELINE_BROKER", "redis://127.0.0.1:6379/1"))
-app.conf.update(task_serializer="json", accept_content=["json"], task_ignore_result=True,
-                task_default_queue=QUEUE, worker_hijack_root_logger=False,
-                broker_connection_retry_on_startup=True)
 
 _hash_phone = phone_hasher("e164", "US")
 _connection: http.client.HTTPConnection | None = None
@@ -56,7 +53,6 @@ def _post(path: str, body: bytes) -> dict[str, Any]:
     raise AssertionError("unreachable")
 
 
-@app.task(name=TASK, ignore_result=True)
 def deliver(event: dict[str, Any], audience_id: str) -> None:
     traits = event["context"]["traits"]
     row: dict[str, str] = {}
@@ -72,10 +68,30 @@ def deliver(event: dict[str, Any], audience_id: str) -> None:
         raise RuntimeError(f"TikTok answered {answer.get('code')}: {answer.get('message')}")
 
 
-def enqueue_all(events: list[dict[str, Any]], audience_ids: dict[str, str]) -> tuple[float, float]:
+def baseline_app(broker: str) -> Celery:
+    """The baseline's Celery app on ``broker``, with :func:`deliver` as its one task."""
+    app = Celery("tta_baseline", broker=broker)
+    app.conf.update(task_serializer="json", accept_content=["json"], task_ignore_result=True,
+                    task_default_queue=QUEUE, worker_hijack_root_logger=False,
+                    broker_connection_retry_on_startup=True)
+    app.task(name=TASK, ignore_result=True)(deliver)
+    return app
+
+
+def enqueue_all(app: Celery, events: list[dict[str, Any]], audience_ids: dict[str, str]) -> tuple[float, float]:
     """One ``apply_async`` per event, as a request handler would; returns (wall, CPU) seconds it took."""
+    task = app.tasks[TASK]
     started, cpu = time.perf_counter(), time.process_time()
     for event in events:
         key = event["context"]["personas"]["computation_key"]
-        deliver.apply_async(args=[event, audience_ids[key]])
+        task.apply_async(args=[event, audience_ids[key]])
     return time.perf_counter() - started, time.process_time() - cpu
+
+
+def main(argv: list[str]) -> None:
+    """The baseline's Celery worker; ``argv`` are ``celery worker`` options."""
+    baseline_app(os.environ["TTA_BASELINE_BROKER"]).worker_main(["worker", *argv])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -10,10 +10,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import shutil
 import tempfile
 import time
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,19 +19,17 @@ from typing import Any
 import orjson
 import redis
 
-from core.redis_client import LOCAL, redis_from_url
-from sandbox.admin import SandboxAdmin
-from tiktok_audiences.bench_client import post_in_order
-from tiktok_audiences.bench_measure import (
+from benchmarks.client import post_in_order
+from benchmarks.measure import (
     StageUsage,
     machine_busy_seconds,
     sample_tree,
     usage,
     weighted_percentiles,
 )
-from tiktok_audiences.bench_workload import MAX_AHEAD, Workload
-from tiktok_audiences.processes import Children, free_port, start_redis, wait_for
-from tiktok_audiences.stack import SANDBOX_ADVERTISER, SANDBOX_TOKEN, sandbox_destinations
+from benchmarks.workload import MAX_AHEAD, Workload
+from sandbox.admin import SandboxAdmin
+from tiktok_audiences.local_stack import SANDBOX_ADVERTISER, LocalStack, wait_for
 from worker import keys
 from worker.ledger import OPEN_STATUSES, BatchRecord, Ledger
 
@@ -114,18 +110,17 @@ class RunResult:
 
 
 class BenchStack:
-    """redis-server, sandbox, intake and a worker as child processes, on free ports, in a temporary folder."""
+    """redis-server, sandbox, intake and a worker as child processes (a :class:`LocalStack`), on free ports, in
+    a temporary folder."""
 
     def __init__(self, options: StackOptions) -> None:
         self.options = options
         self.workdir = Path(tempfile.mkdtemp(prefix="tta-bench-"))
-        self._exit = ExitStack()
+        # Intake and workers are its processes (stopped before a baseline); Redis and the sandbox outlive them.
+        self.local = LocalStack(self.workdir, {**os.environ, "TTA_LOG_FORMAT": "json"})
         self.redis_url = ""
         self.sandbox_url = ""
         self.intake_url = ""
-        self.env: dict[str, str] = {}
-        self.services = Children(self.workdir, self.env)  # sandbox: lives for the whole stack
-        self.pipeline = Children(self.workdir, self.env)  # intake and workers: stopped before a baseline
         self.redis_pid = 0
 
     def __enter__(self) -> BenchStack:
@@ -139,51 +134,40 @@ class BenchStack:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def env(self) -> dict[str, str]:
+        return self.local.env
+
     def close(self) -> None:
-        self.pipeline.stop()
-        self.services.stop()
-        self._exit.close()
+        self.local.stop()
 
     def _start(self) -> None:
-        if not shutil.which("redis-server"):
-            # start_redis would fall back to an in-process fake Redis: fine for a demo, meaningless to time.
-            raise RuntimeError("the benchmark needs redis-server on PATH (make bench installs it)")
-        self.redis_url = start_redis(self._exit, self.workdir, quiet=True)
-        self.redis = redis_from_url(self.redis_url, LOCAL)
+        self.redis_url = self.local.start_redis()  # a real redis-server: a fake one is meaningless to time
+        assert self.local.redis_server is not None
+        self.redis = self.local.redis_server.client()
         self.redis_pid = int(self.redis.info("server")["process_id"])
-        sandbox_port, intake_port = free_port(), free_port()
-        self.sandbox_url = f"http://127.0.0.1:{sandbox_port}"
-        self.intake_url = f"http://127.0.0.1:{intake_port}"
-        config = self.workdir / "destinations.yaml"
-        sandbox_destinations(config)
+        self.sandbox_url = self.local.start_sandbox()
+        self.admin = SandboxAdmin(self.sandbox_url)
+        self.local.use_sandbox()
         self.env.update({
-            **os.environ,
-            "REDIS_URL": self.redis_url,
-            "TIKTOK_API_BASE_URL": self.sandbox_url,
-            "TIKTOK_ACCESS_TOKEN": SANDBOX_TOKEN,
-            "TTA_SANDBOX_TOKENS": SANDBOX_TOKEN,
-            "TTA_CONFIG": str(config),
             "TTA_WRITE_KEY": WRITE_KEY,
             "TTA_FLUSH_INTERVAL": str(self.options.flush_interval),
             "TTA_RATE_LIMIT_QPS": str(self.options.rate_limit_qps),
-            "TTA_LOG_FORMAT": "json",
             **self.options.settings,
         })
-        self.services.start("sandbox", "sandbox", "--port", str(sandbox_port))
-        self.admin = SandboxAdmin(self.sandbox_url)
-        wait_for(lambda: self.admin.state() is not None, 20, "the sandbox")
-        self.pipeline.start("intake", *intake_command(intake_port, self.options.intake_processes))
+        self.local.start_intake(processes=self.options.intake_processes)
         if self.options.start_worker:
-            self.pipeline.start("worker", "worker", "--concurrency", str(self.options.workers))
-        wait_for(lambda: _healthy(self.intake_url), 20, "intake")
+            self.local.start_worker(self.options.workers)
+        self.intake_url = self.local.intake_url
 
     def stop_pipeline(self) -> None:
-        self.pipeline.stop()
+        self.local.stop_processes()
 
     def roots(self) -> dict[str, int]:
         """The started processes by stage; each one's descendants are counted with it."""
-        out = {name: process.pid for name, process in self.pipeline.processes}
-        out.update({name: process.pid for name, process in self.services.processes})
+        out = {process.name: process.pid for process in self.local.processes}
+        if self.local.sandbox is not None:
+            out["sandbox"] = self.local.sandbox.pid
         out["redis-server"] = self.redis_pid
         return out
 
@@ -191,22 +175,9 @@ class BenchStack:
         return Ledger(self.redis, delivered_retention=86400, dead_retention=86400)
 
 
-def intake_command(port: int, processes: int | None) -> list[str]:
-    """The ``serve`` command line: without a process count it is the plain command a user runs, so the bench
-    measures serve's own default."""
-    return ["serve", "--port", str(port), *(["--workers", str(processes)] if processes is not None else [])]
-
-
-def _healthy(url: str) -> bool:
-    import urllib.request
-
-    with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
-        return bool(response.status == 200)
-
-
 async def post_all(url: str, bodies: list[bytes], connections: int = CONNECTIONS,
                    max_ahead: int = MAX_AHEAD) -> tuple[int, int]:
-    """POST every body to /v1/batch over ``connections`` connections, in order (bench_client says how);
+    """POST every body to /v1/batch over ``connections`` connections, in order (benchmarks.client says how);
     returns (accepted, 503 retries)."""
     auth = "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode()
     headers = {"Authorization": auth, "Content-Type": "application/json"}
@@ -274,7 +245,7 @@ def measure(stack: BenchStack, workload: Workload, audiences: int,
     ledger = stack.ledger()
     deadline = time.monotonic() + settle_timeout
     while not _settled(stack.redis, ledger):
-        stack.pipeline.check()
+        stack.local.check()
         if time.monotonic() > deadline:
             result.error = f"not delivered within {settle_timeout:.0f}s"
             break

@@ -1,4 +1,4 @@
-"""Running one cell of the rate-limited grid (``bench_grid`` says what the cells are and how they read).
+"""Running one cell of the rate-limited grid (``benchmarks.grid`` says what the cells are and how they read).
 
 Each cell gets a fresh stack (redis-server, the sandbox, plain ``serve`` and ``worker --concurrency N``, with
 ``TTA_RATE_LIMIT_QPS`` at the grid's rate), warmed up with one delivered event. The sandbox then refuses
@@ -24,13 +24,12 @@ from typing import Any
 import aiohttp
 import orjson
 
+from benchmarks.grid import GridCell, GridResult, calls_needed, time_limit
+from benchmarks.measure import sample_tree, usage
+from benchmarks.run import BenchStack, StackOptions, post_all, warm_up
 from producer.identifiers import hash_email
 from sandbox.admin import SandboxAdmin
-from tiktok_audiences.bench_grid import GridCell, GridResult, calls_needed, time_limit
-from tiktok_audiences.bench_measure import sample_tree, usage
-from tiktok_audiences.bench_run import BenchStack, StackOptions, post_all, warm_up
-from tiktok_audiences.processes import say
-from tiktok_audiences.stack import SANDBOX_ADVERTISER
+from tiktok_audiences.local_stack import SANDBOX_ADVERTISER, say
 
 GRID_PREFIX = "grid_"
 POLL_INTERVAL = 0.2  # the sandbox's totals: the time itself comes from its call log, not from this poll
@@ -185,7 +184,7 @@ def run_cell(cell: GridCell, options: StackOptions, timeout: float | None = None
         deadline = started + result.limit
         next_ledger_look = started
         while not result.error:
-            stack.pipeline.check()
+            stack.local.check()
             if int(stack.admin.totals()["identifiers"]) >= target:
                 break
             if time.time() >= next_ledger_look:  # the ledger lives in the Redis being measured: look rarely

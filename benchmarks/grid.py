@@ -11,7 +11,7 @@ audiences the service creates on first use (``native.auto_create``). No schedule
 - one mapping call per 10,000 rows per action (a ``/segment/mapping/`` request may carry rows of many
   audiences; one row is one user).
 
-Nothing here runs anything (``bench_grid_run`` does); this module is arithmetic and text, unit-tested.
+Nothing here runs anything (``benchmarks.grid_run`` does); this module is arithmetic and text, unit-tested.
 """
 
 from __future__ import annotations

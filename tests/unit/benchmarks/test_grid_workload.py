@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import orjson
 
-from producer.identifiers import hash_email
-from sandbox.admin import SandboxAdmin
-from tests.support.sandbox import Api
-from tiktok_audiences.bench_grid import AUTO, EXISTING, GridCell
-from tiktok_audiences.bench_grid_run import (
+from benchmarks.grid import AUTO, EXISTING, GridCell
+from benchmarks.grid_run import (
     MembershipCheck,
     build_grid_workload,
     check_grid_membership,
     grid_email,
     grid_key,
 )
-from tiktok_audiences.stack import SANDBOX_ADVERTISER
+from producer.identifiers import hash_email
+from sandbox.admin import SandboxAdmin
+from tests.support.sandbox import Api
+from tiktok_audiences.local_stack import SANDBOX_ADVERTISER
 
 
 def events_of(bodies: list[bytes]) -> list[dict[str, object]]:

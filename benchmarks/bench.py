@@ -1,4 +1,4 @@
-"""``tiktok-audiences bench`` (``make bench``): end-to-end throughput on this machine, against the
+"""``python -m benchmarks`` (``make bench``): end-to-end throughput on this machine, against the
 one-Celery-task-per-event design, with stage figures to compare against, a rate-limited grid of many
 audiences at TikTok's 10 calls/s, and optional scaling runs.
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tiktok_audiences.bench_grid import (
+from benchmarks.grid import (
     MODES,
     GridCell,
     GridResult,
@@ -31,9 +31,9 @@ from tiktok_audiences.bench_grid import (
     grid_to_json,
     plan_grid,
 )
-from tiktok_audiences.bench_grid_run import grid_options, run_grid
-from tiktok_audiences.bench_measure import StageUsage, sample_tree, usage
-from tiktok_audiences.bench_run import (
+from benchmarks.grid_run import grid_options, run_grid
+from benchmarks.measure import StageUsage, sample_tree, usage
+from benchmarks.run import (
     BenchStack,
     RunResult,
     StackOptions,
@@ -41,10 +41,9 @@ from tiktok_audiences.bench_run import (
     measure_intake_alone,
     to_json,
 )
-from tiktok_audiences.bench_workload import Workload, build_workload
-from tiktok_audiences.cli import usable_cpus
-from tiktok_audiences.processes import say, stop_like_ctrl_c, wait_for
-from tiktok_audiences.stack import SANDBOX_ADVERTISER
+from benchmarks.workload import Workload, build_workload
+from tiktok_audiences.commands.services import usable_cpus
+from tiktok_audiences.local_stack import SANDBOX_ADVERTISER, say, stop_like_ctrl_c, wait_for
 
 # The targets, printed beside the figures (a benchmark reports; it does not fail on speed).
 TARGET_END_TO_END = 60_000
@@ -54,7 +53,7 @@ TARGET_INTAKE = 100_000
 TARGET_WORKER_RSS_MB = 300
 BASELINE_TIMEOUT = 180.0
 SCALING_SETTLE_TIMEOUT = 600.0
-STAGES_SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "stages.py"
+REPO_ROOT = Path(__file__).resolve().parents[1]  # benchmarks/ is run from a checkout, never installed
 
 
 @dataclass(slots=True)
@@ -77,7 +76,7 @@ class BaselineResult:
 
 def run_baseline(stack: BenchStack, workload: Workload, events: int, workers: int) -> BaselineResult:
     """The first ``events`` events through one Celery task each, against the same sandbox (reset first)."""
-    from tiktok_audiences.bench_baseline import app, enqueue_all
+    from benchmarks.baseline import baseline_app, enqueue_all
 
     chosen = workload.events[:events]
     result = BaselineResult(len(chosen))
@@ -86,19 +85,20 @@ def run_baseline(stack: BenchStack, workload: Workload, events: int, workers: in
     keys_used = sorted({e["context"]["personas"]["computation_key"] for e in chosen})
     audience_ids = {k: stack.admin.seed_audience(SANDBOX_ADVERTISER, name=k) for k in keys_used}
     broker = stack.redis_url.rsplit("/", 1)[0] + "/1"
-    app.conf.broker_url = broker
-    worker = stack.pipeline.start(
-        "baseline-worker", "-A", "tiktok_audiences.bench_baseline", "worker", f"--concurrency={workers}",
-        "--loglevel=WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat",
-        module="celery", extra_env={"TTA_BASELINE_BROKER": broker, "TTA_BASELINE_API": stack.sandbox_url})
+    app = baseline_app(broker)
+    worker = stack.local.start(
+        "baseline-worker", f"--concurrency={workers}", "--loglevel=WARNING", "--without-gossip",
+        "--without-mingle", "--without-heartbeat", module="benchmarks.baseline",
+        extra_env={"TTA_BASELINE_BROKER": broker, "TTA_BASELINE_API": stack.sandbox_url,
+                   "PYTHONPATH": str(REPO_ROOT)})
     # Warm up: one task through, so the pool is up before the clock starts.
-    enqueue_all(chosen[:1], audience_ids)
+    enqueue_all(app, chosen[:1], audience_ids)
     wait_for(lambda: stack.admin.counters().get("mapping_ok", 0) >= 1, 60, "the baseline worker")
     done_before = stack.admin.counters().get("mapping_calls", 0)
     before = sample_tree(worker.pid)
 
     started = time.time()
-    result.enqueue_seconds, result.enqueue_cpu = enqueue_all(chosen, audience_ids)
+    result.enqueue_seconds, result.enqueue_cpu = enqueue_all(app, chosen, audience_ids)
     deadline = time.monotonic() + BASELINE_TIMEOUT
     while True:
         calls = stack.admin.counters().get("mapping_calls", 0) - done_before
@@ -122,13 +122,11 @@ def run_baseline(stack: BenchStack, workload: Workload, events: int, workers: in
 
 
 def run_stages(stack: BenchStack) -> dict[str, Any]:
-    """benchmarks/stages.py against this stack's Redis and sandbox (in a process of its own)."""
-    if not STAGES_SCRIPT.exists():
-        return {}
+    """:mod:`benchmarks.stages` against this stack's Redis and sandbox (in a process of its own)."""
     done = subprocess.run(
-        [sys.executable, str(STAGES_SCRIPT), "--json", "--sandbox-url", stack.sandbox_url,
+        [sys.executable, "-m", "benchmarks.stages", "--json", "--sandbox-url", stack.sandbox_url,
          "--redis-url", stack.redis_url.rsplit("/", 1)[0] + "/2"],
-        capture_output=True, text=True, timeout=300, env=stack.env)
+        capture_output=True, text=True, timeout=300, env=stack.env, cwd=REPO_ROOT)
     if done.returncode != 0:
         say(f"stage benchmarks failed: {done.stderr[-500:]}")
         return {}

@@ -18,7 +18,7 @@ DEFAULT_AUTH_CODE = "sandbox-auth-code"
 
 # TikTok's documented ceiling per /segment/mapping/ request.
 MAX_ROWS = 10_000
-# TikTok refuses longer names; the client is expected to truncate (behaviour.md section 4).
+# TikTok refuses longer names; the client is expected to cut them to 67 characters plus "..." before sending.
 MAX_AUDIENCE_NAME = 70
 # A 10,000-row body with four id types is ~4 MB; leave ample room so size is never the failure a test sees.
 MAX_BODY_BYTES = 64 * 1024 * 1024

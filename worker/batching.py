@@ -1,6 +1,6 @@
 """Turn a run of operations on one target into TikTok requests.
 
-Two rules from the behaviour spec shape this:
+Two rules of TikTok's mapping endpoint shape this:
 - several operations on the same user collapse to the last one (a user added then removed ends removed);
 - one request carries one action, and at most ``batch_size`` rows.
 

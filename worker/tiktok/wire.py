@@ -1,4 +1,4 @@
-"""Request bodies for TikTok's segment endpoints, byte for byte as the behaviour spec (§4) lays them out.
+"""Request bodies for TikTok's segment endpoints, byte for byte as TikTok's API takes them.
 
 Pure functions: no I/O, so the hot path (a 10,000-row mapping body, built once per batch) can be measured and
 tested on its own. Key order matters to nobody but a human diffing payloads against Segment's, and dicts keep
@@ -85,7 +85,7 @@ def audiences_body(
     action: Literal["add", "delete"],
     rows: Sequence[AudienceRow],
 ) -> bytes:
-    """The JSON body of ``POST /segment/mapping/`` carrying rows of several audiences (behaviour.md §4): each
+    """The JSON body of ``POST /segment/mapping/`` carrying rows of several audiences: each
     cell's ``audience_ids`` lists the audiences that row's user is added to (or deleted from). The same rules
     as :func:`mapping_body` otherwise (schema order, ``{}`` gaps, empty rows left out, 10,000 rows at most),
     and built the same way, column by column."""

@@ -1,4 +1,4 @@
-"""TikTok answers are sorted into the error classes of behaviour spec §5."""
+"""TikTok answers are sorted into error classes: success, throttled, auth, transient and permanent."""
 
 from __future__ import annotations
 
@@ -132,7 +132,7 @@ def test_errors_survive_pickling(error: TikTokError) -> None:
     assert str(copy) == str(error)
 
 
-# Every code behaviour.md §5 names (TikTok's documentation and its official SDK's NumericErrorCodes), and its
+# Every code the service classifies by name (TikTok's documentation and its official SDK's NumericErrorCodes), and its
 # class. A code missing here is classified by the rules below it (other 5xxxx transient, the rest permanent).
 EVERY_CODE: dict[int, type[TikTokError]] = {
     40100: ThrottledError, 40016: ThrottledError, 40133: ThrottledError,

@@ -1,4 +1,4 @@
-"""Request bodies are laid out exactly as behaviour spec §4 says."""
+"""Request bodies are laid out exactly as TikTok's segment endpoints take them."""
 
 from __future__ import annotations
 

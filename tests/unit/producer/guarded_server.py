@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from producer.protocol import GuardedAppRunner
+from producer.http.connections import GuardedAppRunner
 
 
 class GuardedTestServer(TestServer):

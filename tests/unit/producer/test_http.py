@@ -15,7 +15,9 @@ import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
 from producer.auth import sign
-from producer.http import SINGLE_EVENT_LIMIT, StartupError, build_app, ensure_port_free, serve, with_batch_level
+from producer.batch_context import with_batch_level
+from producer.http import StartupError, build_app, ensure_port_free, serve
+from producer.http.event_routes import SINGLE_EVENT_LIMIT
 from producer.intake import Intake
 from tests.unit.producer.intake_fakes import (
     NO_IDENTIFIER,
@@ -382,7 +384,7 @@ async def test_serve_refuses_a_port_another_server_listens_on(capsys: pytest.Cap
         port = other.getsockname()[1]
         with pytest.raises(StartupError, match=f"cannot listen on 127.0.0.1:{port}"):
             ensure_port_free("127.0.0.1", port)
-        assert serve("127.0.0.1", port, settings(write_keys=KEY), workers=2) == 2
+        assert serve("127.0.0.1", port, settings(write_keys=KEY), processes=2) == 2
     assert "another intake" in capsys.readouterr().err
     ensure_port_free("127.0.0.1", port)  # free again once it is closed
 

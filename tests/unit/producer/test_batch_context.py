@@ -3,21 +3,24 @@ event's own values winning; refused when they are not objects or nest too deep."
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from producer.batch_context import MAX_DEPTH, BatchLevelError, batch_level, with_batch_level
 
 
-def nested(depth: int) -> dict[str, object]:
-    value: dict[str, object] = {}
+def nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
     for _ in range(depth - 1):
         value = {"a": value}
     return value
 
 
 def test_batch_level_objects_merge_key_by_key_through_nested_objects() -> None:
-    shared = {"context": {"traits": {"email": "a@example.com", "plan": "pro"}, "library": {"name": "x"}},
-              "integrations": {"All": False}}
+    shared: dict[str, dict[str, Any]] = {
+        "context": {"traits": {"email": "a@example.com", "plan": "pro"}, "library": {"name": "x"}},
+        "integrations": {"All": False}}
     event = {"type": "track", "context": {"traits": {"email": "b@example.com"}}, "integrations": "odd"}
 
     merged = with_batch_level(event, shared)
@@ -29,7 +32,7 @@ def test_batch_level_objects_merge_key_by_key_through_nested_objects() -> None:
 
 
 def test_an_event_without_its_own_object_takes_the_batch_level_one() -> None:
-    shared = {"context": {"library": {"name": "x"}}}
+    shared: dict[str, dict[str, Any]] = {"context": {"library": {"name": "x"}}}
     assert with_batch_level({"type": "track", "context": None}, shared)["context"] == {"library": {"name": "x"}}
     assert with_batch_level({"type": "track"}, shared)["context"] == {"library": {"name": "x"}}
 
@@ -45,7 +48,7 @@ def test_only_non_empty_batch_level_objects_are_kept() -> None:
     ({"integrations": "all"}, "invalid_field", 'the batch-level "integrations" must be an object'),
     ({"context": nested(MAX_DEPTH + 1)}, "too_deep", f"nested deeper than {MAX_DEPTH} levels"),
 ], ids=["context a list", "integrations a string", "context too deep"])
-def test_a_batch_level_object_that_cannot_be_merged_is_refused(doc: dict[str, object], code: str,
+def test_a_batch_level_object_that_cannot_be_merged_is_refused(doc: dict[str, Any], code: str,
                                                                 words: str) -> None:
     with pytest.raises(BatchLevelError, match=words) as refused:
         batch_level(doc)

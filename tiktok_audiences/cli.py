@@ -57,7 +57,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from producer.http import serve
 
     workers = args.workers if args.workers is not None else default_intake_processes(args.port)
-    return serve(args.host, args.port, settings, no_auth=args.no_auth, processes=workers) or 0
+    return serve(args.host, args.port, settings, no_auth=args.no_auth, workers=workers) or 0
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:

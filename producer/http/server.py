@@ -24,9 +24,10 @@ if TYPE_CHECKING:
 log = structlog.get_logger("producer.http")
 
 
-def serve(host: str, port: int, settings: Settings, *, no_auth: bool = False, processes: int = 1) -> int:
-    """Run the intake until stopped; returns an exit code. With ``processes > 1`` that many processes share the
-    port (``SO_REUSEPORT``) so intake uses every core: routing is CPU-bound Python, one process is one core.
+def serve(host: str, port: int, settings: Settings, *, no_auth: bool = False, workers: int = 1) -> int:
+    """Run the intake until stopped; returns an exit code. With ``workers > 1`` (``serve --workers N``) that many
+    processes share the port (``SO_REUSEPORT``) so intake uses every core: routing is CPU-bound Python, one
+    process is one core.
 
     Refuses to start (message on stderr, exit code 2) without authentication configured, on a port another
     server holds, or with a destinations file it cannot use."""
@@ -47,13 +48,13 @@ def serve(host: str, port: int, settings: Settings, *, no_auth: bool = False, pr
     def run(reuse_port: bool) -> None:
         asyncio.run(_serve_until_signalled(router, settings, no_auth, host, port, reuse_port))
 
-    log.info("intake serving", host=host, port=port, workers=max(processes, 1), auth=not no_auth)
-    if processes <= 1:
+    log.info("intake serving", host=host, port=port, workers=max(workers, 1), auth=not no_auth)
+    if workers <= 1:
         run(reuse_port=False)
         return 0
     cleanup = share_metrics_between_processes()
     try:
-        return run_processes(processes, lambda: run(reuse_port=True))
+        return run_processes(workers, lambda: run(reuse_port=True))
     finally:
         cleanup()
 

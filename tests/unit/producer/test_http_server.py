@@ -40,7 +40,7 @@ def test_serve_refuses_a_port_another_server_listens_on(capsys: pytest.CaptureFi
         port = other.getsockname()[1]
         with pytest.raises(StartupError, match=f"cannot listen on 127.0.0.1:{port}"):
             ensure_port_free("127.0.0.1", port)
-        assert serve("127.0.0.1", port, settings(write_keys=KEY), processes=2) == 2
+        assert serve("127.0.0.1", port, settings(write_keys=KEY), workers=2) == 2
     assert "another intake" in capsys.readouterr().err
     ensure_port_free("127.0.0.1", port)  # free again once it is closed
 

@@ -1,6 +1,6 @@
-"""Reading a request body defensively: bounded in size and time, its encoding checked; and how deep JSON
-may nest where intake walks it recursively. Refusals are :class:`BodyRefused`, which the HTTP layer answers
-with the status and code it carries."""
+"""Reading a request body defensively: bounded in size and time, its encoding checked; and parsing a large
+JSON array in pieces. Refusals are :class:`BodyRefused`, which the HTTP layer answers with the status and code
+it carries."""
 
 from __future__ import annotations
 
@@ -12,9 +12,6 @@ import orjson
 from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-# Deepest nesting of objects and arrays accepted where intake walks a body recursively (the batch-level
-# objects merged into every event); far beyond any real context, far below Python's recursion limit.
-MAX_DEPTH = 64
 # Content-Encodings aiohttp inflates as the body arrives; anything else would reach the JSON parser as noise.
 ACCEPTED_ENCODINGS = frozenset({"", "identity", "gzip", "x-gzip", "deflate"})
 
@@ -74,21 +71,6 @@ def is_bad_encoding(exc: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
-
-
-def depth_exceeds(value: Any, limit: int) -> bool:
-    """Whether objects/arrays in ``value`` nest deeper than ``limit`` levels (iterative: the value itself may
-    be nested deeper than Python's recursion limit)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > limit:
-            return True
-        children = node.values() if isinstance(node, dict) else node
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
-    return False
-
-
 
 
 # A JSON array body larger than this is parsed in pieces of about this size, yielding to the event loop between

@@ -33,7 +33,7 @@ def test_the_query_reads_only_series_the_code_exports(query: Query, code: Export
 
 
 def test_intake_metrics_are_found_in_the_source(code: Exported) -> None:
-    # The intake's metrics are defined in producer/http.py: the scan must see them, with their labels.
+    # The intake's metrics are defined in producer/http/metrics.py: the scan must see them, with their labels.
     assert code.series["tta_intake_requests_total"] == {"route", "status"}
     assert code.series["tta_intake_events_rejected_total"] == {"reason"}
     assert "tta_intake_events_accepted_total" in code.series

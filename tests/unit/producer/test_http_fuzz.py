@@ -4,26 +4,19 @@ one (2xx, or a 4xx naming the problem) and never a 500: no exception escapes a h
 from __future__ import annotations
 
 import asyncio
-import base64
 import gzip
 from typing import Any
 
-import fakeredis
 import orjson
 from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from producer.auth import sign
-from producer.http import build_app
-from producer.intake import Intake
-from tests.support.intake import ADVERTISER, AUDIENCE, router
-from tests.support.intake import settings as intake_settings
-from tests.unit.producer.guarded_server import GuardedTestServer
+from tests.support.http import KEY, SECRET, IntakeServers, basic_auth
+from tests.support.intake import ADVERTISER, AUDIENCE
 
-KEY = "fuzz-write-key"
-SECRET = "fuzz-webhook-secret"
-GOOD_AUTH = "Basic " + base64.b64encode(f"{KEY}:".encode()).decode()
+GOOD_AUTH = basic_auth(KEY)
 ROUTES = ["/v1/track", "/v1/identify", "/v1/batch", "/v1/webhook"]
 
 # Words that steer values into the parts of an event routing reads.
@@ -52,11 +45,7 @@ headers = st.fixed_dictionaries({}, optional={
 
 
 def _client(loop: asyncio.AbstractEventLoop) -> TestClient[Any, Any]:
-    conf = intake_settings(write_keys=KEY, webhook_secret=SECRET)
-    app = build_app(Intake(router(), fakeredis.aioredis.FakeRedis(), conf), conf)
-    client: TestClient[Any, Any] = TestClient(GuardedTestServer(app), loop=loop)
-    loop.run_until_complete(client.start_server())
-    return client
+    return loop.run_until_complete(IntakeServers().client())
 
 
 def _check(client: TestClient[Any, Any], loop: asyncio.AbstractEventLoop, path: str, data: bytes,

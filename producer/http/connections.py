@@ -12,7 +12,8 @@ hostile clients.
   (debug: a stranger's broken request is not the operator's problem) carries the error's type only.
 
 aiohttp offers no public seam for either, so :class:`GuardedAppRunner` swaps in a subclass of its request
-handler. The tests in ``tests/unit/producer/test_protocol.py`` pin the behaviour this relies on.
+handler. The hostile-client tests of the HTTP intake (timeouts, malformed headers) pin the aiohttp behaviour
+this relies on, so an aiohttp upgrade that moves it fails there.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import structlog
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
-log = structlog.get_logger("producer.protocol")
+log = structlog.get_logger("producer.http")
 
 DEFAULT_HEADER_TIMEOUT = 10.0
 LINGERING_TIME = 2.0

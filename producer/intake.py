@@ -43,7 +43,7 @@ from producer.write_group import WriteGroup
 from worker import keys
 from worker.queue import BacklogCeiling
 
-__all__ = ["AsyncIntake", "BacklogFull", "Intake", "IntakeError", "IntakeResult", "StoreUnavailable",
+__all__ = ["AsyncIntake", "BacklogFull", "IntakeError", "IntakeResult", "StoreUnavailable",
            "SyncIntake"]
 
 # How stale the cached backlog may get before a request pays a round trip to re-read it. Every write refreshes
@@ -178,10 +178,6 @@ class AsyncIntake(_IntakeSteps):
     def client(self) -> aioredis.Redis:
         return self._client
 
-    def _async_client(self) -> aioredis.Redis:
-        """The client (the name :mod:`producer.http` asks for it by)."""
-        return self._client
-
     async def accept_async(self, events: Iterable[object], *, sent_at: str | None = None) -> IntakeResult:
         """:meth:`SyncIntake.accept` for the event loop; the usual request (operations only) is written
         together with other requests waiting at the same time."""
@@ -234,9 +230,6 @@ class AsyncIntake(_IntakeSteps):
             self._writes = WriteGroup(self._client, queue.batch_size, queue.quiet, queue.backlog_limit)
         return self._writes
 
-
-# The HTTP intake's front end, under the name producer.http builds it by.
-Intake = AsyncIntake
 
 
 def _log_routing_errors(errors: tuple[BaseException, ...]) -> None:

@@ -1,4 +1,4 @@
-"""HTTP intake: Segment's tracking API shape on aiohttp, in front of :class:`producer.intake.Intake`.
+"""HTTP intake: Segment's tracking API shape on aiohttp, in front of :class:`producer.intake.AsyncIntake`.
 
 Routes (``POST /v1/track``, ``/v1/identify``, ``/v1/batch``, ``/v1/webhook``; ``GET /healthz``, ``/readyz``,
 ``/metrics``) answer as Segment's do (``{"success": true}``); a 200 always means the events are stored in

@@ -22,7 +22,7 @@ from producer.http.answers import Handler, HttpError, error_response, json_error
 from producer.http.event_routes import WEBHOOK_LIMIT, EventRoutes
 from producer.http.metrics import IntakeMetrics
 from producer.http.operations import OperationsRoutes
-from producer.intake import Intake
+from producer.intake import AsyncIntake
 from producer.limits import teaching_known_audiences
 
 if TYPE_CHECKING:
@@ -34,12 +34,12 @@ if TYPE_CHECKING:
 CLIENT_CLOSED = 499
 
 METRICS_KEY = web.AppKey("metrics", IntakeMetrics)
-INTAKE_KEY = web.AppKey("intake", Intake)
+INTAKE_KEY = web.AppKey("intake", AsyncIntake)
 
 log = structlog.get_logger("producer.http")
 
 
-def build_app(intake: Intake, settings: Settings, *, no_auth: bool = False,
+def build_app(intake: AsyncIntake, settings: Settings, *, no_auth: bool = False,
               metrics: IntakeMetrics | None = None, store: aioredis.Redis | None = None) -> web.Application:
     """The intake application around ``intake`` (whose client must be a ``redis.asyncio`` one; ``store``, the
     same client, for the readiness probe)."""
@@ -72,7 +72,7 @@ async def make_app(router: Router, settings: Settings, *, no_auth: bool = False)
     from core.redis_client import INTAKE, async_redis_from_url
 
     client = async_redis_from_url(settings.redis_url, INTAKE)
-    app = build_app(Intake(router, client, settings), settings, no_auth=no_auth, store=client)
+    app = build_app(AsyncIntake(router, client, settings), settings, no_auth=no_auth, store=client)
 
     async def close_client(_: web.Application) -> None:
         await client.aclose()

@@ -1,7 +1,7 @@
 """The event routes: ``POST /v1/track``, ``/v1/identify``, ``/v1/batch`` and ``/v1/webhook``.
 
 Each authenticates, reads its body within the route's limit (:func:`producer.bodies.read_body`), parses it
-once with orjson and hands the events to :meth:`producer.intake.Intake.accept_async`. A 200 always means the
+once with orjson and hands the events to :meth:`producer.intake.AsyncIntake.accept_async`. A 200 always means the
 events are stored in Redis; while they cannot be stored the answer is 503 with ``Retry-After``, so senders
 retry instead of losing events.
 
@@ -31,7 +31,7 @@ from producer.batch_context import BatchLevelError, batch_level, with_batch_leve
 from producer.bodies import parse_large_array, read_body
 from producer.http.answers import HttpError, error_response, json_response
 from producer.http.metrics import IntakeMetrics
-from producer.intake import BacklogFull, Intake, IntakeResult, StoreUnavailable
+from producer.intake import AsyncIntake, BacklogFull, IntakeResult, StoreUnavailable
 
 SINGLE_EVENT_LIMIT = 32 * 1024
 WEBHOOK_LIMIT = 16 * 1024 * 1024
@@ -45,7 +45,7 @@ log = structlog.get_logger("producer.http")
 class EventRoutes:
     """The handlers of the event routes, sharing one intake, authenticator and set of metrics."""
 
-    def __init__(self, intake: Intake, auth: Authenticator, metrics: IntakeMetrics, settings: Settings) -> None:
+    def __init__(self, intake: AsyncIntake, auth: Authenticator, metrics: IntakeMetrics, settings: Settings) -> None:
         self._intake = intake
         self._auth = auth
         self._metrics = metrics

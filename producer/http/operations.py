@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from core.redis_memory import memory_state
 from producer.http.answers import json_response
 from producer.http.metrics import IntakeMetrics
-from producer.intake import Intake, StoreUnavailable
+from producer.intake import AsyncIntake, StoreUnavailable
 from worker.readiness import check_write_path_async
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 class OperationsRoutes:
     """Liveness, readiness and the metrics scrape of one intake process."""
 
-    def __init__(self, intake: Intake, metrics: IntakeMetrics, store: aioredis.Redis | None = None) -> None:
+    def __init__(self, intake: AsyncIntake, metrics: IntakeMetrics, store: aioredis.Redis | None = None) -> None:
         self._intake = intake
         self._metrics = metrics
         self._store = store
@@ -37,7 +37,7 @@ class OperationsRoutes:
                                        "message": "Redis does not answer"})
         # Answering is not enough: a replica, a Cluster node or a Redis out of memory answers PING and refuses
         # every write (worker.readiness).
-        store = self._store if self._store is not None else self._intake._async_client()
+        store = self._store if self._store is not None else self._intake.client
         try:
             problem = await asyncio.wait_for(check_write_path_async(store), 2.0)
         except (TimeoutError, OSError) as exc:

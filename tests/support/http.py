@@ -16,7 +16,7 @@ from redis.exceptions import OutOfMemoryError
 
 from producer.http import build_app
 from producer.http.connections import GuardedAppRunner
-from producer.intake import Intake
+from producer.intake import AsyncIntake
 from tests.support.intake import AsyncDownPipeline, router, settings
 from worker import keys
 
@@ -68,7 +68,7 @@ class IntakeServers:
     def app(self, redis_client: Any = None, *, no_auth: bool = False, **overrides: Any) -> web.Application:
         conf = settings(write_keys=KEY, webhook_secret=SECRET, **overrides)
         redis_client = redis_client or fakeredis.aioredis.FakeRedis(server=self.redis)
-        return build_app(Intake(router(), redis_client, conf), conf, no_auth=no_auth, store=redis_client)
+        return build_app(AsyncIntake(router(), redis_client, conf), conf, no_auth=no_auth, store=redis_client)
 
     def backlog(self) -> int:
         """Operations stored and not yet settled."""

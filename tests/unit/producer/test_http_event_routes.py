@@ -15,7 +15,7 @@ import pytest_asyncio
 
 from producer.auth import sign
 from producer.http.event_routes import SINGLE_EVENT_LIMIT
-from producer.intake import Intake
+from producer.intake import AsyncIntake
 from tests.support.http import AUTH, KEY, SECRET, FullRedis, IntakeServers
 from tests.support.intake import NO_IDENTIFIER, TARGET, AsyncPipelineDownRedis, entered, sha
 from worker import keys
@@ -360,13 +360,13 @@ async def test_an_unreadable_timestamp_is_400_naming_the_field(intake: IntakeSer
 async def test_a_large_webhook_is_routed_with_the_collector_off_and_leaves_it_on(
         intake: IntakeServers, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[bool] = []
-    accept = Intake.accept_async
+    accept = AsyncIntake.accept_async
 
-    async def noting(self: Intake, *args: Any, **kwargs: Any) -> Any:
+    async def noting(self: AsyncIntake, *args: Any, **kwargs: Any) -> Any:
         seen.append(gc.isenabled())
         return await accept(self, *args, **kwargs)
 
-    monkeypatch.setattr(Intake, "accept_async", noting)
+    monkeypatch.setattr(AsyncIntake, "accept_async", noting)
     client = await intake.client()
     body = orjson.dumps([entered(f"p{i}@example.com", f"m{i}") for i in range(6_000)])
     assert len(body) > 1024 * 1024  # parsed in pieces: large

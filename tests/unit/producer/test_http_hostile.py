@@ -17,7 +17,7 @@ import pytest
 import pytest_asyncio
 
 from producer.auth import sign
-from producer.intake import Intake
+from producer.intake import AsyncIntake
 from tests.support.http import AUTH, KEY, SECRET, IntakeServers, raw_exchange
 from tests.support.intake import entered
 
@@ -118,13 +118,13 @@ async def test_healthz_answers_while_a_16_mb_webhook_is_routed(intake: IntakeSer
     # Other tasks must run between the parts of the routing: count loop turns seen at each part.
     turns = 0
     turns_at_each_part: list[int] = []
-    accept = Intake.accept_async
+    accept = AsyncIntake.accept_async
 
-    async def counting_accept(self: Intake, part: Any, **kwargs: Any) -> Any:
+    async def counting_accept(self: AsyncIntake, part: Any, **kwargs: Any) -> Any:
         turns_at_each_part.append(turns)
         return await accept(self, part, **kwargs)
 
-    monkeypatch.setattr(Intake, "accept_async", counting_accept)
+    monkeypatch.setattr(AsyncIntake, "accept_async", counting_accept)
 
     async def ticker() -> None:
         nonlocal turns

@@ -24,7 +24,7 @@ from core.settings import Settings
 from producer.identifiers import hash_email, phone_hasher
 from worker import keys
 from worker.ledger import OPEN_STATUSES, Ledger
-from worker.stats import collect
+from worker.operator.stats import collect
 
 AUDIENCE_KEY = "demo_engaged_shoppers"
 EVENTS_PER_REQUEST = 100

@@ -1,6 +1,6 @@
 """What ``tiktok-audiences stats --watch`` shows, read from Redis at each refresh.
 
-The view adds to ``stats`` (worker.stats) what only changes over time: TikTok calls per second per access
+The view adds to ``stats`` (worker.operator.stats) what only changes over time: TikTok calls per second per access
 token, measured from the limiter's count of granted slots between two samples (every TikTok call takes one),
 the cooldown a throttle left on each token, and the newest dead batches.
 """
@@ -17,7 +17,7 @@ import redis
 from core.destinations import ConfigError, DestinationsFile
 from worker import keys
 from worker.ledger import Ledger
-from worker.stats import collect
+from worker.operator.stats import collect
 
 RECENT_DEAD = 5
 
@@ -34,7 +34,7 @@ class TokenCalls:
 
 @dataclass(frozen=True)
 class Snapshot:
-    stats: dict[str, Any]  # worker.stats.collect's document
+    stats: dict[str, Any]  # worker.operator.stats.collect's document
     tokens: list[TokenCalls]
     recent_dead: list[dict[str, Any]]  # ledger records, newest first
     rate_limit_qps: float

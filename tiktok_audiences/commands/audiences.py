@@ -44,8 +44,8 @@ def register(sub: Subparsers) -> None:
 
 
 def audiences_list(args: argparse.Namespace, settings: Settings, client: redis.Redis) -> int:
-    from worker.audience_report import known_audiences
-    from worker.stats import TIKTOK_MINIMUM_AUDIENCE
+    from worker.operator.audience_report import known_audiences
+    from worker.operator.stats import TIKTOK_MINIMUM_AUDIENCE
 
     rows = known_audiences(client)
     if args.json:
@@ -130,7 +130,7 @@ def audiences_create(args: argparse.Namespace, settings: Settings, client: redis
 
 
 def audiences_resync(args: argparse.Namespace, settings: Settings, client: redis.Redis) -> int:
-    from worker.resync import targets_of
+    from worker.operator.resync import targets_of
 
     targets = targets_of(client, args.audience)
     if not targets:
@@ -159,7 +159,7 @@ def audiences_resync(args: argparse.Namespace, settings: Settings, client: redis
 
 def _resync_target(client: redis.Redis, settings: Settings, target: str, *, dry_run: bool,
                    quiet: bool) -> dict[str, Any]:
-    from worker.resync import member_chunks
+    from worker.operator.resync import member_chunks
 
     adds = missing = 0
     sample: list[str] = []
@@ -184,8 +184,8 @@ def _resync_target(client: redis.Redis, settings: Settings, target: str, *, dry_
 
 def _enqueue_with_room(client: redis.Redis, settings: Settings, target: str, adds: list[list[Any]]) -> None:
     """Enqueue, waiting while the backlog has no room (a resync never takes it past TTA_BACKLOG_LIMIT)."""
+    from worker.operator.resync import enqueue_adds
     from worker.queue import BacklogCeiling
-    from worker.resync import enqueue_adds
 
     while True:
         try:

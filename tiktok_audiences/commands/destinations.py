@@ -30,7 +30,7 @@ def register(sub: Subparsers) -> None:
 
 
 def destinations_lift_cooldown(args: argparse.Namespace, settings: Settings, client: redis.Redis) -> int:
-    from worker.cooldowns import lift
+    from worker.operator.cooldowns import lift
 
     try:
         destination = load_destinations(settings.config_path).get(args.destination)

@@ -31,7 +31,7 @@ def register(sub: Subparsers) -> None:
 
 
 def shadow_report_command(args: argparse.Namespace, settings: Settings, client: redis.Redis) -> int:
-    from worker.shadow_report import shadow_report
+    from worker.operator.shadow_report import shadow_report
 
     now = time.time()
     try:

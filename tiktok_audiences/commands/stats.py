@@ -36,7 +36,7 @@ def register(sub: Subparsers) -> None:
 def _cooldowns(settings: Settings, client: redis.Redis) -> list[dict[str, Any]]:
     """Each configured destination's throttle cooldown and when its lane is due ([] without a readable
     destinations file: stats still works without one)."""
-    from worker.cooldowns import cooldowns
+    from worker.operator.cooldowns import cooldowns
 
     try:
         destinations = load_destinations(settings.config_path)
@@ -60,7 +60,7 @@ def stats(args: argparse.Namespace, settings: Settings, client: redis.Redis) -> 
         from tiktok_audiences.watch import watch_stats
 
         return watch_stats(settings, client, interval=args.interval)
-    from worker.stats import collect
+    from worker.operator.stats import collect
 
     doc = collect(client, open_ledger(settings, client))
     doc["cooldowns"] = _cooldowns(settings, client)

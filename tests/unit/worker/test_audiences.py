@@ -11,11 +11,11 @@ import pytest
 
 from tests.support.worker import ADVERTISER, TOKEN, FakeTikTok
 from worker import keys
-from worker.audience_report import known_audiences
 from worker.audiences import create_once
 from worker.keys import Target
 from worker.lane import LaneDrain
 from worker.operations import Operation
+from worker.operator.audience_report import known_audiences
 from worker.queue import enqueue
 from worker.tiktok.errors import AuthError, PermanentError, ThrottledError, TransientError
 

@@ -11,8 +11,8 @@ import pytest
 
 from tests.support.worker import ADVERTISER, FakeTikTok
 from worker import keys
-from worker.audience_report import known_audiences
 from worker.creates import CONSUMER_LOCK, creates_due, process_creates
+from worker.operator.audience_report import known_audiences
 from worker.scheduler import Scheduler
 from worker.target_lock import TargetLock
 from worker.tiktok.errors import AuthError, PermanentError, TransientError

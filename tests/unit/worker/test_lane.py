@@ -269,7 +269,7 @@ def test_a_single_busy_audience_of_one_operation_entries_still_fills_whole_reque
 
 
 def test_operations_a_newer_event_supersedes_are_counted_for_stats_and_never_sent(ctx: Any, client: Any) -> None:
-    from worker.stats import collect
+    from worker.operator.stats import collect
 
     accept(ctx, ("add", 1), event_ms=5_000)
     accept(ctx, ("delete", 1), event_ms=1_000)  # older: changes nothing

@@ -15,8 +15,8 @@ from worker import keys
 from worker.keys import Target
 from worker.lane import LaneDrain
 from worker.operations import Operation
+from worker.operator.shadow_report import shadow_report
 from worker.queue import enqueue
-from worker.shadow_report import shadow_report
 
 TARGET = Target("dest", ADVERTISER, "1234")
 NEW = Target("dest", ADVERTISER, "@vip_users")

@@ -9,7 +9,7 @@ import pytest
 
 from core.destinations import DestinationsFile, parse_destinations
 from worker import keys
-from worker.cooldowns import cooldowns, lift
+from worker.operator.cooldowns import cooldowns, lift
 
 TOKEN_ENV = "COOLDOWN_TEST_TOKEN"
 

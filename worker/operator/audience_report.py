@@ -16,7 +16,7 @@ import redis
 
 from worker import keys
 from worker.keys import Target
-from worker.stats import TIKTOK_MINIMUM_AUDIENCE
+from worker.operator.stats import TIKTOK_MINIMUM_AUDIENCE
 
 
 def _text(value: bytes | str) -> str:

@@ -13,8 +13,8 @@ from worker.keys import Target
 from worker.lane import LaneDrain
 from worker.membership import identifiers_key, member_key
 from worker.operations import EMAIL_SHA256, Operation, PackedOperation
+from worker.operator.resync import enqueue_adds, member_chunks, targets_of
 from worker.queue import enqueue
-from worker.resync import enqueue_adds, member_chunks, targets_of
 
 TARGET = Target("dest", ADVERTISER, "1234")
 EVENT_MS = 1_765_000_000_000

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.unit.deploy.exported_metrics import definitions_in, exported, series_of
+from tests.support.exported_metrics import definitions_in, exported, series_of
 
 SOURCE = '''
 from collections import Counter as Tally

@@ -9,8 +9,8 @@ from typing import Any
 import promql_parser
 import yaml
 
-from tests.unit.deploy.promql_queries import as_promql, dashboard_queries, panels
-from tests.unit.deploy.promtool import promtool
+from tests.support.promql_queries import as_promql, dashboard_queries, panels
+from tests.support.promtool import promtool
 
 ROOT = Path(__file__).resolve().parents[3]
 GRAFANA = ROOT / "deploy" / "grafana"

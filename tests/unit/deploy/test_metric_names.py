@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.deploy.exported_metrics import TARGET_LABELS, Exported, exported
-from tests.unit.deploy.promql_queries import Query, dashboard_queries, reads, rule_queries
+from tests.support.exported_metrics import TARGET_LABELS, Exported, exported
+from tests.support.promql_queries import Query, dashboard_queries, reads, rule_queries
 
 ROOT = Path(__file__).resolve().parents[3]
 QUERIES = [*rule_queries(ROOT / "deploy" / "prometheus" / "alerts.yaml"),

@@ -10,7 +10,7 @@ from types import ModuleType
 
 import yaml
 
-from tests.unit.deploy.promtool import promtool
+from tests.support.promtool import promtool
 
 ROOT = Path(__file__).resolve().parents[3]
 PROMETHEUS = ROOT / "deploy" / "prometheus"

@@ -15,7 +15,7 @@ import ast
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("producer", "worker", "sandbox", "tiktok_audiences")
 
 # Labels every scraped series carries (target labels) or that a metric type adds.

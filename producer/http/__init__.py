@@ -11,7 +11,10 @@ Redis. The package, by job:
 - :mod:`~producer.http.app` -- :func:`build_app` / :func:`make_app`, the routes and the wrapper around them;
 - :mod:`~producer.http.event_routes` and :mod:`~producer.http.operations` -- the handlers;
 - :mod:`~producer.http.answers` -- the JSON shape of every answer;
-- :mod:`~producer.http.metrics` -- the Prometheus metrics, shared between processes when there are several.
+- :mod:`~producer.http.metrics` -- the Prometheus metrics, shared between processes when there are several;
+- :mod:`~producer.http.auth` -- write keys and webhook signatures;
+- :mod:`~producer.http.bodies` -- reading a body within its limits;
+- :mod:`~producer.http.gc_pause` -- the garbage collector held off while a request is handled.
 """
 
 from producer.http.app import build_app, make_app

@@ -15,11 +15,11 @@ import structlog
 from aiohttp import web
 
 from core.settings import Settings
-from producer.auth import Authenticator
-from producer.bodies import PARSE_PIECE, BodyRefused
-from producer.gc_pause import CollectorPause
 from producer.http.answers import Handler, HttpError, error_response, json_errors
+from producer.http.auth import Authenticator
+from producer.http.bodies import PARSE_PIECE, BodyRefused
 from producer.http.event_routes import WEBHOOK_LIMIT, EventRoutes
+from producer.http.gc_pause import CollectorPause
 from producer.http.metrics import IntakeMetrics
 from producer.http.operations import OperationsRoutes
 from producer.intake import AsyncIntake
@@ -47,7 +47,7 @@ def build_app(intake: AsyncIntake, settings: Settings, *, no_auth: bool = False,
     events = EventRoutes(intake, Authenticator.from_settings(settings, no_auth=no_auth), metrics, settings)
     operations = OperationsRoutes(intake, metrics, store)
     debug = settings.log_level.lower() == "debug"
-    # Bodies are read by producer.bodies.read_body with per-route limits; this only bounds aiohttp's own readers.
+    # Bodies are read by producer.http.bodies.read_body with per-route limits; this only bounds aiohttp's own readers.
     app = web.Application(client_max_size=max(WEBHOOK_LIMIT, settings.max_batch_bytes),
                           middlewares=[json_errors])
     app[METRICS_KEY] = metrics
@@ -117,5 +117,5 @@ def answered(route: str, handler: Handler, metrics: IntakeMetrics, *, debug: boo
 
 
 def _large_body(request: web.Request) -> bool:
-    """Whether a body may be large enough to parse in pieces (producer.gc_pause says why that matters)."""
+    """Whether a body may be large enough to parse in pieces (producer.http.gc_pause says why that matters)."""
     return request.content_length is None or request.content_length > PARSE_PIECE

@@ -1,13 +1,13 @@
 """The event routes: ``POST /v1/track``, ``/v1/identify``, ``/v1/batch`` and ``/v1/webhook``.
 
-Each authenticates, reads its body within the route's limit (:func:`producer.bodies.read_body`), parses it
+Each authenticates, reads its body within the route's limit (:func:`producer.http.bodies.read_body`), parses it
 once with orjson and hands the events to :meth:`producer.intake.AsyncIntake.accept_async`. A 200 always means the
 events are stored in Redis; while they cannot be stored the answer is 503 with ``Retry-After``, so senders
 retry instead of losing events.
 
 Hostile clients are refused precisely and cheaply: a webhook with neither a write key nor a plausible
 signature is refused before its body is read; a request of more than ``TTA_MAX_REQUEST_EVENTS`` events is 413;
-a large request is parsed (:func:`producer.bodies.parse_large_array`) and routed in slices that yield to the
+a large request is parsed (:func:`producer.http.bodies.parse_large_array`) and routed in slices that yield to the
 event loop, so ``/healthz`` and other requests are answered meanwhile.
 
 The request path stays thin (one orjson parse, one intake call, a few counter increments) because the
@@ -26,10 +26,10 @@ from aiohttp import hdrs, web
 
 from core.redis_memory import is_out_of_memory
 from core.settings import Settings
-from producer.auth import SIGNATURE_HEADER, Authenticator
 from producer.batch_context import BatchLevelError, batch_level, with_batch_level
-from producer.bodies import parse_large_array, read_body
 from producer.http.answers import HttpError, error_response, json_response
+from producer.http.auth import SIGNATURE_HEADER, Authenticator
+from producer.http.bodies import parse_large_array, read_body
 from producer.http.metrics import IntakeMetrics
 from producer.intake import AsyncIntake, BacklogFull, IntakeResult, StoreUnavailable
 

@@ -7,7 +7,7 @@ import socket
 from typing import TYPE_CHECKING
 
 from core.settings import Settings
-from producer.auth import Authenticator
+from producer.http.auth import Authenticator
 from producer.limits import NewAudienceGate
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ from urllib.parse import quote
 import orjson
 import pytest
 
-from producer.auth import sign
+from producer.http.auth import sign
 from sandbox.config import DEFAULT_APP_ID, DEFAULT_APP_SECRET, DEFAULT_AUTH_CODE
 from tests.support.events import wait_until
 from tests.support.stack import ADVERTISER, TOKEN, WRITE_KEY, Stack

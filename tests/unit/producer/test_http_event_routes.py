@@ -13,7 +13,7 @@ import orjson
 import pytest
 import pytest_asyncio
 
-from producer.auth import sign
+from producer.http.auth import sign
 from producer.http.event_routes import SINGLE_EVENT_LIMIT
 from producer.intake import AsyncIntake
 from tests.support.http import AUTH, KEY, SECRET, FullRedis, IntakeServers

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from producer.auth import sign
+from producer.http.auth import sign
 from tests.support.http import KEY, SECRET, IntakeServers, basic_auth
 from tests.support.intake import ADVERTISER, AUDIENCE
 

@@ -16,7 +16,7 @@ import orjson
 import pytest
 import pytest_asyncio
 
-from producer.auth import sign
+from producer.http.auth import sign
 from producer.intake import AsyncIntake
 from tests.support.http import AUTH, KEY, SECRET, IntakeServers, raw_exchange
 from tests.support.intake import entered

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from producer.gc_pause import CollectorPause
+from producer.http.gc_pause import CollectorPause
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,7 @@ import base64
 import hashlib
 import hmac
 
-from producer.auth import Authenticator, sign
+from producer.http.auth import Authenticator, sign
 from tests.support.intake import settings
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from producer.bodies import PARSE_PIECE, parse_large_array
+from producer.http.bodies import PARSE_PIECE, parse_large_array
 
 pytestmark = pytest.mark.asyncio
 

@@ -15,11 +15,13 @@ exactly the name it is about to give, and adopts it instead of creating a second
 marker says an attempt was interrupted (rather than before every create) keeps the normal path to one call and
 keeps the service from adopting an unrelated audience that merely shares the name.
 
-Ownership: an audience id that came from an event or a mapping is confirmed through
-``/dmp/custom_audience/get/`` to belong to the advertiser before the first delivery to it (worker.lane_resolve,
-100 ids per call); the positive answer is cached per (destination, advertiser, audience id). A refusal is an
-:class:`OwnershipError`, a :class:`PermanentError`: the lane records the target's operations dead with that
-reason and never sends them.
+Ownership: an audience id that came from an event or a mapping must belong to the advertiser. The first
+mapping request TikTok accepts with it confirms it (TikTok refuses a request naming an audience none of its
+advertisers owns; a refused request of several audiences is bisected so only the foreign one dies); a lane that
+has lately seen a foreign id looks unconfirmed ids up first through ``/dmp/custom_audience/get/``, 100 per call
+(worker.lane_resolve). Either confirmation is cached per (destination, advertiser, audience id). A refused
+look-up is an :class:`OwnershipError`, a :class:`PermanentError`: the lane records the target's operations dead
+with that reason and never sends them.
 """
 
 from __future__ import annotations

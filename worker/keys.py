@@ -125,6 +125,12 @@ def lane_replay(lane: str) -> str:
     return f"{PREFIX}:replay:{{{lane}}}"
 
 
+def lane_check_first(lane: str) -> str:
+    """Marker (with a TTL): the lane saw an audience refused as not its advertiser's, so for a while it looks its
+    unconfirmed audience ids up before sending to them (worker.lane_resolve)."""
+    return f"{PREFIX}:check-first:{{{lane}}}"
+
+
 def resolve_failures(lane: str) -> str:
     """Hash: target -> JSON of its audience's failing create or ownership check (backoff and retry window)."""
     return f"{PREFIX}:resolve-failures:{{{lane}}}"

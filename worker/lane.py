@@ -9,12 +9,14 @@ slot, then the drain sleeps until it (no polling, no other drain of the token co
    exactly as it was cut, so batch ids and order hold;
 3. otherwise take the due targets (a full batch waits, the oldest operation has waited the flush interval, or
    the whole intake has gone quiet; failing those, every target with work once together they fill a request),
-   find their audience ids (worker.lane_resolve: ownership checks 100 at a time, creates of new audiences, a
-   quota per round), cut a plan of requests that mix audiences
-   (worker.lane_cut), send it, and only then trim the streams (lane_ack.lua).
+   find their audience ids (worker.lane_resolve: creates of new audiences, a quota per round; an audience id
+   never confirmed its advertiser's goes straight into requests, and the request TikTok accepts confirms it),
+   cut a plan of requests that mix audiences (worker.lane_cut), send it, and only then trim the streams
+   (lane_ack.lua).
 
 Failures follow worker.policy. A request TikTok refuses permanently that mixes audiences is split in two by
-audience and each half sent on its own, so only the audience TikTok refuses goes dead. Whatever stops a drain
+audience and each half sent on its own, so only the audience TikTok refuses goes dead (and the lane looks its
+unconfirmed audiences up first for a while: worker.lane_resolve). Whatever stops a drain
 early leaves the lane in the ready index with the time it is due again (lane_finish.lua).
 
 A shadow destination's lane (worker.shadow) runs the same rounds without a TikTok call: its audiences are resolved
@@ -38,14 +40,14 @@ from worker.destinations import ConfigError, Destination
 from worker.lane_cut import LanePlan, cut_plan, due_targets, filling_targets, read_chunks
 from worker.lane_plan import decode_payload, encode_payload, split_targets, wire_rows
 from worker.lane_replay import replay_one
-from worker.lane_resolve import Resolver
+from worker.lane_resolve import Resolver, note_foreign_refusal, stage_confirmations
 from worker.ledger import FINISHED_STATUSES, BatchRecord
 from worker.operations import Action, PackedOperation
 from worker.policy import Stop, decide
 from worker.redis_memory import is_out_of_memory
 from worker.shadow import ShadowResolver, record_shadow
 from worker.target_lock import TargetLock
-from worker.tiktok.errors import TikTokError
+from worker.tiktok.errors import PermanentError, TikTokError
 
 log = structlog.get_logger(__name__)
 
@@ -297,10 +299,13 @@ class LaneDrain:
         pipe = self.redis.pipeline(transaction=True)
         self.ctx.membership.stage_record_many(
             pipe, [(target, record.action, record.position_of(target), ops) for target, ops in work.items()])
+        # TikTok accepted every audience of the request: those not yet confirmed its advertisers' are now.
+        confirmed = stage_confirmations(pipe, self.ctx, self.lane, {t: record.targets.get(t, "") for t in work})
         self.ctx.ledger.stage_update(pipe, record, status="delivered", last_code=response.code,
                                      last_message=response.message, last_request_id=response.request_id,
                                      finished_at=time.time())
         pipe.execute()
+        self.ctx.audience_ids.update(confirmed)
         self.delivered += 1
         return []
 
@@ -313,6 +318,10 @@ class LaneDrain:
         if decision.verdict == "split":
             return self._split(record, work, exc, plan, replay_queue)
         if decision.verdict == "dead":
+            if isinstance(exc, PermanentError) and any(t not in self.ctx.audience_ids for t in work):
+                # An audience never confirmed, refused: most likely not the advertisers'. The lane looks its
+                # next unconfirmed audiences up first (worker.lane_resolve).
+                note_foreign_refusal(self.redis, self.lane)
             self.ctx.ledger.update(record, status="dead", finished_at=now, **said, **decision.history)
             log.error("batch_dead", batch=record.id, lane=self.lane, audiences=list(record.audiences),
                       code=exc.code, message=exc.message, request_id=exc.request_id)

@@ -80,6 +80,27 @@ def remember_audience(client: redis.Redis, destination: str, advertiser_id: str,
         client.hset(keys.AUDIENCES, field, value)
 
 
+# HSETNX of many fields: one call where a command per audience would cost the worker more than Redis's work.
+_REMEMBER_NEW = "for i = 1, #ARGV, 2 do redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) end return #ARGV / 2"
+
+
+def confirm_audiences(client: Any, destination: str, audiences: list[tuple[str, str]], *, origin: str) -> None:
+    """Mark many (advertiser id, audience id) of ``destination`` as confirmed the advertiser's, and record
+    those not known yet for ``audiences list`` (``remember_audience(..., only_new=True)`` with no name): two
+    commands, whatever their number. ``client`` may be a pipeline."""
+    if not audiences:
+        return
+    now = time.time()
+    client.mset({keys.ownership(destination, advertiser_id, audience_id): 1
+                 for advertiser_id, audience_id in audiences})
+    arguments: list[Any] = []
+    for advertiser_id, audience_id in audiences:
+        arguments += (audience_entry(destination, advertiser_id, audience_id), orjson.dumps({
+            "destination": destination, "advertiser_id": advertiser_id, "audience_id": audience_id,
+            "name": "", "origin": origin, "target": None, "created_at": now}))
+    client.eval(_REMEMBER_NEW, 1, keys.AUDIENCES, *arguments)
+
+
 async def create_once(api: AudienceApi, client: redis.Redis, token: str, *, destination: str,
                       advertiser_id: str, name: str, id_key: str, origin: str,
                       target: str | None = None) -> str:

@@ -40,7 +40,7 @@ import orjson
 import structlog
 
 from worker import keys, pause
-from worker.audiences import OwnershipError, create_once, details_of, remember_audience
+from worker.audiences import OwnershipError, confirm_audiences, create_once, details_of, remember_audience
 from worker.context import WorkerContext
 from worker.keys import Target
 from worker.policy import Stop, decide
@@ -85,15 +85,15 @@ class Resolver:
         if not unknown:
             return found
         parsed = {t: Target.parse(t) for t in unknown}
+        # One command per kind of look, not one per audience (a lane may bring thousands at once): the created
+        # audience's id, or the mark of a confirmed ownership.
         pipe = self.ctx.redis.pipeline(transaction=False)
-        for spec in parsed.values():
-            if spec.needs_audience:
-                pipe.get(keys.created_audience(spec.destination, spec.advertiser_id, spec.audience_key))
-            else:
-                pipe.exists(keys.ownership(spec.destination, spec.advertiser_id, spec.audience))
+        pipe.mget([keys.created_audience(spec.destination, spec.advertiser_id, spec.audience_key)
+                   if spec.needs_audience else keys.ownership(spec.destination, spec.advertiser_id, spec.audience)
+                   for spec in parsed.values()])
         pipe.hmget(keys.resolve_failures(self.lane), unknown)
         pipe.exists(keys.lane_check_first(self.lane))
-        *answers, failures, check_first = pipe.execute()
+        answers, failures, check_first = pipe.execute()
         now = time.time()
         to_create: list[str] = []
         to_check: dict[str, list[str]] = defaultdict(list)
@@ -211,10 +211,8 @@ def stage_confirmations(pipe: Any, ctx: WorkerContext, lane: str, audience_of: d
     cache = ctx.audience_ids
     new = {target: audience_id for target, audience_id in audience_of.items()
            if audience_id and target not in cache}
-    for target, audience_id in new.items():
-        advertiser_id = target.split("|", 2)[1]
-        pipe.set(keys.ownership(lane, advertiser_id, audience_id), 1)
-        remember_audience(pipe, lane, advertiser_id, audience_id, name="", origin="delivered", only_new=True)
+    confirm_audiences(pipe, lane, [(target.split("|", 2)[1], audience_id) for target, audience_id in new.items()],
+                      origin="delivered")
     return new
 
 

@@ -50,6 +50,7 @@ from worker.operations import ADID_TYPE_CODE, ADID_TYPE_FROM_CODE, PackedOperati
 _SCRIPT = "\n".join(line for line in Path(__file__).with_name("membership.lua").read_text().splitlines()
                     if not line.lstrip().startswith("--"))
 _CHUNK = 5000  # operations per script call, so one call never blocks Redis for long
+_PEEK_CHUNK = 2000  # audiences per look at their newest order keys
 
 # One audience's share of the work: (target, operations, acceptance ms standing in for unknown event times;
 # None: now) to check, and (target, action or None for each operation's own, stream position, operations) to record.
@@ -230,20 +231,18 @@ class Membership:
         no record or its newest recorded event is older, else as the record says (one script call per chunk)."""
         if not any(operations for _, operations, _ in work):
             return [[] for _ in work]
-        pipe = self._redis.pipeline(transaction=False)
-        for target, _, _ in work:
-            pipe.get(newest_key(target))
-            pipe.exists(keys.membership(target))
-        looked = pipe.execute()
+        looked = self._peek([target for target, _, _ in work])
         now = _now_ms()
         flags: list[list[bool]] = []
         unsure: list[tuple[int, list[int]]] = []  # (entry of work, its operations only the record can settle)
         arguments: list[tuple[str, list[str]]] = []
         for index, (target, operations, accepted) in enumerate(work):
-            newest, recorded = looked[2 * index], looked[2 * index + 1]
+            newest = looked[index]
             flags.append([True] * len(operations))
-            if not recorded:
+            if not newest:  # no record: every operation is news
                 continue
+            if newest == b"-":  # a record older than the newest key: checked in full
+                newest = None
             times = event_times(operations, now if accepted is None else accepted)
             if newest:  # its first 14 digits are its event ms (offset): a later ms is surely news
                 after = int(newest[:14]) - EVENT_MS_OFFSET
@@ -272,6 +271,28 @@ class Membership:
                 answered[owner] += count
                 start += count
         return flags
+
+    def _peek(self, targets: list[str]) -> list[bytes]:
+        """Per target, its newest order key, ``b"-"`` (a record without one) or ``b""`` (no record): one script
+        call per :data:`_PEEK_CHUNK` audiences of a hash slot, in one round trip."""
+        groups: dict[tuple[str, str], list[int]] = {}
+        for index, target in enumerate(targets):
+            groups.setdefault(_slot_group(target), []).append(index)
+        order: list[int] = []
+        pipe = self._redis.pipeline(transaction=False)
+        for indexes in groups.values():
+            for start in range(0, len(indexes), _PEEK_CHUNK):
+                chunk = indexes[start : start + _PEEK_CHUNK]
+                call_keys: list[str] = []
+                for index in chunk:
+                    call_keys += (keys.membership(targets[index]), newest_key(targets[index]))
+                pipe.eval(_SCRIPT, len(call_keys), *call_keys, "peek")
+                order += chunk
+        looked: list[bytes] = [b""] * len(targets)
+        answers = [answer for call in pipe.execute() for answer in call]
+        for index, answer in zip(order, answers, strict=True):
+            looked[index] = answer.encode() if isinstance(answer, str) else answer
+        return looked
 
     # -- recording what was delivered ------------------------------------------------------------------
 

@@ -31,7 +31,9 @@ for i = 1, targets do
   local at = pending >= batch_size and 0 or due
   redis.call('ZADD', KEYS[5 + 3 * i], 'LT', at, name)
   if lanes[lane] == nil or tonumber(at) < tonumber(lanes[lane]) then lanes[lane] = at end
-  redis.call('SADD', KEYS[2], name)
+  -- The set of known targets never loses one: only a target whose count starts from nothing (new, or drained
+  -- since its last write) may be missing from it.
+  if pending == ops then redis.call('SADD', KEYS[2], name) end
 end
 for lane, at in pairs(lanes) do
   redis.call('ZADD', KEYS[1], 'LT', at, lane)

@@ -14,6 +14,7 @@ only on a single Redis; see the README's design section for what Cluster needs o
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -84,6 +85,7 @@ def lane_of(target: str) -> str:
     return target.split("|", 1)[0]
 
 
+@functools.lru_cache(maxsize=1 << 16)  # a drain builds several keys per audience each round: build them once
 def _tagged(kind: str, target: str) -> str:
     """A per-target key under its lane's hash tag: ``tta:<kind>:{<destination>}|<advertiser>|<audience>``."""
     lane, _, rest = target.partition("|")

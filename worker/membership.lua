@@ -57,7 +57,9 @@ local function applies(new, old)
 end
 
 local function record(hash, size, newest, ids, fields, values, idents, olds)
-  local newest_known = redis.call('EXISTS', hash) == 0 or redis.call('EXISTS', newest) == 1
+  -- Read once: it says whether the newest key is known (a record without one predates it) and what to beat.
+  local before = redis.call('GET', newest)
+  local newest_known = before or redis.call('EXISTS', hash) == 0
   local written = {}  -- field -> value set by this call (a repeated field sees its own earlier write)
   local pairs_out = {}
   local ident_of, touched = {}, {}  -- field -> its identifiers (added) or false (removed), last write wins
@@ -101,7 +103,6 @@ local function record(hash, size, newest, ids, fields, values, idents, olds)
   end
   if newest_known and greatest ~= '' then
     greatest = string.sub(greatest, 1, KEYLEN)
-    local before = redis.call('GET', newest)
     if not before or greatest > before then redis.call('SET', newest, greatest) end
   end
   return redis.call('INCRBY', size, delta)

@@ -42,6 +42,7 @@ from worker.lane_plan import decode_payload, encode_payload, split_targets, wire
 from worker.lane_replay import replay_one
 from worker.lane_resolve import Resolver, note_foreign_refusal, stage_confirmations
 from worker.ledger import FINISHED_STATUSES, BatchRecord
+from worker.limiter import SAFETY_MARGIN
 from worker.operations import Action, PackedOperation
 from worker.policy import Stop, decide
 from worker.redis_memory import is_out_of_memory
@@ -59,6 +60,10 @@ RESERVE_AHEAD = 1.0
 WAIT_IN_PLACE = 5.0
 # A drain that finds its lane locked looks again this soon (the holder may be finishing).
 BUSY_RECHECK = 1.0
+# A drain that wakes this much later than its slot (a busy event loop, a host short of CPU) leaves the slot unused
+# and takes a new one: the limiter's margin (worker.limiter.SAFETY_MARGIN) covers calls whose delays after their
+# slots differ by less than it, and a call that lost its slot's time could otherwise land beside the next ones.
+LATE_SLOT = SAFETY_MARGIN / 2
 # How often, at most, the lock, cooldown and pause are checked before calls granted a slot at once.
 GUARD_EVERY = 0.5
 DUE_AT_ONCE = 20_000
@@ -186,8 +191,11 @@ class LaneDrain:
             granted, wait = self.ctx.limiter.reserve(self._token_id, RESERVE_AHEAD)
             if granted:
                 if wait > 0:
+                    due = time.monotonic() + wait
                     await asyncio.sleep(wait)
                     slept = True
+                    if time.monotonic() - due > LATE_SLOT:
+                        continue  # held up past its slot: sent now, it could reach TikTok with the next slots' calls
                 break
             if wait > WAIT_IN_PLACE:
                 raise Stop("rate-limited", time.time() + wait)
@@ -286,14 +294,14 @@ class LaneDrain:
             record_shadow(self.ctx, record)  # recorded as it would be sent, instead of sent: worker.shadow
             self.delivered += 1
             return []
+        rows = wire_rows(work, record.targets)  # built before the slot: the call leaves as soon after it as it can
         await self._call_slot(strict=True)
         now = time.time()
         self.ctx.ledger.update(record, status="delivering", attempts=record.attempts + 1,
                                first_attempt_at=record.first_attempt_at or now, next_attempt_at=None)
         try:
             response = await self.ctx.client.send_rows(
-                self._token, record.advertiser_ids or [record.advertiser_id], cast(Action, record.action),
-                wire_rows(work, record.targets))
+                self._token, record.advertiser_ids or [record.advertiser_id], cast(Action, record.action), rows)
         except TikTokError as exc:
             return self._failed(record, work, exc, plan, replay_queue)
         pipe = self.redis.pipeline(transaction=True)

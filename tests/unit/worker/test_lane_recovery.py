@@ -14,7 +14,7 @@ import pytest
 from tests.unit.worker.conftest import ScriptedClient
 from tests.unit.worker.test_lane import TARGET, accept, drain, email
 from worker import keys, pause
-from worker.lane import BUSY_RECHECK, RESERVE_AHEAD, WAIT_IN_PLACE, LaneDrain
+from worker.lane import BUSY_RECHECK, LATE_SLOT, RESERVE_AHEAD, WAIT_IN_PLACE, LaneDrain
 from worker.lane_resolve import note_foreign_refusal
 from worker.policy import Stop
 from worker.replay import request_replay
@@ -200,6 +200,27 @@ def test_the_first_delivery_to_an_unconfirmed_audience_is_its_only_call(
     assert client.checked == [] and len(client.calls) == 1 and len(asked) == 1
     assert ctx.audience_ids[TARGET.name] == TARGET.audience  # confirmed by the delivery
     assert ctx.redis.exists(keys.ownership("dest", TARGET.advertiser_id, TARGET.audience))
+
+
+def test_a_drain_held_up_past_its_slot_takes_a_new_one_before_calling(
+        ctx: Any, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    accept(ctx, ("add", 1))
+    slots = iter([(True, 0.01), (True, 0.0)])  # the first 10 ms ahead; the second at once
+    asked: list[float] = []
+
+    def reserve(token_id: str, ahead: float) -> tuple[bool, float]:
+        asked.append(ahead)
+        return next(slots)
+
+    real_sleep = asyncio.sleep
+
+    async def held_up(delay: float) -> None:  # a busy event loop wakes the drain well after its slot
+        await real_sleep(delay + 3 * LATE_SLOT)
+
+    monkeypatch.setattr(ctx.limiter, "reserve", reserve)
+    monkeypatch.setattr("worker.lane.asyncio.sleep", held_up)
+    assert drain(ctx) == "drained"
+    assert len(asked) == 2 and len(client.calls) == 1  # the late slot was left unused
 
 
 def test_a_look_up_before_a_first_delivery_takes_a_slot_of_its_own(

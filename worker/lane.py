@@ -273,10 +273,12 @@ class LaneDrain:
         """Trim each target's stream past what the plan consumed, lower the counts, reset each target's due
         time from what is left, drop the plan: one script call, fenced by the lock (lane_ack.lua)."""
         script_keys = [self.lock.key, keys.lane_plan(self.lane), keys.BACKLOG, keys.lane_due(self.lane)]
-        args: list[Any] = [self.lock.token, time.time(), self.settings.batch_size, self.settings.flush_interval]
+        per_target: list[str] = []
         for target, (position, operations) in plan.targets.items():
             script_keys += (keys.stream(target), keys.pending_count(target))
-            args += (target, _next_id(position) if position else "0-1", operations)
+            per_target.append(f"{target} {_next_id(position) if position else '0-1'} {operations}")
+        args: list[Any] = [self.lock.token, time.time(), self.settings.batch_size, self.settings.flush_interval,
+                           " ".join(per_target)]
         if int(self.redis.eval(_ACK, len(script_keys), *script_keys, *args)) < 0:
             raise Stop("lost-lock")
 

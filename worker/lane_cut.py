@@ -115,7 +115,7 @@ def read_chunks(redis: Any, targets: list[str], budget: int) -> list[Chunk]:
         count = FIRST_READ
         while open_chunks and total < budget:
             heads = redis.eval(_READ, len(open_chunks), *(keys.stream(t) for t in open_chunks), count,
-                               *("(" + c.last if c.entries else "-" for c in open_chunks.values()))
+                               " ".join("(" + c.last if c.entries else "-" for c in open_chunks.values()))
             for (name, chunk), entries in zip(list(open_chunks.items()), heads, strict=True):
                 before = chunk.operations
                 full = _take(chunk, entries, budget - total + before, first_of_round=total == 0)

@@ -2,10 +2,12 @@
 -- KEYS: per audience, its membership hash, its size counter, its newest order key and its members' hashed
 -- identifiers (4 keys each).
 -- ARGV[1]: 'check' or 'record';
--- ARGV[2 .. audiences + 1]: how many operations each audience has here; then the operations, audience by
--- audience, each its user's field (20 chars) .. its value: order key (25 chars: event ms + 10^13, 14 digits,
--- then the message id's tie-break + 10^10, 11 digits) .. 'a' (added) or 'd' (removed), then (record only, may be
--- empty) the user's hashed identifiers, kept for current members so an audience can be re-sent (resync).
+-- ARGV[2]: how many operations each audience has here, separated by spaces; ARGV[3]: the operations, audience
+-- by audience, separated by spaces (two arguments in all: the client's cost is per argument, not per byte),
+-- each its user's field (20 chars) .. its value: order key (25 chars: event ms + 10^13, 14 digits, then the
+-- message id's tie-break + 10^10, 11 digits) .. 'a' (added) or 'd' (removed), then (record only, may be empty)
+-- the user's hashed identifiers (hex digests, '|' and a type code: never a space), kept for current members so
+-- an audience can be re-sent (resync).
 -- Values written before event times existed hold a stream position tag (15-digit ms, 8-digit sequence) ..
 -- action, 24 chars: they read as that ms with the lowest tie-break (their event time was their acceptance).
 -- An operation applies when its order key is greater than the recorded one; an equal key is the same event
@@ -109,17 +111,18 @@ local function record(hash, size, newest, ids, fields, values, idents, olds)
 end
 
 local flags, sizes = {}, {}
-local next_argument = audiences + 2
+local counts = {}
+for count in string.gmatch(ARGV[2], '%S+') do counts[#counts + 1] = tonumber(count) end
+local operations = string.gmatch(ARGV[3], '%S+')
 for a = 1, audiences do
-  local count = tonumber(ARGV[a + 1])
+  local count = counts[a]
   local fields, values, idents = {}, {}, {}
   for i = 1, count do
-    local argument = ARGV[next_argument + i - 1]
+    local argument = operations()
     fields[i] = string.sub(argument, 1, FIELDLEN)
     values[i] = string.sub(argument, FIELDLEN + 1, FIELDLEN + VALUELEN)
     idents[i] = string.sub(argument, FIELDLEN + VALUELEN + 1)
   end
-  next_argument = next_argument + count
   local hash, size, newest, ids = KEYS[4 * a - 3], KEYS[4 * a - 2], KEYS[4 * a - 1], KEYS[4 * a]
   local olds = count > 0 and redis.call('HMGET', hash, unpack(fields)) or {}
   if mode == 'check' then

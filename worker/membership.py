@@ -258,7 +258,8 @@ class Membership:
             return flags
         pipe = self._redis.pipeline(transaction=False)
         for call_keys, counts, call_arguments, _ in calls:
-            pipe.eval(_SCRIPT, len(call_keys), *call_keys, "check", *counts, *call_arguments)
+            pipe.eval(_SCRIPT, len(call_keys), *call_keys, "check", " ".join(map(str, counts)),
+                      " ".join(call_arguments))
         answered = [0] * len(unsure)  # operations of each unsure entry answered so far (calls split entries)
         for (_, counts, _, owners), answer in zip(calls, pipe.execute(), strict=True):
             text = answer.decode() if isinstance(answer, bytes) else answer
@@ -325,7 +326,8 @@ class Membership:
     @staticmethod
     def _stage(pipe: Any, work: list[tuple[str, list[str]]]) -> None:
         for call_keys, counts, call_arguments, _ in _script_calls(work):
-            pipe.eval(_SCRIPT, len(call_keys), *call_keys, "record", *counts, *call_arguments)
+            pipe.eval(_SCRIPT, len(call_keys), *call_keys, "record", " ".join(map(str, counts)),
+                      " ".join(call_arguments))
 
     # -- counters ----------------------------------------------------------------------------------------
 

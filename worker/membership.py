@@ -241,13 +241,11 @@ class Membership:
             flags.append([True] * len(operations))
             if not newest:  # no record: every operation is news
                 continue
-            if newest == b"-":  # a record older than the newest key: checked in full
-                newest = None
             times = event_times(operations, now if accepted is None else accepted)
-            if newest:  # its first 14 digits are its event ms (offset): a later ms is surely news
+            if newest != b"-":  # its first 14 digits are its event ms (offset): a later ms is surely news
                 after = int(newest[:14]) - EVENT_MS_OFFSET
                 settle = [i for i, ms in enumerate(times) if ms <= after]
-            else:
+            else:  # a record older than the newest key: checked in full
                 settle = list(range(len(operations)))
             if settle:
                 unsure.append((index, settle))

@@ -24,6 +24,7 @@ event order disagree. Records written before event times existed have no such ke
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 import zlib
@@ -125,6 +126,7 @@ def _arguments(operations: Sequence[PackedOperation], times: Sequence[int], acti
             in zip(operations, times, strict=True)]
 
 
+@functools.lru_cache(maxsize=1 << 16)  # asked twice per audience of every script call
 def _hash_tag(key: str) -> str:
     """What Redis Cluster hashes of a key: the text between its first ``{`` and the next ``}`` if not empty,
     else the whole key."""

@@ -9,15 +9,14 @@ slot, then the drain sleeps until it (no polling, no other drain of the token co
    exactly as it was cut, so batch ids and order hold;
 3. otherwise take the due targets (a full batch waits, the oldest operation has waited the flush interval, or
    the whole intake has gone quiet; failing those, every target with work once together they fill a request),
-   find their audience ids (worker.lane_resolve: creates of new audiences, a quota per round; an audience id
-   never confirmed its advertiser's goes straight into requests, and the request TikTok accepts confirms it),
-   cut a plan of requests that mix audiences (worker.lane_cut), send it, and only then trim the streams
-   (lane_ack.lua).
+   find their audience ids (worker.lane_resolve: creates of new audiences, a quota per round; an id never
+   confirmed its advertiser's goes straight into requests, the one TikTok accepts confirming it), cut a plan
+   of requests that mix audiences (worker.lane_cut), send it, and only then trim the streams (lane_ack.lua).
 
 Failures follow worker.policy. A request TikTok refuses permanently that mixes audiences is split in two by
-audience and each half sent on its own, so only the audience TikTok refuses goes dead (and the lane looks its
-unconfirmed audiences up first for a while: worker.lane_resolve). Whatever stops a drain
-early leaves the lane in the ready index with the time it is due again (lane_finish.lua).
+audience and each half sent on its own, so only the audience TikTok refuses goes dead (the lane then looks
+unconfirmed ids up first for a while: worker.lane_resolve). Whatever stops a drain early leaves the lane in the
+ready index with the time it is due again (lane_finish.lua).
 
 A shadow destination's lane (worker.shadow) runs the same rounds without a TikTok call: its audiences are resolved
 without checks or creates, and each batch is recorded with status ``shadow`` where it would be sent.
@@ -60,9 +59,8 @@ RESERVE_AHEAD = 1.0
 WAIT_IN_PLACE = 5.0
 # A drain that finds its lane locked looks again this soon (the holder may be finishing).
 BUSY_RECHECK = 1.0
-# A drain that wakes this much later than its slot (a busy event loop, a host short of CPU) leaves the slot unused
-# and takes a new one: the limiter's margin (worker.limiter.SAFETY_MARGIN) covers calls whose delays after their
-# slots differ by less than it, and a call that lost its slot's time could otherwise land beside the next ones.
+# A drain woken this late after its slot takes a new one: the limiter's margin covers only so much variation in
+# the time from slot to TikTok, and a call that lost its slot's time could land beside the next slots' calls.
 LATE_SLOT = SAFETY_MARGIN / 2
 # How often, at most, the lock, cooldown and pause are checked before calls granted a slot at once.
 GUARD_EVERY = 0.5
@@ -309,7 +307,6 @@ class LaneDrain:
         pipe = self.redis.pipeline(transaction=True)
         self.ctx.membership.stage_record_many(
             pipe, [(target, record.action, record.position_of(target), ops) for target, ops in work.items()])
-        # TikTok accepted every audience of the request: those not yet confirmed its advertisers' are now.
         confirmed = stage_confirmations(pipe, self.ctx, self.lane, {t: record.targets.get(t, "") for t in work})
         self.ctx.ledger.stage_update(pipe, record, status="delivered", last_code=response.code,
                                      last_message=response.message, last_request_id=response.request_id,
@@ -329,9 +326,7 @@ class LaneDrain:
             return self._split(record, work, exc, plan, replay_queue)
         if decision.verdict == "dead":
             if isinstance(exc, PermanentError) and any(t not in self.ctx.audience_ids for t in work):
-                # An audience never confirmed, refused: most likely not the advertisers'. The lane looks its
-                # next unconfirmed audiences up first (worker.lane_resolve).
-                note_foreign_refusal(self.redis, self.lane)
+                note_foreign_refusal(self.redis, self.lane)  # an unconfirmed audience refused: likely foreign
             self.ctx.ledger.update(record, status="dead", finished_at=now, **said, **decision.history)
             log.error("batch_dead", batch=record.id, lane=self.lane, audiences=list(record.audiences),
                       code=exc.code, message=exc.message, request_id=exc.request_id)

@@ -26,10 +26,23 @@
 -- returns per audience its newest order key, '-' for a record without one, or '' for no record at all. What a
 -- check needs to know before it looks users up, for thousands of audiences in one call rather than two
 -- commands each.
+-- Values of many keys in one MGET per slice (Lua's unpack takes at most ~8,000 values), not a GET each.
+local function mget(names)
+  local values = {}
+  for first = 1, #names, 4000 do
+    local part = redis.call('MGET', unpack(names, first, math.min(first + 3999, #names)))
+    for i = 1, #part do values[first + i - 1] = part[i] end
+  end
+  return values
+end
+
 if ARGV[1] == 'peek' then
   local out = {}
+  local newest_keys = {}
+  for a = 1, #KEYS / 2 do newest_keys[a] = KEYS[2 * a] end
+  local newests = mget(newest_keys)
   for a = 1, #KEYS / 2 do
-    local newest = redis.call('GET', KEYS[2 * a])
+    local newest = newests[a]
     if newest then
       out[a] = newest
     elseif redis.call('EXISTS', KEYS[2 * a - 1]) == 1 then
@@ -58,9 +71,13 @@ local function applies(new, old)
   return string.sub(new, 1, KEYLEN) == string.sub(old, 1, KEYLEN)  -- same key, another action
 end
 
+-- Each audience's newest order key, read for all of them at once (record only) and kept up to date as the call
+-- goes; the new values are written with one MSET at the end.
+local newest_of, newest_out = {}, {}
+
 local function record(hash, size, newest, ids, fields, values, idents, olds)
-  -- Read once: it says whether the newest key is known (a record without one predates it) and what to beat.
-  local before = redis.call('GET', newest)
+  -- It says whether the newest key is known (a record without one predates it) and what to beat.
+  local before = newest_of[newest]
   local newest_known = before or redis.call('EXISTS', hash) == 0
   local written = {}  -- field -> value set by this call (a repeated field sees its own earlier write)
   local pairs_out = {}
@@ -105,12 +122,21 @@ local function record(hash, size, newest, ids, fields, values, idents, olds)
   end
   if newest_known and greatest ~= '' then
     greatest = string.sub(greatest, 1, KEYLEN)
-    if not before or greatest > before then redis.call('SET', newest, greatest) end
+    if not before or greatest > before then
+      newest_of[newest] = greatest
+      newest_out[newest] = greatest
+    end
   end
   return redis.call('INCRBY', size, delta)
 end
 
 local flags, sizes = {}, {}
+if mode == 'record' then
+  local newest_keys = {}
+  for a = 1, audiences do newest_keys[a] = KEYS[4 * a - 1] end
+  local newests = mget(newest_keys)
+  for a = 1, audiences do newest_of[newest_keys[a]] = newests[a] end
+end
 local counts = {}
 for count in string.gmatch(ARGV[2], '%S+') do counts[#counts + 1] = tonumber(count) end
 local operations = string.gmatch(ARGV[3], '%S+')
@@ -132,4 +158,12 @@ for a = 1, audiences do
   end
 end
 if mode == 'check' then return table.concat(flags) end
+local pairs_out = {}
+for key, value in pairs(newest_out) do
+  pairs_out[#pairs_out + 1] = key
+  pairs_out[#pairs_out + 1] = value
+end
+for first = 1, #pairs_out, 4000 do
+  redis.call('MSET', unpack(pairs_out, first, math.min(first + 3999, #pairs_out)))
+end
 return sizes

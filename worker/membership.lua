@@ -139,7 +139,20 @@ if mode == 'record' then
 end
 local counts = {}
 for count in string.gmatch(ARGV[2], '%S+') do counts[#counts + 1] = tonumber(count) end
-local operations = string.gmatch(ARGV[3], '%S+')
+-- The operations one by one: a plain search for each space (no pattern matching: a call holds thousands).
+local text, position = ARGV[3], 1
+local function operations()
+  local stop = string.find(text, ' ', position, true)
+  local operation
+  if stop then
+    operation = string.sub(text, position, stop - 1)
+    position = stop + 1
+  else
+    operation = string.sub(text, position)
+    position = #text + 1
+  end
+  return operation
+end
 for a = 1, audiences do
   local count = counts[a]
   local fields, values, idents = {}, {}, {}

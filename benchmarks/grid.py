@@ -2,14 +2,15 @@
 
 A cell is a number of audiences, each with a few users entering it, delivered at TikTok's Basic-tier rate
 (10 calls/s for the whole app). Audiences either already exist at TikTok (events carry
-``external_audience_id``, so the service must check that each belongs to the advertiser) or are Engage
-audiences the service creates on first use (``native.auto_create``). No schedule can beat the cell's
-*floor*: the TikTok calls the work needs, divided by the rate, where the calls needed are
+``external_audience_id``, each to be confirmed the advertiser's: the mapping call TikTok accepts confirms
+it) or are Engage audiences the service creates on first use (``native.auto_create``). No schedule can beat
+the cell's *floor*: the TikTok calls the work needs, divided by the rate, where the calls needed are
 
 - one create per new audience,
-- one ownership look-up per 100 existing audience ids (``/dmp/custom_audience/get/`` takes 100 per call),
 - one mapping call per 10,000 rows per action (a ``/segment/mapping/`` request may carry rows of many
-  audiences; one row is one user).
+  audiences; one row is one user),
+- and, only where the lane looks ids up before sending (it does after seeing a foreign audience, which no
+  cell names), one ownership look-up per 100 existing audience ids (``/dmp/custom_audience/get/``).
 
 Nothing here runs anything (``benchmarks.grid_run`` does); this module is arithmetic and text, unit-tested.
 """
@@ -77,10 +78,11 @@ class CallsNeeded:
         return f"{self.creates:,} creates + {self.lookups:,} look-ups + {self.mapping:,} mapping = {self.total:,}"
 
 
-def calls_needed(cell: GridCell) -> CallsNeeded:
-    """Every user enters once, so there is one action (add) and one row per user."""
+def calls_needed(cell: GridCell, checks_first: bool = False) -> CallsNeeded:
+    """Every user enters once, so there is one action (add) and one row per user. ``checks_first``: the lane
+    looks existing ids up before sending to them (worker.lane_resolve), which the grid's lanes do not."""
     creates = 0 if cell.existing else cell.audiences
-    lookups = math.ceil(cell.audiences / OWNERSHIP_IDS_PER_CALL) if cell.existing else 0
+    lookups = math.ceil(cell.audiences / OWNERSHIP_IDS_PER_CALL) if cell.existing and checks_first else 0
     mapping = math.ceil(cell.events / MAPPING_ROWS_PER_CALL)
     return CallsNeeded(creates, lookups, mapping)
 

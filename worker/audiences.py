@@ -15,11 +15,13 @@ exactly the name it is about to give, and adopts it instead of creating a second
 marker says an attempt was interrupted (rather than before every create) keeps the normal path to one call and
 keeps the service from adopting an unrelated audience that merely shares the name.
 
-Ownership: an audience id that came from an event or a mapping is confirmed through
-``/dmp/custom_audience/get/`` to belong to the advertiser before the first delivery to it (worker.lane_resolve,
-100 ids per call); the positive answer is cached per (destination, advertiser, audience id). A refusal is an
-:class:`OwnershipError`, a :class:`PermanentError`: the lane records the target's operations dead with that
-reason and never sends them.
+Ownership: an audience id that came from an event or a mapping must belong to the advertiser. The first
+mapping request TikTok accepts with it confirms it (TikTok refuses a request naming an audience none of its
+advertisers owns; a refused request of several audiences is bisected so only the foreign one dies); a lane that
+has lately seen a foreign id looks unconfirmed ids up first through ``/dmp/custom_audience/get/``, 100 per call
+(worker.lane_resolve). Either confirmation is cached per (destination, advertiser, audience id). A refused
+look-up is an :class:`OwnershipError`, a :class:`PermanentError`: the lane records the target's operations dead
+with that reason and never sends them.
 """
 
 from __future__ import annotations
@@ -76,6 +78,27 @@ def remember_audience(client: redis.Redis, destination: str, advertiser_id: str,
         client.hsetnx(keys.AUDIENCES, field, value)
     else:
         client.hset(keys.AUDIENCES, field, value)
+
+
+# HSETNX of many fields: one call where a command per audience would cost the worker more than Redis's work.
+_REMEMBER_NEW = "for i = 1, #ARGV, 2 do redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) end return #ARGV / 2"
+
+
+def confirm_audiences(client: Any, destination: str, audiences: list[tuple[str, str]], *, origin: str) -> None:
+    """Mark many (advertiser id, audience id) of ``destination`` as confirmed the advertiser's, and record
+    those not known yet for ``audiences list`` (``remember_audience(..., only_new=True)`` with no name): two
+    commands, whatever their number. ``client`` may be a pipeline."""
+    if not audiences:
+        return
+    now = time.time()
+    client.mset({keys.ownership(destination, advertiser_id, audience_id): 1
+                 for advertiser_id, audience_id in audiences})
+    arguments: list[Any] = []
+    for advertiser_id, audience_id in audiences:
+        arguments += (audience_entry(destination, advertiser_id, audience_id), orjson.dumps({
+            "destination": destination, "advertiser_id": advertiser_id, "audience_id": audience_id,
+            "name": "", "origin": origin, "target": None, "created_at": now}))
+    client.eval(_REMEMBER_NEW, 1, keys.AUDIENCES, *arguments)
 
 
 async def create_once(api: AudienceApi, client: redis.Redis, token: str, *, destination: str,

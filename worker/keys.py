@@ -14,6 +14,7 @@ only on a single Redis; see the README's design section for what Cluster needs o
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -84,6 +85,7 @@ def lane_of(target: str) -> str:
     return target.split("|", 1)[0]
 
 
+@functools.lru_cache(maxsize=1 << 16)  # a drain builds several keys per audience each round: build them once
 def _tagged(kind: str, target: str) -> str:
     """A per-target key under its lane's hash tag: ``tta:<kind>:{<destination>}|<advertiser>|<audience>``."""
     lane, _, rest = target.partition("|")
@@ -123,6 +125,12 @@ def lane_plan(lane: str) -> str:
 def lane_replay(lane: str) -> str:
     """List of batch ids an operator asked to replay, delivered by the lane before new work."""
     return f"{PREFIX}:replay:{{{lane}}}"
+
+
+def lane_check_first(lane: str) -> str:
+    """Marker (with a TTL): the lane saw an audience refused as not its advertiser's, so for a while it looks its
+    unconfirmed audience ids up before sending to them (worker.lane_resolve)."""
+    return f"{PREFIX}:check-first:{{{lane}}}"
 
 
 def resolve_failures(lane: str) -> str:

@@ -9,13 +9,14 @@ slot, then the drain sleeps until it (no polling, no other drain of the token co
    exactly as it was cut, so batch ids and order hold;
 3. otherwise take the due targets (a full batch waits, the oldest operation has waited the flush interval, or
    the whole intake has gone quiet; failing those, every target with work once together they fill a request),
-   find their audience ids (worker.lane_resolve: ownership checks 100 at a time, creates of new audiences, a
-   quota per round), cut a plan of requests that mix audiences
-   (worker.lane_cut), send it, and only then trim the streams (lane_ack.lua).
+   find their audience ids (worker.lane_resolve: creates of new audiences, a quota per round; an id never
+   confirmed its advertiser's goes straight into requests, the one TikTok accepts confirming it), cut a plan
+   of requests that mix audiences (worker.lane_cut), send it, and only then trim the streams (lane_ack.lua).
 
 Failures follow worker.policy. A request TikTok refuses permanently that mixes audiences is split in two by
-audience and each half sent on its own, so only the audience TikTok refuses goes dead. Whatever stops a drain
-early leaves the lane in the ready index with the time it is due again (lane_finish.lua).
+audience and each half sent on its own, so only the audience TikTok refuses goes dead (the lane then looks
+unconfirmed ids up first for a while: worker.lane_resolve). Whatever stops a drain early leaves the lane in the
+ready index with the time it is due again (lane_finish.lua).
 
 A shadow destination's lane (worker.shadow) runs the same rounds without a TikTok call: its audiences are resolved
 without checks or creates, and each batch is recorded with status ``shadow`` where it would be sent.
@@ -38,13 +39,14 @@ from worker.context import WorkerContext
 from worker.lane_cut import LanePlan, cut_plan, due_targets, filling_targets, read_chunks
 from worker.lane_plan import decode_payload, encode_payload, split_targets, wire_rows
 from worker.lane_replay import replay_one
-from worker.lane_resolve import Resolver
+from worker.lane_resolve import Resolver, note_foreign_refusal, stage_confirmations
 from worker.ledger import FINISHED_STATUSES, BatchRecord
+from worker.limiter import SAFETY_MARGIN
 from worker.operations import Action, PackedOperation
 from worker.policy import Stop, decide
 from worker.shadow import ShadowResolver, record_shadow
 from worker.target_lock import TargetLock
-from worker.tiktok.errors import TikTokError
+from worker.tiktok.errors import PermanentError, TikTokError
 
 log = structlog.get_logger(__name__)
 
@@ -56,6 +58,9 @@ RESERVE_AHEAD = 1.0
 WAIT_IN_PLACE = 5.0
 # A drain that finds its lane locked looks again this soon (the holder may be finishing).
 BUSY_RECHECK = 1.0
+# A drain woken this late after its slot takes a new one: the limiter's margin covers only so much variation in
+# the time from slot to TikTok, and a call that lost its slot's time could land beside the next slots' calls.
+LATE_SLOT = SAFETY_MARGIN / 2
 # How often, at most, the lock, cooldown and pause are checked before calls granted a slot at once.
 GUARD_EVERY = 0.5
 DUE_AT_ONCE = 20_000
@@ -183,8 +188,11 @@ class LaneDrain:
             granted, wait = self.ctx.limiter.reserve(self._token_id, RESERVE_AHEAD)
             if granted:
                 if wait > 0:
+                    due = time.monotonic() + wait
                     await asyncio.sleep(wait)
                     slept = True
+                    if time.monotonic() - due > LATE_SLOT:
+                        continue  # held up past its slot: sent now, it could reach TikTok with the next slots' calls
                 break
             if wait > WAIT_IN_PLACE:
                 raise Stop("rate-limited", time.time() + wait)
@@ -262,10 +270,12 @@ class LaneDrain:
         """Trim each target's stream past what the plan consumed, lower the counts, reset each target's due
         time from what is left, drop the plan: one script call, fenced by the lock (lane_ack.lua)."""
         script_keys = [self.lock.key, keys.lane_plan(self.lane), keys.BACKLOG, keys.lane_due(self.lane)]
-        args: list[Any] = [self.lock.token, time.time(), self.settings.batch_size, self.settings.flush_interval]
+        per_target: list[str] = []
         for target, (position, operations) in plan.targets.items():
             script_keys += (keys.stream(target), keys.pending_count(target))
-            args += (target, _next_id(position) if position else "0-1", operations)
+            per_target.append(f"{target} {_next_id(position) if position else '0-1'} {operations}")
+        args: list[Any] = [self.lock.token, time.time(), self.settings.batch_size, self.settings.flush_interval,
+                           " ".join(per_target)]
         if int(self.redis.eval(_ACK, len(script_keys), *script_keys, *args)) < 0:
             raise Stop("lost-lock")
 
@@ -283,23 +293,25 @@ class LaneDrain:
             record_shadow(self.ctx, record)  # recorded as it would be sent, instead of sent: worker.shadow
             self.delivered += 1
             return []
+        rows = wire_rows(work, record.targets)  # built before the slot: the call leaves as soon after it as it can
         await self._call_slot(strict=True)
         now = time.time()
         self.ctx.ledger.update(record, status="delivering", attempts=record.attempts + 1,
                                first_attempt_at=record.first_attempt_at or now, next_attempt_at=None)
         try:
             response = await self.ctx.client.send_rows(
-                self._token, record.advertiser_ids or [record.advertiser_id], cast(Action, record.action),
-                wire_rows(work, record.targets))
+                self._token, record.advertiser_ids or [record.advertiser_id], cast(Action, record.action), rows)
         except TikTokError as exc:
             return self._failed(record, work, exc, plan, replay_queue)
         pipe = self.redis.pipeline(transaction=True)
         self.ctx.membership.stage_record_many(
             pipe, [(target, record.action, record.position_of(target), ops) for target, ops in work.items()])
+        confirmed = stage_confirmations(pipe, self.ctx, self.lane, {t: record.targets.get(t, "") for t in work})
         self.ctx.ledger.stage_update(pipe, record, status="delivered", last_code=response.code,
                                      last_message=response.message, last_request_id=response.request_id,
                                      finished_at=time.time())
         pipe.execute()
+        self.ctx.audience_ids.update(confirmed)
         self.delivered += 1
         return []
 
@@ -312,6 +324,8 @@ class LaneDrain:
         if decision.verdict == "split":
             return self._split(record, work, exc, plan, replay_queue)
         if decision.verdict == "dead":
+            if isinstance(exc, PermanentError) and any(t not in self.ctx.audience_ids for t in work):
+                note_foreign_refusal(self.redis, self.lane)  # an unconfirmed audience refused: likely foreign
             self.ctx.ledger.update(record, status="dead", finished_at=now, **said, **decision.history)
             log.error("batch_dead", batch=record.id, lane=self.lane, audiences=list(record.audiences),
                       code=exc.code, message=exc.message, request_id=exc.request_id)

@@ -114,7 +114,7 @@ def read_chunks(redis: Any, targets: list[str], budget: int) -> list[Chunk]:
         count = FIRST_READ
         while open_chunks and total < budget:
             heads = redis.eval(_READ, len(open_chunks), *(keys.stream(t) for t in open_chunks), count,
-                               *("(" + c.last if c.entries else "-" for c in open_chunks.values()))
+                               " ".join("(" + c.last if c.entries else "-" for c in open_chunks.values()))
             for (name, chunk), entries in zip(list(open_chunks.items()), heads, strict=True):
                 before = chunk.operations
                 full = _take(chunk, entries, budget - total + before, first_of_round=total == 0)
@@ -145,8 +145,18 @@ def _take(chunk: Chunk, entries: list[Any], room: int, *, first_of_round: bool) 
 
 
 def batch_id_for(lane: str, chunks: Iterable[Chunk], index: int) -> str:
-    signature = "|".join(f"{c.target}:{c.first}:{c.last}" for c in chunks)
-    return hashlib.sha1(f"{lane}|{signature}|{index}".encode()).hexdigest()[:20]
+    return batch_id_of(plan_signature(lane, chunks), index)
+
+
+def plan_signature(lane: str, chunks: Iterable[Chunk]) -> bytes:
+    """What a plan's batch ids are derived from: the lane and how far each target's stream was cut."""
+    return f"{lane}|{'|'.join(f'{c.target}:{c.first}:{c.last}' for c in chunks)}|".encode()
+
+
+def batch_id_of(signature: bytes, index: int) -> str:
+    """The id of a plan's ``index``-th batch (the same as :func:`batch_id_for`, with the signature built once
+    for all of a plan's batches)."""
+    return hashlib.sha1(signature + str(index).encode()).hexdigest()[:20]
 
 
 def new_record(batch_id: str, lane: str, action: str, by_target: dict[str, list[PackedOperation]],
@@ -204,11 +214,12 @@ def cut_plan(ctx: WorkerContext, lane: str, chunks: list[Chunk], audience_of: di
         if ops:
             by_target[target] = ops
     requests: list[LaneRequest] = plan_lane(by_target, ctx.settings.batch_size)
+    signature = plan_signature(lane, chunks)
     pipe = ctx.redis.pipeline(transaction=True)
     cut: list[tuple[BatchRecord, dict[str, list[PackedOperation]]]] = []
     batch_ids: list[str] = []
     for index, request in enumerate(requests):
-        record = new_record(batch_id_for(lane, chunks, index), lane, request.action, request.by_target,
+        record = new_record(batch_id_of(signature, index), lane, request.action, request.by_target,
                             audience_of, by_chunk, request.rows)
         record.phase = request.phase
         ctx.ledger.stage(pipe, record, encode_payload(request.by_target))
@@ -219,7 +230,7 @@ def cut_plan(ctx: WorkerContext, lane: str, chunks: list[Chunk], audience_of: di
     for offset, (target, action, ops) in enumerate([d for d in dead_batches if d[2]], start=len(requests)):
         error = refused[target]
         named = target.rsplit("|", 1)[1]  # the audience id the events named (or "@key": none was created)
-        record = new_record(batch_id_for(lane, chunks, offset), lane, action, {target: ops},
+        record = new_record(batch_id_of(signature, offset), lane, action, {target: ops},
                             {target: named} if not named.startswith("@") else {}, by_chunk, len(ops))
         record.audience_id = record.audience_id or named
         record.status = "dead"

@@ -1,10 +1,19 @@
 """The TikTok audience id each of a lane's due targets goes to, found with as few TikTok calls as possible.
 
-- A target naming an audience id (from an event or a mapping) is checked once to belong to its advertiser:
-  ``/dmp/custom_audience/get/`` takes 100 ids per call, so the lane checks its unchecked targets 100 at a
-  time. TikTok fails the whole call when one id is not the advertiser's, so a refused call of several ids is
-  bisected until the foreign ones are found; they are refused (their operations go dead with the reason),
-  the others confirmed. Confirmations are cached in Redis and in the worker process.
+- A target naming an audience id (from an event or a mapping) must belong to its advertiser. It is confirmed
+  once, and the confirmation cached in Redis (per destination, advertiser and audience id) and in the worker
+  process. An id never confirmed goes straight into mapping requests: TikTok refuses a whole mapping request
+  naming an audience none of its advertisers owns, so a request it accepts proves every audience in it belongs
+  to one of them, and the lane records that as the confirmation (:func:`stage_confirmations`). A request it
+  refuses that mixes audiences is bisected by audience (worker.lane), so only the foreign audience goes dead,
+  with TikTok's code, message and request id. No look-up is then on the way of a first delivery.
+- A foreign id costs a bisection of a mapping request (about two calls per halving). So that a workspace that
+  names many foreign ids does not pay one per id, a lane that has seen an audience refused as foreign (by a
+  mapping call or a look-up) is marked for :data:`CHECK_FIRST_FOR` (:func:`note_foreign_refusal`; each refusal
+  renews the mark): meanwhile it looks its unconfirmed ids up first with ``/dmp/custom_audience/get/``, 100 per
+  call. TikTok fails the whole look-up when one id is not the advertiser's, so a refused call of several ids is
+  bisected until the foreign ones are found; they are refused (their operations go dead with the reason), the
+  others confirmed.
 - A target of an Engage audience still to be created (``@<key>``) is created once, through
   worker.audiences.create_once (crash-safe); the lane holds its lock, so no other worker creates it at the
   same time. Each create takes a rate-limit slot; a round makes at most a quota of them, so mapping calls
@@ -31,7 +40,7 @@ import orjson
 import structlog
 
 from worker import keys, pause
-from worker.audiences import OwnershipError, create_once, details_of, remember_audience
+from worker.audiences import OwnershipError, confirm_audiences, create_once, details_of, remember_audience
 from worker.context import WorkerContext
 from worker.keys import Target
 from worker.policy import Stop, decide
@@ -41,6 +50,11 @@ log = structlog.get_logger(__name__)
 
 GET_IDS_PER_CALL = 100
 CONCURRENT_CALLS = 16
+# How long a lane that saw an audience refused as foreign looks its unconfirmed audience ids up before sending
+# to them. Foreign ids come in bulk (ids copied from another advertiser's account, a mapping pointed at the
+# wrong advertiser), and while they keep coming each refusal renews the mark; an hour without one lets the
+# lane go back to confirming by delivery, where a workspace whose ids are all its own pays no look-up.
+CHECK_FIRST_FOR = 3600
 
 
 @dataclass(slots=True)
@@ -49,6 +63,7 @@ class Resolution:
     refused: dict[str, TikTokError] = field(default_factory=dict)  # targets whose operations go dead
     creates: int = 0  # TikTok creates made
     checks: int = 0  # ownership calls made
+    unconfirmed: set[str] = field(default_factory=set)  # ready targets whose ownership a delivery will confirm
 
 
 class Resolver:
@@ -70,14 +85,15 @@ class Resolver:
         if not unknown:
             return found
         parsed = {t: Target.parse(t) for t in unknown}
+        # One command per kind of look, not one per audience (a lane may bring thousands at once): the created
+        # audience's id, or the mark of a confirmed ownership.
         pipe = self.ctx.redis.pipeline(transaction=False)
-        for spec in parsed.values():
-            if spec.needs_audience:
-                pipe.get(keys.created_audience(spec.destination, spec.advertiser_id, spec.audience_key))
-            else:
-                pipe.exists(keys.ownership(spec.destination, spec.advertiser_id, spec.audience))
+        pipe.mget([keys.created_audience(spec.destination, spec.advertiser_id, spec.audience_key)
+                   if spec.needs_audience else keys.ownership(spec.destination, spec.advertiser_id, spec.audience)
+                   for spec in parsed.values()])
         pipe.hmget(keys.resolve_failures(self.lane), unknown)
-        *answers, failures = pipe.execute()
+        pipe.exists(keys.lane_check_first(self.lane))
+        answers, failures, check_first = pipe.execute()
         now = time.time()
         to_create: list[str] = []
         to_check: dict[str, list[str]] = defaultdict(list)
@@ -93,8 +109,11 @@ class Resolver:
                 continue  # backing off: its due time already says when to look again
             if spec.needs_audience:
                 to_create.append(target)
-            else:
+            elif check_first:
                 to_check[spec.advertiser_id].append(target)
+            else:  # confirmed by its first delivery (not cached until then)
+                found.audience_of[target] = spec.audience
+                found.unconfirmed.add(target)
         if not found.audience_of and idle_quota is not None:
             quota = idle_quota
         calls = [functools.partial(self._check, advertiser_id, checks[start : start + GET_IDS_PER_CALL], found)
@@ -117,6 +136,7 @@ class Resolver:
                 await self._check(advertiser_id, targets[middle:], found)
                 return
             found.refused[targets[0]] = _not_owned(advertiser_id, ids[0], exc)
+            note_foreign_refusal(self.ctx.redis, self.lane)
             return
         except TikTokError as exc:
             for target in targets:
@@ -127,6 +147,7 @@ class Resolver:
             details = details_of(items, audience_id)
             if details is None:
                 found.refused[target] = _not_owned(advertiser_id, audience_id, None)
+                pipe.set(keys.lane_check_first(self.lane), 1, ex=CHECK_FIRST_FOR)
                 continue
             pipe.set(keys.ownership(self.lane, advertiser_id, audience_id), 1)
             remember_audience(pipe, self.lane, advertiser_id, audience_id, name=str(details.get("name") or ""),
@@ -180,6 +201,24 @@ class Resolver:
             return
         redis.hdel(keys.resolve_failures(self.lane), target)
         found.refused[target] = exc
+
+
+def stage_confirmations(pipe: Any, ctx: WorkerContext, lane: str, audience_of: dict[str, str]) -> dict[str, str]:
+    """Stage on ``pipe`` (the transaction recording a delivery) the ownership confirmation of the audiences of
+    ``audience_of`` (target -> audience id) that this process has not seen confirmed: TikTok accepted a mapping
+    request naming them, which it does only when each belongs to one of the request's advertisers. Returns
+    them, for the caller to add to ``ctx.audience_ids`` once the transaction went through."""
+    cache = ctx.audience_ids
+    new = {target: audience_id for target, audience_id in audience_of.items()
+           if audience_id and target not in cache}
+    confirm_audiences(pipe, lane, [(target.split("|", 2)[1], audience_id) for target, audience_id in new.items()],
+                      origin="delivered")
+    return new
+
+
+def note_foreign_refusal(redis: Any, lane: str) -> None:
+    """Mark the lane to look its unconfirmed audiences up first for :data:`CHECK_FIRST_FOR` seconds (renewed)."""
+    redis.set(keys.lane_check_first(lane), 1, ex=CHECK_FIRST_FOR)
 
 
 async def _run_all(calls: list[Coroutine[Any, Any, None]]) -> None:

@@ -2,8 +2,11 @@
 
 A batch carries rows of one or more audiences of one lane (destination): ``targets`` maps each target to the
 TikTok audience id its rows go to, ``audiences`` counts rows per audience id, ``positions`` says where in each
-target's stream the batch was cut (replay's supersede check), and the batch is indexed under every target it
-holds, so ``batches list --audience ID`` finds it. A batch id is derived from the lane and the stream entries
+target's stream the batch was cut (replay's supersede check), and the batch is indexed under every audience
+id it holds, so ``batches list --audience ID`` finds it, and under each target whose audience id is not its own
+name's (an Engage audience's ``@key`` target, or one not resolved): a target that names its audience id is
+found through that id's index, so a batch of thousands of audiences writes one index entry per audience, not
+two. A batch id is derived from the lane and the stream entries
 the batch was cut from, so a plan read back after a crash has the same ids. A request TikTok refuses
 permanently that mixes audiences is split in two (by audience) and replaced by its halves (``split_from``
 names the batch they came from). Records move through these statuses::
@@ -111,6 +114,14 @@ class BatchRecord:
 _FIELDS = fields(BatchRecord)
 
 
+def _target_index_of(target: str, audience_id: str) -> str | None:
+    """The index that lists ``target``'s batches when it is an audience id's (the target names ``audience_id``
+    itself), else None: the target has an index of its own."""
+    if audience_id and not audience_id.startswith("@") and target.rsplit("|", 1)[-1] == audience_id:
+        return keys.batches_by_audience(audience_id)
+    return None
+
+
 def _encode(values: dict[str, Any]) -> dict[str, bytes]:
     return {name: orjson.dumps(value) for name, value in values.items()}
 
@@ -133,7 +144,8 @@ class Ledger:
         pipe.hset(keys.batch(record.id), mapping=_encode(record.to_json()))
         pipe.set(keys.batch_rows(record.id), payload)
         pipe.zadd(keys.batches_by_status(record.status), {record.id: now})
-        indexes = [keys.BATCHES, *(keys.batches_by_target(t) for t in record.target_names),
+        indexes = [keys.BATCHES, *(keys.batches_by_target(t) for t in record.target_names
+                                   if _target_index_of(t, record.targets.get(t, "")) is None),
                    *(keys.batches_by_audience(a) for a in record.audiences)]
         pipe.eval(_INDEX, len(indexes), *indexes, repr(record.created_at), record.id)
         if record.status == "dead":
@@ -202,7 +214,7 @@ class Ledger:
         elif audience_id:
             index = keys.batches_by_audience(audience_id)
         elif target:
-            index = keys.batches_by_target(target)
+            index = _target_index_of(target, target.rsplit("|", 1)[-1]) or keys.batches_by_target(target)
         else:
             index = keys.BATCHES
         low = since if since is not None else "-inf"

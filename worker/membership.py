@@ -24,6 +24,7 @@ event order disagree. Records written before event times existed have no such ke
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 import zlib
@@ -48,6 +49,7 @@ from worker.operations import ADID_TYPE_CODE, ADID_TYPE_FROM_CODE, PackedOperati
 # and EVALSHA inside a delivery transaction could fail alone after a Redis restart).
 _SCRIPT = lua.source("membership")
 _CHUNK = 5000  # operations per script call, so one call never blocks Redis for long
+_PEEK_CHUNK = 2000  # audiences per look at their newest order keys
 
 # One audience's share of the work: (target, operations, acceptance ms standing in for unknown event times;
 # None: now) to check, and (target, action or None for each operation's own, stream position, operations) to record.
@@ -122,6 +124,7 @@ def _arguments(operations: Sequence[PackedOperation], times: Sequence[int], acti
             in zip(operations, times, strict=True)]
 
 
+@functools.lru_cache(maxsize=1 << 16)  # asked twice per audience of every script call
 def _hash_tag(key: str) -> str:
     """What Redis Cluster hashes of a key: the text between its first ``{`` and the next ``}`` if not empty,
     else the whole key."""
@@ -228,25 +231,21 @@ class Membership:
         no record or its newest recorded event is older, else as the record says (one script call per chunk)."""
         if not any(operations for _, operations, _ in work):
             return [[] for _ in work]
-        pipe = self._redis.pipeline(transaction=False)
-        for target, _, _ in work:
-            pipe.get(newest_key(target))
-            pipe.exists(keys.membership(target))
-        looked = pipe.execute()
+        looked = self._peek([target for target, _, _ in work])
         now = _now_ms()
         flags: list[list[bool]] = []
         unsure: list[tuple[int, list[int]]] = []  # (entry of work, its operations only the record can settle)
         arguments: list[tuple[str, list[str]]] = []
         for index, (target, operations, accepted) in enumerate(work):
-            newest, recorded = looked[2 * index], looked[2 * index + 1]
+            newest = looked[index]
             flags.append([True] * len(operations))
-            if not recorded:
+            if not newest:  # no record: every operation is news
                 continue
             times = event_times(operations, now if accepted is None else accepted)
-            if newest:  # its first 14 digits are its event ms (offset): a later ms is surely news
+            if newest != b"-":  # its first 14 digits are its event ms (offset): a later ms is surely news
                 after = int(newest[:14]) - EVENT_MS_OFFSET
                 settle = [i for i, ms in enumerate(times) if ms <= after]
-            else:
+            else:  # a record older than the newest key: checked in full
                 settle = list(range(len(operations)))
             if settle:
                 unsure.append((index, settle))
@@ -257,7 +256,8 @@ class Membership:
             return flags
         pipe = self._redis.pipeline(transaction=False)
         for call_keys, counts, call_arguments, _ in calls:
-            pipe.eval(_SCRIPT, len(call_keys), *call_keys, "check", *counts, *call_arguments)
+            pipe.eval(_SCRIPT, len(call_keys), *call_keys, "check", " ".join(map(str, counts)),
+                      " ".join(call_arguments))
         answered = [0] * len(unsure)  # operations of each unsure entry answered so far (calls split entries)
         for (_, counts, _, owners), answer in zip(calls, pipe.execute(), strict=True):
             text = answer.decode() if isinstance(answer, bytes) else answer
@@ -270,6 +270,28 @@ class Membership:
                 answered[owner] += count
                 start += count
         return flags
+
+    def _peek(self, targets: list[str]) -> list[bytes]:
+        """Per target, its newest order key, ``b"-"`` (a record without one) or ``b""`` (no record): one script
+        call per :data:`_PEEK_CHUNK` audiences of a hash slot, in one round trip."""
+        groups: dict[tuple[str, str], list[int]] = {}
+        for index, target in enumerate(targets):
+            groups.setdefault(_slot_group(target), []).append(index)
+        order: list[int] = []
+        pipe = self._redis.pipeline(transaction=False)
+        for indexes in groups.values():
+            for start in range(0, len(indexes), _PEEK_CHUNK):
+                chunk = indexes[start : start + _PEEK_CHUNK]
+                call_keys: list[str] = []
+                for index in chunk:
+                    call_keys += (keys.membership(targets[index]), newest_key(targets[index]))
+                pipe.eval(_SCRIPT, len(call_keys), *call_keys, "peek")
+                order += chunk
+        looked: list[bytes] = [b""] * len(targets)
+        answers = [answer for call in pipe.execute() for answer in call]
+        for index, answer in zip(order, answers, strict=True):
+            looked[index] = answer.encode() if isinstance(answer, str) else answer
+        return looked
 
     # -- recording what was delivered ------------------------------------------------------------------
 
@@ -302,7 +324,8 @@ class Membership:
     @staticmethod
     def _stage(pipe: Any, work: list[tuple[str, list[str]]]) -> None:
         for call_keys, counts, call_arguments, _ in _script_calls(work):
-            pipe.eval(_SCRIPT, len(call_keys), *call_keys, "record", *counts, *call_arguments)
+            pipe.eval(_SCRIPT, len(call_keys), *call_keys, "record", " ".join(map(str, counts)),
+                      " ".join(call_arguments))
 
     # -- counters ----------------------------------------------------------------------------------------
 

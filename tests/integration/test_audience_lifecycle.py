@@ -130,7 +130,8 @@ def test_legacy_create_audience_events_and_the_cli_cut_long_names(stack: Stack) 
     assert any(origin == "legacy-create" for _, origin in listed)
 
 
-def test_an_audience_of_another_advertiser_is_dead_with_a_reason_and_never_sent(stack: Stack) -> None:
+def test_an_audience_of_another_advertiser_dies_with_tiktoks_answer_then_is_looked_up_before_sending(
+        stack: Stack) -> None:
     stack.sandbox.seed_audience(advertiser_id=ADVERTISER, name="ours", audience_id=OWNED)
     stack.sandbox.seed_audience(advertiser_id=LEGACY_ADVERTISER, name="theirs", audience_id=FOREIGN)
     stack.start_intake()
@@ -140,11 +141,19 @@ def test_an_audience_of_another_advertiser_is_dead_with_a_reason_and_never_sent(
     settle(stack)
     dead = cli_json(stack, "batches", "list", "--status", "dead")
     assert dead and {b["audience_id"] for b in dead} == {FOREIGN}
-    assert all(f"audience {FOREIGN} does not belong to advertiser {ADVERTISER}" in b["last_message"]
-               for b in dead)
+    assert all(b["last_code"] == 40002 and b["last_request_id"] for b in dead)  # TikTok's own answer
     assert set(stack.sandbox.members(OWNED)) == {member(i) for i in range(3)}
     assert stack.sandbox.members(FOREIGN) == []
-    assert not [c for c in stack.sandbox.calls() if c["audience_id"] == FOREIGN]
+    assert all(c["code"] == 40002 for c in stack.sandbox.calls() if FOREIGN in c["audience_ids"])
+
+    # Having seen a foreign id, the lane looks ids up before sending: the next ones never reach a mapping call.
+    seen = stack.sandbox.calls()[-1]["seq"]
+    post_all(stack, [engage(i, key="theirs", audience_id=FOREIGN) for i in range(3, 6)])
+    settle(stack)
+    refused = [b for b in cli_json(stack, "batches", "list", "--status", "dead")
+               if f"audience {FOREIGN} does not belong to advertiser {ADVERTISER}" in b["last_message"]]
+    assert refused
+    assert not [c for c in stack.sandbox.calls(since=seen) if FOREIGN in c["audience_ids"]]
 
 
 def test_a_revoked_token_pauses_the_destination_and_no_token_appears_anywhere(stack: Stack) -> None:

@@ -48,7 +48,46 @@ def test_1000_audiences_at_10_calls_a_second_need_few_calls_and_none_is_throttle
     assert len(calls) <= 15
     assert 40100 not in mapping_codes(stack)
     assert int(counters.get("throttled_calls", 0)) == 0
-    assert int(counters.get("get_calls", 0)) == 10  # 100 ids per ownership call
+    assert int(counters.get("get_calls", 0)) == 0  # the accepted mapping calls confirmed every audience
+
+
+FOREIGN_ADVERTISER = "7999999999999999999"  # an advertiser the token has no access to
+
+
+def test_a_foreign_audience_dies_alone_then_the_lane_looks_ids_up_before_sending(stack: Stack) -> None:
+    mine = [f"41000000000{n:08d}" for n in range(4)]
+    foreign = [f"42000000000{n:08d}" for n in range(2)]
+    for audience in mine:
+        stack.sandbox.seed_audience(advertiser_id=ADVERTISER, name=f"a{audience}", audience_id=audience)
+    for audience in foreign:
+        stack.sandbox.seed_audience(advertiser_id=FOREIGN_ADVERTISER, name=f"f{audience}", audience_id=audience)
+    stack.start_intake()
+    stack.start_worker(TTA_FLUSH_INTERVAL="1")
+    first = [mine[0], foreign[0], *mine[1:3]]
+    status, body = stack.post("/v1/batch", {"batch": [engage("Audience Entered", 10 * n + u, audience, key=f"k{n}")
+                                                      for n, audience in enumerate(first) for u in range(3)]})
+    assert status == 200 and body["rejected"] == 0, body
+    settle(stack)
+    assert int(stack.sandbox.counters().get("get_calls", 0)) == 0  # never looked up: sent, and confirmed
+    (dead,) = ledger(stack, "--status", "dead")
+    assert dead["audiences"] == {foreign[0]: 3}
+    assert dead["last_code"] == 40002 and dead["last_request_id"]
+    for n, audience in enumerate(first):
+        expected = set() if audience == foreign[0] else {email_member(10 * n + u) for u in range(3)}
+        assert set(stack.sandbox.members(audience)) == expected, audience
+
+    seen = stack.sandbox.calls()[-1]["seq"]
+    second = [mine[3], foreign[1]]
+    status, body = stack.post("/v1/batch", {"batch": [engage("Audience Entered", 100 + 10 * n + u, audience,
+                                                             key=f"s{n}")
+                                                      for n, audience in enumerate(second) for u in range(3)]})
+    assert status == 200 and body["rejected"] == 0, body
+    settle(stack)
+    assert int(stack.sandbox.counters().get("get_calls", 0)) > 0  # looked up first this time
+    assert all(foreign[1] not in c["audience_ids"] for c in stack.sandbox.calls(since=seen))
+    assert set(stack.sandbox.members(mine[3])) == {email_member(100 + u) for u in range(3)}
+    (refused,) = [r for r in ledger(stack, "--status", "dead") if foreign[1] in r["audiences"]]
+    assert f"does not belong to advertiser {ADVERTISER}" in refused["last_message"]
 
 
 def test_a_user_in_three_audiences_is_one_row_naming_all_three(stack: Stack) -> None:

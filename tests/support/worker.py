@@ -125,6 +125,7 @@ class FakeTikTok:
     gets: list[str] = field(default_factory=list)
     lists: int = 0
     mapping_calls: int = 0
+    mapping_audiences: list[list[str]] = field(default_factory=list)  # per mapping call, the audiences named
     sent: list[tuple[str, str, int]] = field(default_factory=list)  # (action, audience id, rows)
 
     def seed(self, advertiser_id: str, name: str) -> str:
@@ -177,6 +178,11 @@ class FakeTikTok:
                         rows: Sequence[Any]) -> Response:
         self.mapping_calls += 1
         audiences = list(dict.fromkeys(a for row in rows for a in row.audience_ids))
+        self.mapping_audiences.append(audiences)
+        for audience_id in audiences:  # TikTok refuses the whole request for one audience none of them owns
+            if self.audiences.get(audience_id, ("", ""))[0] not in advertiser_ids:
+                raise PermanentError(f"custom_audience_ids: audience {audience_id} does not exist",
+                                     code=40002, request_id=f"req-{self.mapping_calls}")
         for audience_id in audiences:
             self.sent.append((action, audience_id, sum(audience_id in row.audience_ids for row in rows)))
         return Response(code=0, message="OK", request_id="req", data={}, http_status=200, elapsed=0.0)

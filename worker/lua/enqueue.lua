@@ -23,15 +23,31 @@ if ceiling > 0 then
   end
 end
 local lanes = {}  -- lane -> the earliest due time of its targets in this call: one ZADD per lane, not per target
+local due_sets = {}  -- lane -> {its due set's key, {score, target, score, target, ...}}: one ZADD per lane too
 for i = 1, targets do
   local name, ops, entry, lane = ARGV[4 * i + 2], tonumber(ARGV[4 * i + 3]), ARGV[4 * i + 4], ARGV[4 * i + 5]
   redis.call('XADD', KEYS[3 + 3 * i], '*', field, entry)
   local pending = redis.call('INCRBY', KEYS[4 + 3 * i], ops)
   -- LT keeps an earlier due time: the oldest waiting operation sets the pace; a full batch is due at once.
   local at = pending >= batch_size and 0 or due
-  redis.call('ZADD', KEYS[5 + 3 * i], 'LT', at, name)
+  local set = due_sets[lane]
+  if set == nil then
+    set = {KEYS[5 + 3 * i], {}}
+    due_sets[lane] = set
+  end
+  local members = set[2]
+  members[#members + 1] = at
+  members[#members + 1] = name
   if lanes[lane] == nil or tonumber(at) < tonumber(lanes[lane]) then lanes[lane] = at end
-  redis.call('SADD', KEYS[2], name)
+  -- The set of known targets never loses one: only a target whose count starts from nothing (new, or drained
+  -- since its last write) may be missing from it.
+  if pending == ops then redis.call('SADD', KEYS[2], name) end
+end
+for _, set in pairs(due_sets) do
+  local members = set[2]
+  for first = 1, #members, 4000 do  -- Lua's unpack takes at most ~8,000 values
+    redis.call('ZADD', set[1], 'LT', unpack(members, first, math.min(first + 3999, #members)))
+  end
 end
 for lane, at in pairs(lanes) do
   redis.call('ZADD', KEYS[1], 'LT', at, lane)

@@ -3,7 +3,7 @@
 -- KEYS[1]  the token's theoretical arrival time (TAT), integer microseconds of server time
 -- KEYS[2]  the token's cooldown key; while it exists (PX expiry) no call may be made
 -- KEYS[3]  the token's count of granted slots (an integer that only grows: operators read calls per second)
--- ARGV[1]  emission interval: microseconds between two calls (ceil(1e6 / qps))
+-- ARGV[1]  emission interval: microseconds between two calls (ceil(1e6 * (1 + safety margin) / qps))
 -- ARGV[2]  how far ahead a slot may be reserved, microseconds (0: only a slot free now is granted)
 --
 -- Returns {wait_us, now_us, granted}. granted = 1: the slot wait_us from now is recorded as the caller's, who

@@ -2,10 +2,12 @@
 -- KEYS: per audience, its membership hash, its size counter, its newest order key and its members' hashed
 -- identifiers (4 keys each).
 -- ARGV[1]: 'check' or 'record';
--- ARGV[2 .. audiences + 1]: how many operations each audience has here; then the operations, audience by
--- audience, each its user's field (20 chars) .. its value: order key (25 chars: event ms + 10^13, 14 digits,
--- then the message id's tie-break + 10^10, 11 digits) .. 'a' (added) or 'd' (removed), then (record only, may be
--- empty) the user's hashed identifiers, kept for current members so an audience can be re-sent (resync).
+-- ARGV[2]: how many operations each audience has here, separated by spaces; ARGV[3]: the operations, audience
+-- by audience, separated by spaces (two arguments in all: the client's cost is per argument, not per byte),
+-- each its user's field (20 chars) .. its value: order key (25 chars: event ms + 10^13, 14 digits, then the
+-- message id's tie-break + 10^10, 11 digits) .. 'a' (added) or 'd' (removed), then (record only, may be empty)
+-- the user's hashed identifiers (hex digests, '|' and a type code: never a space), kept for current members so
+-- an audience can be re-sent (resync).
 -- Values written before event times existed hold a stream position tag (15-digit ms, 8-digit sequence) ..
 -- action, 24 chars: they read as that ms with the lowest tie-break (their event time was their acceptance).
 -- An operation applies when its order key is greater than the recorded one; an equal key is the same event
@@ -20,6 +22,37 @@
 -- key is unknown: it is always checked in full.
 -- One HMGET and a few HSETs of many fields per audience, not calls per row: redis.call per row was most of
 -- the cost.
+-- peek (its own key layout): KEYS, per audience, its membership hash and its newest order key (2 keys each);
+-- returns per audience its newest order key, '-' for a record without one, or '' for no record at all. What a
+-- check needs to know before it looks users up, for thousands of audiences in one call rather than two
+-- commands each.
+-- Values of many keys in one MGET per slice (Lua's unpack takes at most ~8,000 values), not a GET each.
+local function mget(names)
+  local values = {}
+  for first = 1, #names, 4000 do
+    local part = redis.call('MGET', unpack(names, first, math.min(first + 3999, #names)))
+    for i = 1, #part do values[first + i - 1] = part[i] end
+  end
+  return values
+end
+
+if ARGV[1] == 'peek' then
+  local out = {}
+  local newest_keys = {}
+  for a = 1, #KEYS / 2 do newest_keys[a] = KEYS[2 * a] end
+  local newests = mget(newest_keys)
+  for a = 1, #KEYS / 2 do
+    local newest = newests[a]
+    if newest then
+      out[a] = newest
+    elseif redis.call('EXISTS', KEYS[2 * a - 1]) == 1 then
+      out[a] = '-'
+    else
+      out[a] = ''
+    end
+  end
+  return out
+end
 local FIELDLEN, KEYLEN = 20, 25
 local VALUELEN = KEYLEN + 1
 local ADDED = string.byte('a')
@@ -38,8 +71,14 @@ local function applies(new, old)
   return string.sub(new, 1, KEYLEN) == string.sub(old, 1, KEYLEN)  -- same key, another action
 end
 
+-- Each audience's newest order key, read for all of them at once (record only) and kept up to date as the call
+-- goes; the new values are written with one MSET at the end.
+local newest_of, newest_out = {}, {}
+
 local function record(hash, size, newest, ids, fields, values, idents, olds)
-  local newest_known = redis.call('EXISTS', hash) == 0 or redis.call('EXISTS', newest) == 1
+  -- It says whether the newest key is known (a record without one predates it) and what to beat.
+  local before = newest_of[newest]
+  local newest_known = before or redis.call('EXISTS', hash) == 0
   local written = {}  -- field -> value set by this call (a repeated field sees its own earlier write)
   local pairs_out = {}
   local ident_of, touched = {}, {}  -- field -> its identifiers (added) or false (removed), last write wins
@@ -83,24 +122,46 @@ local function record(hash, size, newest, ids, fields, values, idents, olds)
   end
   if newest_known and greatest ~= '' then
     greatest = string.sub(greatest, 1, KEYLEN)
-    local before = redis.call('GET', newest)
-    if not before or greatest > before then redis.call('SET', newest, greatest) end
+    if not before or greatest > before then
+      newest_of[newest] = greatest
+      newest_out[newest] = greatest
+    end
   end
   return redis.call('INCRBY', size, delta)
 end
 
 local flags, sizes = {}, {}
-local next_argument = audiences + 2
+if mode == 'record' then
+  local newest_keys = {}
+  for a = 1, audiences do newest_keys[a] = KEYS[4 * a - 1] end
+  local newests = mget(newest_keys)
+  for a = 1, audiences do newest_of[newest_keys[a]] = newests[a] end
+end
+local counts = {}
+for count in string.gmatch(ARGV[2], '%S+') do counts[#counts + 1] = tonumber(count) end
+-- The operations one by one: a plain search for each space (no pattern matching: a call holds thousands).
+local text, position = ARGV[3], 1
+local function operations()
+  local stop = string.find(text, ' ', position, true)
+  local operation
+  if stop then
+    operation = string.sub(text, position, stop - 1)
+    position = stop + 1
+  else
+    operation = string.sub(text, position)
+    position = #text + 1
+  end
+  return operation
+end
 for a = 1, audiences do
-  local count = tonumber(ARGV[a + 1])
+  local count = counts[a]
   local fields, values, idents = {}, {}, {}
   for i = 1, count do
-    local argument = ARGV[next_argument + i - 1]
+    local argument = operations()
     fields[i] = string.sub(argument, 1, FIELDLEN)
     values[i] = string.sub(argument, FIELDLEN + 1, FIELDLEN + VALUELEN)
     idents[i] = string.sub(argument, FIELDLEN + VALUELEN + 1)
   end
-  next_argument = next_argument + count
   local hash, size, newest, ids = KEYS[4 * a - 3], KEYS[4 * a - 2], KEYS[4 * a - 1], KEYS[4 * a]
   local olds = count > 0 and redis.call('HMGET', hash, unpack(fields)) or {}
   if mode == 'check' then
@@ -110,4 +171,12 @@ for a = 1, audiences do
   end
 end
 if mode == 'check' then return table.concat(flags) end
+local pairs_out = {}
+for key, value in pairs(newest_out) do
+  pairs_out[#pairs_out + 1] = key
+  pairs_out[#pairs_out + 1] = value
+end
+for first = 1, #pairs_out, 4000 do
+  redis.call('MSET', unpack(pairs_out, first, math.min(first + 3999, #pairs_out)))
+end
 return sizes

@@ -33,9 +33,9 @@ def result(audiences: int, mode: str, seconds: float | None, **fields: object) -
 
 
 @pytest.mark.parametrize(("audiences", "mode", "needed", "floor"), [
-    (10, EXISTING, CallsNeeded(0, 1, 1), 0.2),
-    (1_000, EXISTING, CallsNeeded(0, 10, 1), 1.1),  # 100 ids per look-up; 5,000 rows fit one mapping call
-    (10_000, EXISTING, CallsNeeded(0, 100, 5), 10.5),  # 50,000 rows: five mapping calls
+    (10, EXISTING, CallsNeeded(0, 0, 1), 0.1),  # the accepted mapping call confirms the audiences
+    (1_000, EXISTING, CallsNeeded(0, 0, 1), 0.1),  # 5,000 rows fit one mapping call
+    (10_000, EXISTING, CallsNeeded(0, 0, 5), 0.5),  # 50,000 rows: five mapping calls
     (10, AUTO, CallsNeeded(10, 0, 1), 1.1),  # created audiences need no ownership look-up
     (200, AUTO, CallsNeeded(200, 0, 1), 20.1),
     (10_000, AUTO, CallsNeeded(10_000, 0, 5), 1_000.5),
@@ -47,7 +47,7 @@ def test_the_floor_is_creates_look_ups_and_mapping_calls_over_the_rate(
 
 
 def test_look_ups_and_mapping_calls_round_up_to_whole_calls() -> None:
-    needed = calls_needed(GridCell(101, EXISTING, users_per_audience=100))  # 10,100 rows
+    needed = calls_needed(GridCell(101, EXISTING, users_per_audience=100), checks_first=True)  # 10,100 rows
 
     assert needed == CallsNeeded(0, 2, 2)
     assert needed.describe() == "0 creates + 2 look-ups + 2 mapping = 4"
@@ -98,14 +98,14 @@ def test_a_faster_rate_brings_a_long_cell_back() -> None:
 
 
 def test_a_row_shows_the_time_beside_its_floor_the_calls_and_rows_per_call() -> None:
-    r = result(1_000, EXISTING, 2.2, calls_by_endpoint={"/segment/mapping/": 1, "/dmp/custom_audience/get/": 10,
+    r = result(1_000, EXISTING, 0.2, calls_by_endpoint={"/segment/mapping/": 1, "/dmp/custom_audience/get/": 10,
                                                         "/segment/audience/": 0},
                mapping_ok=1, rows_ok=5_000, worker_cpu=0.04, redis_cpu=0.01)
 
     [_, _, row, _] = grid_lines([r])
 
     assert "1,000 existing x 5" in row
-    assert "1.1s" in row and "2.2 s (2.0x)" in row
+    assert "0.1s" in row and "0.2 s (2.0x)" in row
     assert "11 (1 map, 0 create, 10 get)" in row
     # 5,000 rows per mapping call; worker + Redis: 0.05 s of CPU over 5,000 events = 10 us each
     assert row.endswith("    5,000        10  exact")
@@ -155,10 +155,9 @@ def test_targets_hold_each_time_against_its_bound_and_print_the_floor() -> None:
 
     lines = grid_target_lines(grid, reference_cpu_per_event=5e-6, reference="the 10-audience run")
 
-    assert lines[0].startswith("  1,000 existing audiences x 5 within 3 s (floor 1.1 s)")
+    assert lines[0].startswith("  1,000 existing audiences x 5 within 3 s (floor 0.1 s)")
     assert lines[0].endswith("2.5 s met")
-    assert "floor 10.5 s, so the target is below the floor at this rate" in lines[1]
-    assert lines[1].endswith("NOT met")
+    assert lines[1].endswith("(floor 0.5 s): 12.0 s NOT met")
     assert "creates' floor (20 s, so 26 s): 27.0 s (1.35x) NOT met" in lines[2]
     assert "10.0 against 5.0 us = 2.0x met" in lines[3]
 

@@ -14,6 +14,7 @@ from worker import keys
 from worker.audiences import create_once
 from worker.keys import Target
 from worker.lane import LaneDrain
+from worker.lane_resolve import CHECK_FIRST_FOR, note_foreign_refusal
 from worker.operations import Operation
 from worker.operator.audience_report import known_audiences
 from worker.queue import enqueue
@@ -189,7 +190,7 @@ def test_after_a_failed_create_the_retry_creates_and_delivers(ctx: Any, client: 
 def test_creates_of_a_round_are_capped_while_mapping_work_waits(ctx: Any, client: FakeTikTok) -> None:
     ctx.settings.rate_limit_qps = 4  # three creates a round, then the mapping call for what is ready
     ready = Target("dest", ADVERTISER, "@ready")
-    ctx.redis.set(keys.created_audience("dest", ADVERTISER, "ready"), "5999")
+    ctx.redis.set(keys.created_audience("dest", ADVERTISER, "ready"), client.seed(ADVERTISER, "ready"))
     accept(ctx, ready, 100)
     for n in range(7):
         accept(ctx, Target("dest", ADVERTISER, f"@a{n}"), n)
@@ -213,7 +214,31 @@ def test_with_nothing_ready_to_send_a_round_creates_all_it_may_then_sends_once(c
 # -- ownership ----------------------------------------------------------------------------------------------
 
 
-def test_an_owned_audience_is_checked_once_then_delivered(ctx: Any, client: FakeTikTok) -> None:
+def check_first(ctx: Any) -> None:
+    """Put the lane in the mode a foreign refusal leaves it in: unconfirmed audiences are looked up first."""
+    note_foreign_refusal(ctx.redis, "dest")
+
+
+def test_an_unconfirmed_audience_is_delivered_without_a_look_up_and_the_delivery_confirms_it(
+        ctx: Any, client: FakeTikTok) -> None:
+    audience_id = client.seed(ADVERTISER, "from a mapping")
+    target = Target("dest", ADVERTISER, audience_id)
+    accept(ctx, target, 1)
+    drain(ctx, target)
+    assert client.gets == [] and client.mapping_calls == 1
+    assert ctx.redis.exists(keys.ownership("dest", ADVERTISER, audience_id))
+    remembered = orjson.loads(ctx.redis.hget(keys.AUDIENCES, f"dest|{ADVERTISER}|{audience_id}"))
+    assert remembered["origin"] == "delivered"
+    ctx.audience_ids.clear()  # another worker process: the confirmation is read from Redis
+    note_foreign_refusal(ctx.redis, "dest")  # even a lane that now looks up first needs no look-up for it
+    accept(ctx, target, 2)
+    drain(ctx, target)
+    assert client.gets == [] and client.mapping_calls == 2
+    assert [r.status for r in records(ctx)] == ["delivered", "delivered"]
+
+
+def test_an_owned_audience_looked_up_first_is_checked_once_then_delivered(ctx: Any, client: FakeTikTok) -> None:
+    check_first(ctx)
     audience_id = client.seed(ADVERTISER, "from a mapping")
     target = Target("dest", ADVERTISER, audience_id)
     accept(ctx, target, 1)
@@ -227,7 +252,46 @@ def test_an_owned_audience_is_checked_once_then_delivered(ctx: Any, client: Fake
     assert remembered["origin"] == "checked" and remembered["name"] == "from a mapping"
 
 
-def test_an_audience_of_another_advertiser_makes_its_batches_dead(ctx: Any, client: FakeTikTok) -> None:
+def test_a_foreign_audience_in_a_mixed_request_dies_alone_with_tiktoks_answer(ctx: Any, client: FakeTikTok) -> None:
+    mine = [client.seed(ADVERTISER, f"a{n}") for n in range(3)]
+    foreign = client.seed(OTHER_ADVERTISER, "not ours")
+    for n, audience_id in enumerate([mine[0], foreign, *mine[1:]]):
+        accept(ctx, Target("dest", ADVERTISER, audience_id), n)
+    assert drain(ctx) == "drained"
+    assert client.gets == []
+    assert client.mapping_audiences[0] == [mine[0], foreign, *mine[1:]]  # sent at once, unconfirmed
+    dead = [r for r in records(ctx) if r.status == "dead"]
+    assert [r.audience_id for r in dead] == [foreign]
+    assert dead[0].last_code == 40002 and "does not exist" in dead[0].last_message
+    assert dead[0].last_request_id.startswith("req-")
+    assert sorted(a for r in records(ctx) if r.status == "delivered" for a in r.audiences) == sorted(mine)
+    assert all(ctx.redis.exists(keys.ownership("dest", ADVERTISER, a)) for a in mine)
+    assert not ctx.redis.exists(keys.ownership("dest", ADVERTISER, foreign))
+    assert 0 < ctx.redis.ttl(keys.lane_check_first("dest")) <= CHECK_FIRST_FOR
+
+
+def test_after_a_foreign_refusal_the_lane_looks_its_unconfirmed_audiences_up_first(
+        ctx: Any, client: FakeTikTok) -> None:
+    foreign = client.seed(OTHER_ADVERTISER, "not ours")
+    accept(ctx, Target("dest", ADVERTISER, foreign), 1)
+    drain(ctx)
+    assert client.mapping_calls == 1 and client.gets == []  # the first foreign id costs a mapping call
+    more_foreign = [client.seed(OTHER_ADVERTISER, f"theirs {n}") for n in range(3)]
+    mine = client.seed(ADVERTISER, "ours")
+    for n, audience_id in enumerate([*more_foreign, mine]):
+        accept(ctx, Target("dest", ADVERTISER, audience_id), n)
+    calls_before = client.mapping_calls
+    drain(ctx)
+    assert set(client.gets) == {*more_foreign, mine}  # looked up first, 100 ids a call (bisected on refusal)
+    assert client.mapping_audiences[calls_before:] == [[mine]]  # no foreign id reached a mapping call
+    dead = {r.audience_id: r for r in records(ctx) if r.status == "dead"}
+    assert set(dead) == {foreign, *more_foreign}
+    assert f"audience {more_foreign[0]} does not belong to advertiser {ADVERTISER}" in \
+        dead[more_foreign[0]].last_message
+
+
+def test_an_audience_looked_up_first_and_found_foreign_makes_its_batches_dead(ctx: Any, client: FakeTikTok) -> None:
+    check_first(ctx)
     foreign = client.seed(OTHER_ADVERTISER, "not ours")
     mine = client.seed(ADVERTISER, "ours")
     bad, good = Target("dest", ADVERTISER, foreign), Target("dest", ADVERTISER, mine)
@@ -245,6 +309,7 @@ def test_an_audience_of_another_advertiser_makes_its_batches_dead(ctx: Any, clie
 
 
 def test_an_empty_answer_is_not_proof_of_ownership(ctx: Any, client: FakeTikTok) -> None:
+    check_first(ctx)
     async def empty(*_: Any) -> list[dict[str, Any]]:
         return []
 
@@ -255,8 +320,9 @@ def test_an_empty_answer_is_not_proof_of_ownership(ctx: Any, client: FakeTikTok)
     assert record.status == "dead" and "does not return it" in record.last_message
 
 
-def test_ownership_is_checked_100_ids_a_call_and_a_foreign_one_found_by_halves(
+def test_ids_looked_up_first_go_100_a_call_and_a_foreign_one_is_found_by_halves(
         ctx: Any, client: FakeTikTok) -> None:
+    check_first(ctx)
     mine = [client.seed(ADVERTISER, f"a{n}") for n in range(150)]
     foreign = client.seed(OTHER_ADVERTISER, "theirs")
     for n, audience_id in enumerate([*mine[:70], foreign, *mine[70:]]):
@@ -272,6 +338,7 @@ def test_ownership_is_checked_100_ids_a_call_and_a_foreign_one_found_by_halves(
 
 
 def test_a_throttled_ownership_check_waits_instead_of_killing_the_batch(ctx: Any, client: FakeTikTok) -> None:
+    check_first(ctx)
     audience_id = client.seed(ADVERTISER, "ours")
     client.get_outcomes = [ThrottledError("Too many requests", code=40100)]
     target = Target("dest", ADVERTISER, audience_id)
@@ -285,6 +352,7 @@ def test_a_throttled_ownership_check_waits_instead_of_killing_the_batch(ctx: Any
 
 
 def test_known_audiences_join_created_checked_and_pending_audiences(ctx: Any, client: FakeTikTok) -> None:
+    check_first(ctx)  # the legacy list is looked up, so its row has its TikTok name
     mine = client.seed(ADVERTISER, "legacy list")
     accept(ctx, NATIVE, *range(1200))
     ctx.settings.batch_size = 10_000

@@ -252,6 +252,24 @@ def test_a_permanent_refusal_of_a_mixed_request_kills_only_the_refused_audience(
     assert ctx.ledger.payload(by_audience["3002"].id) is not None
 
 
+def test_a_refused_unconfirmed_audience_makes_the_lane_look_audiences_up_first(ctx: Any, client: Any) -> None:
+    client.script = [PermanentError("audience 1234 does not exist", code=40002, request_id="r-1")]
+    accept(ctx, ("add", 1))
+    drain(ctx)
+    assert statuses(ctx) == ["dead"]
+    assert ctx.redis.ttl(keys.lane_check_first("dest")) > 0
+
+
+def test_a_refused_request_of_confirmed_audiences_leaves_the_lane_confirming_by_delivery(
+        ctx: Any, client: Any) -> None:
+    ctx.audience_ids[TARGET.name] = TARGET.audience  # confirmed earlier: the refusal is about the rows
+    client.script = [PermanentError("batch_data[0][0].id: invalid", code=40002, request_id="r-1")]
+    accept(ctx, ("add", 1))
+    drain(ctx)
+    assert statuses(ctx) == ["dead"]
+    assert not ctx.redis.exists(keys.lane_check_first("dest"))
+
+
 def test_retry_after_beyond_the_cap_rests_the_token_for_the_cap(ctx: Any, client: Any) -> None:
     client.script = [ThrottledError("Too many requests", code=40100, retry_after=1e16)]
     accept(ctx, ("add", 1))

@@ -14,7 +14,8 @@ import pytest
 from core.settings import Settings
 from tests.support.worker import TARGET, ScriptedClient, accept, drain, email
 from worker import keys, pause
-from worker.lane import BUSY_RECHECK, RESERVE_AHEAD, WAIT_IN_PLACE, LaneDrain
+from worker.lane import BUSY_RECHECK, LATE_SLOT, RESERVE_AHEAD, WAIT_IN_PLACE, LaneDrain
+from worker.lane_resolve import note_foreign_refusal
 from worker.policy import Stop
 from worker.replay import request_replay
 from worker.tiktok.client import Response
@@ -189,8 +190,41 @@ def test_a_slot_reserved_a_little_ahead_is_waited_for_in_place(ctx: Any, client:
     assert asked == [RESERVE_AHEAD] and len(client.calls) == 1
 
 
-def test_the_first_delivery_to_an_audience_takes_a_slot_for_its_ownership_check_too(
+def test_the_first_delivery_to_an_unconfirmed_audience_is_its_only_call(
         ctx: Any, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    accept(ctx, ("add", 1))
+    asked: list[float] = []
+    monkeypatch.setattr(ctx.limiter, "reserve", lambda token_id, ahead: asked.append(ahead) or (True, 0.0))
+    assert drain(ctx) == "drained"
+    assert client.checked == [] and len(client.calls) == 1 and len(asked) == 1
+    assert ctx.audience_ids[TARGET.name] == TARGET.audience  # confirmed by the delivery
+    assert ctx.redis.exists(keys.ownership("dest", TARGET.advertiser_id, TARGET.audience))
+
+
+def test_a_drain_held_up_past_its_slot_takes_a_new_one_before_calling(
+        ctx: Any, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    accept(ctx, ("add", 1))
+    slots = iter([(True, 0.01), (True, 0.0)])  # the first 10 ms ahead; the second at once
+    asked: list[float] = []
+
+    def reserve(token_id: str, ahead: float) -> tuple[bool, float]:
+        asked.append(ahead)
+        return next(slots)
+
+    real_sleep = asyncio.sleep
+
+    async def held_up(delay: float) -> None:  # a busy event loop wakes the drain well after its slot
+        await real_sleep(delay + 3 * LATE_SLOT)
+
+    monkeypatch.setattr(ctx.limiter, "reserve", reserve)
+    monkeypatch.setattr("worker.lane.asyncio.sleep", held_up)
+    assert drain(ctx) == "drained"
+    assert len(asked) == 2 and len(client.calls) == 1  # the late slot was left unused
+
+
+def test_a_look_up_before_a_first_delivery_takes_a_slot_of_its_own(
+        ctx: Any, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    note_foreign_refusal(ctx.redis, "dest")  # the lane looks unconfirmed audiences up before sending to them
     accept(ctx, ("add", 1))
     slots = iter([(True, 0.0), (True, 0.08)])  # now, and 80 ms from now
     monkeypatch.setattr(ctx.limiter, "reserve", lambda token_id, ahead: next(slots))

@@ -51,6 +51,23 @@ def test_pruning_forgets_expired_records_in_every_index(redis_client: Any) -> No
     while cursor:
         cursor = ledger.prune_audiences(time.time() + 1, cursor)
 
-    for index in (keys.BATCHES, keys.batches_by_status("delivered"), keys.batches_by_target(TARGET),
-                  keys.batches_by_audience("1234")):
+    for index in (keys.BATCHES, keys.batches_by_status("delivered"), keys.batches_by_audience("1234")):
         assert redis_client.zrange(index, 0, -1) == [kept.id.encode()], index
+    assert [r.id for r in ledger.list(target=TARGET)] == [kept.id]
+
+
+def test_a_target_naming_its_audience_id_is_listed_through_that_ids_index(redis_client: Any) -> None:
+    ledger = Ledger(redis_client, delivered_retention=600, dead_retention=600)
+    direct = stage(redis_client, ledger, "b-direct")
+    engage = "dest|7000000000000000001|@engaged"
+    record = BatchRecord(id="b-engage", target=engage, destination="dest", advertiser_id="7000000000000000001",
+                         audience_id="5678", action="add", rows=1, targets={engage: "5678"}, audiences={"5678": 1})
+    pipe = redis_client.pipeline(transaction=True)
+    ledger.stage(pipe, record, b'[["a","e","","",""]]')
+    pipe.execute()
+
+    assert not redis_client.exists(keys.batches_by_target(TARGET))  # one index entry per audience, not two
+    assert [r.id for r in ledger.list(target=TARGET)] == [direct.id]
+    assert [r.id for r in ledger.list(audience_id="1234")] == [direct.id]
+    assert redis_client.zrange(keys.batches_by_target(engage), 0, -1) == [b"b-engage"]  # its own index
+    assert [r.id for r in ledger.list(target=engage)] == ["b-engage"]

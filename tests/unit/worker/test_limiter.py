@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from worker import keys
-from worker.limiter import RateLimiter
+from worker.limiter import SAFETY_MARGIN, RateLimiter
 
 MICROS = 1_000_000
 RedisFactory = Callable[[], redis.Redis]
@@ -63,7 +63,7 @@ def test_the_first_call_is_granted_and_the_next_waits_one_interval(
     limiter = RateLimiter(connect(), qps=5)
     assert limiter.acquire(token_id) == 0.0
     wait = limiter.acquire(token_id)
-    assert 0 < wait <= 0.2
+    assert 0 < wait <= (1 + SAFETY_MARGIN) / 5
 
 
 def test_a_refusal_records_nothing(connect: RedisFactory, token_id: str) -> None:
@@ -71,7 +71,7 @@ def test_a_refusal_records_nothing(connect: RedisFactory, token_id: str) -> None
     assert limiter.acquire(token_id) == 0.0
     waits = [limiter.acquire(token_id) for _ in range(5)]
     # Asking again does not push the slot further away: the wait only shrinks as time passes.
-    assert all(0 < w <= 1.0 for w in waits)
+    assert all(0 < w <= 1 + SAFETY_MARGIN for w in waits)
     assert waits == sorted(waits, reverse=True)
 
 
@@ -88,12 +88,13 @@ def test_reserved_slots_are_handed_out_one_interval_apart(connect: RedisFactory,
     limiter = RateLimiter(connect(), qps=1)
     answers = [limiter.reserve(token_id, ahead=3.5) for _ in range(6)]
     granted = [wait for ok, wait in answers if ok]
-    # Now, then 1, 2 and 3 s ahead (less the time the calls took); the fifth would be 4 s ahead.
+    # Now, then 1, 2 and 3 intervals ahead (less the time the calls took); the fifth would be 4 ahead.
+    interval = 1 + SAFETY_MARGIN
     assert len(granted) == 4
     assert granted[0] == 0.0
-    assert all(0.9 < later - earlier <= 1.0 for earlier, later in itertools.pairwise(granted))
+    assert all(interval - 0.1 < later - earlier <= interval for earlier, later in itertools.pairwise(granted))
     refused = [wait for ok, wait in answers if not ok]
-    assert len(refused) == 2 and all(3.5 < w <= 4.0 for w in refused)
+    assert len(refused) == 2 and all(3.5 < w <= 4 * interval for w in refused)
 
 
 def test_a_cooldown_is_never_reserved_through(connect: RedisFactory, token_id: str) -> None:
@@ -115,7 +116,7 @@ def test_the_keys_expire_on_their_own(connect: RedisFactory, token_id: str) -> N
     limiter = RateLimiter(client, qps=5)
     limiter.acquire(token_id)
     limiter.throttle(token_id, 1.0)
-    assert 0 < client.pttl(keys.rate_limit(token_id)) <= 201
+    assert 0 < client.pttl(keys.rate_limit(token_id)) <= 1000 * (1 + SAFETY_MARGIN) / 5 + 1
     assert 0 < client.pttl(keys.cooldown(token_id)) <= 1000
 
 
@@ -149,6 +150,28 @@ def test_three_workers_never_exceed_qps_in_any_second(connect: RedisFactory, tok
     assert 2 * qps - 3 <= len(grants) <= 2 * qps + 1
 
 
+def test_calls_whose_delays_after_their_slots_vary_still_fit_the_rate_in_every_second(
+        connect: RedisFactory, token_id: str) -> None:
+    # TikTok counts the calls it receives per second. A call reaches it some time after its slot, and that
+    # time varies (a round trip, the body's encoding, a busy event loop): here by up to 40 ms, on slots
+    # reserved back to back for 3 s at 10 calls/s, every slot's phase against the second boundary tried.
+    qps = 10
+    limiter = RateLimiter(connect(), qps=qps)
+    decisions = [limiter.decide(token_id, ahead=10.0) for _ in range(3 * qps)]
+    assert all(d.granted for d in decisions)
+    slots = [d.server_time_us + round(d.wait * MICROS) for d in decisions]
+    slots = [slot - slots[0] for slot in slots]
+    for phase in range(0, MICROS, 7_000):
+        for late in range(len(slots)):  # one call 40 ms later than the others
+            arrivals = [slot + phase + (40_000 if i == late else 0) for i, slot in enumerate(slots)]
+            per_second: dict[int, int] = {}
+            for at in arrivals:
+                per_second[at // MICROS] = per_second.get(at // MICROS, 0) + 1
+            assert max(per_second.values()) <= qps, (phase, late)
+    # ...while using at least 90 % of the rate.
+    assert (len(slots) - 1) / ((slots[-1] - slots[0]) / MICROS) >= 0.9 * qps
+
+
 def test_throttle_makes_every_worker_wait(connect: RedisFactory, token_id: str) -> None:
     one, other = RateLimiter(connect(), qps=5), RateLimiter(connect(), qps=5)
     one.throttle(token_id, 2.0)
@@ -180,7 +203,7 @@ def test_the_wait_is_the_longer_of_the_rate_wait_and_the_cooldown(
     limiter = RateLimiter(connect(), qps=0.5)  # one call every 2 s
     assert limiter.acquire(token_id) == 0.0
     limiter.throttle(token_id, 0.5)
-    assert 1.5 < limiter.acquire(token_id) <= 2.0  # the rate limit is the longer wait
+    assert 1.5 < limiter.acquire(token_id) <= 2 * (1 + SAFETY_MARGIN)  # the rate limit is the longer wait
     limiter.throttle(token_id, 5.0)
     assert 4.5 < limiter.acquire(token_id) <= 5.0  # now the cooldown is
 

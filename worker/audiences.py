@@ -1,6 +1,6 @@
 """TikTok audiences the service creates and checks before it sends to them.
 
-Native auto-create (behaviour.md §6): operations for an Engage audience that has no TikTok id yet are queued
+Native auto-create: operations for an Engage audience that has no TikTok id yet are queued
 under the target ``dest|advertiser|@<audience key>``. Only the holder of that target's lane lock drains it
 (worker.lane), so the lock that keeps delivery in order is also the lock that makes creation happen once
 whatever the number of workers. Events that arrive meanwhile simply queue behind it. The id is remembered in

@@ -37,12 +37,13 @@ from core.redis_memory import is_out_of_memory
 from worker import keys, lua, pause, shutdown
 from worker.context import WorkerContext
 from worker.lane_cut import LanePlan, cut_plan, due_targets, filling_targets, read_chunks
-from worker.lane_plan import decode_payload, encode_payload, split_targets, wire_rows
+from worker.lane_plan import Work, decode_payload, wire_rows
 from worker.lane_replay import replay_one
 from worker.lane_resolve import Resolver, note_foreign_refusal, stage_confirmations
+from worker.lane_split import split_batch
 from worker.ledger import FINISHED_STATUSES, BatchRecord
 from worker.limiter import SAFETY_MARGIN
-from worker.operations import Action, PackedOperation
+from worker.operations import Action
 from worker.policy import Stop, decide
 from worker.shadow import ShadowResolver, record_shadow
 from worker.target_lock import TargetLock
@@ -68,10 +69,14 @@ DUE_AT_ONCE = 20_000
 # so one lane keeps several calls in flight (and pays a round's fixed cost once for them).
 REQUESTS_PER_ROUND = 4  # due targets read per round (a round takes what fits in one batch's worth of rows)
 
-Work = dict[str, list[PackedOperation]]
 
 
 class LaneDrain:
+    """One drain of one lane: holds the lane's lock, runs rounds (replays, the current plan, newly due
+    audiences) until the lane is empty, the drain's budget is spent, or something makes it wait (a throttle, a
+    pause, a backoff), and leaves the lane due again exactly when it should be looked at. Made per task run;
+    what it learns that outlives it (audience ids, confirmations) goes to Redis and the worker's context."""
+
     def __init__(self, ctx: WorkerContext, lane: str) -> None:
         self.ctx = ctx
         self.lane = lane
@@ -322,7 +327,7 @@ class LaneDrain:
         said: dict[str, Any] = {"last_code": exc.code if exc.code is not None else exc.http_status,
                                 "last_message": exc.message, "last_request_id": exc.request_id or ""}
         if decision.verdict == "split":
-            return self._split(record, work, exc, plan, replay_queue)
+            return split_batch(self.ctx, self.lane, record, work, exc, plan, replay_queue)
         if decision.verdict == "dead":
             if isinstance(exc, PermanentError) and any(t not in self.ctx.audience_ids for t in work):
                 note_foreign_refusal(self.redis, self.lane)  # an unconfirmed audience refused: likely foreign
@@ -342,44 +347,6 @@ class LaneDrain:
                                **decision.history)
         outcome = {"retry": "transient", "pause": "paused"}.get(decision.verdict, decision.verdict)
         raise Stop(outcome, decision.retry_at or now)
-
-    def _split(self, record: BatchRecord, work: Work, exc: TikTokError, plan: LanePlan | None,
-               replay_queue: str | None) -> list[tuple[BatchRecord, Work]]:
-        """Replace a refused batch of several audiences by two halves (by audience), recorded in its place."""
-        halves: list[tuple[BatchRecord, Work]] = []
-        pipe = self.redis.pipeline(transaction=True)
-        for index, part in enumerate(split_targets(work)):
-            half = BatchRecord(
-                id=f"{record.id}.{index + 1}", target=next(iter(part)), destination=record.destination,
-                advertiser_id=sorted({t.split('|')[1] for t in part})[0], audience_id="", action=record.action,
-                rows=len(wire_rows(part, record.targets)), accepted_first=record.accepted_first,
-                accepted_last=record.accepted_last, position=record.position_of(next(iter(part))),
-                targets={t: record.targets[t] for t in part},
-                positions={t: record.position_of(t) for t in part},
-                advertiser_ids=sorted({t.split('|')[1] for t in part}), split_from=record.id, phase=record.phase,
-                replays=record.replays, attempts=record.attempts,
-                last_code=exc.code, last_message=f"split from {record.id} after TikTok refused it: {exc.message}",
-                last_request_id=exc.request_id)
-            for target, ops in part.items():
-                audience_id = record.targets[target]
-                half.audiences[audience_id] = half.audiences.get(audience_id, 0) + len(ops)
-            ids = list(half.audiences)
-            half.audience_id = ids[0] if len(ids) == 1 else f"{len(ids)} audiences"
-            self.ctx.ledger.stage(pipe, half, encode_payload(part))
-            halves.append((half, part))
-        self.ctx.ledger.stage_discard(pipe, record)
-        if plan is not None:
-            at = plan.batch_ids.index(record.id)
-            plan.batch_ids[at : at + 1] = [h.id for h, _ in halves]
-            pipe.set(keys.lane_plan(self.lane), plan.dumps())
-        if replay_queue is not None:
-            pipe.lrem(replay_queue, 1, record.id)
-            for half, _ in reversed(halves):
-                pipe.lpush(replay_queue, half.id)
-        pipe.execute()
-        log.warning("batch_split", batch=record.id, lane=self.lane, halves=[h.id for h, _ in halves],
-                    code=exc.code, message=exc.message)
-        return halves
 
 
 def _next_id(entry_id: str) -> str:

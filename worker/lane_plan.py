@@ -26,6 +26,8 @@ from worker.operations import Action, PackedOperation, encode_operations, unpack
 from worker.tiktok.wire import AudienceRow
 
 _ACTIONS: tuple[Action, Action] = ("add", "delete")
+# A batch's operations by target, in stream order: what a batch's payload holds.
+Work = dict[str, list[PackedOperation]]
 Identity = tuple[str, str, str, str]  # email, phone, advertising id type, advertising id
 _IDENTITY = itemgetter(1, 2, 4, 3)  # :func:`identity`, sliced out in C
 

@@ -1,4 +1,4 @@
-"""Per user, the latest event wins within a batch, whatever order the operations arrived in (behaviour spec §5)."""
+"""Per user, the latest event wins within a batch, whatever order the operations arrived in."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The fleet-wide limiter keeps calls per token under the configured QPS (behaviour spec §5).
+"""The fleet-wide limiter keeps calls per token under the configured QPS.
 
 Runs against fakeredis (with its Lua support) always, and also against a real Redis server (7.0 or newer)
 when ``TTA_TEST_REDIS_URL`` points at one, e.g. ``redis://127.0.0.1:6379/15``. Every test uses its own random

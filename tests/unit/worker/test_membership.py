@@ -1,5 +1,5 @@
 """The delivered-membership record: event time decides against what was already delivered, and the net size
-moves only when a user's state changes (behaviour spec §5).
+moves only when a user's state changes.
 
 Runs against fakeredis (with its Lua support) always, and also against a real Redis server when
 ``TTA_TEST_REDIS_URL`` points at one, e.g. ``redis://127.0.0.1:6379/15``. Every test uses its own random

@@ -3,7 +3,7 @@ naming the sandbox's token, Settings pointing at both, and ``cli`` to run one co
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import fakeredis
@@ -12,26 +12,12 @@ import yaml
 
 from core.settings import Settings
 from sandbox import SandboxThread
-from sandbox.admin import SandboxAdmin
 from sandbox.config import DEFAULT_ADVERTISERS, DEFAULT_TOKEN
 from tiktok_audiences.cli import build_parser
 from tiktok_audiences.commands.handler import WithRedis
 
 ADVERTISER = DEFAULT_ADVERTISERS[0]
 TOKEN_ENV = "TTA_UNIT_TIKTOK_TOKEN"
-
-
-@pytest.fixture(scope="session")
-def sandbox_server() -> Iterator[SandboxThread]:
-    with SandboxThread() as server:
-        yield server
-
-
-@pytest.fixture
-def sandbox(sandbox_server: SandboxThread) -> SandboxAdmin:
-    admin = sandbox_server.admin
-    admin.reset()
-    return admin
 
 
 @pytest.fixture

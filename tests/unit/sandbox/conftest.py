@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from sandbox import SandboxThread
 from tests.support.sandbox import ADVERTISER, Api
-
-
-@pytest.fixture(scope="session")
-def sandbox_server() -> Iterator[SandboxThread]:
-    with SandboxThread() as server:
-        yield server
 
 
 @pytest.fixture

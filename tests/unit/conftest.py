@@ -1,4 +1,5 @@
-"""Fixtures for the benchmark pieces: the sandbox TikTok API on a free port, reset for each test."""
+"""Fixtures every unit-test folder may ask for: the sandbox TikTok API on a free port, one per session (started
+only when a test asks for it), reset before each test that takes ``sandbox``."""
 
 from __future__ import annotations
 

@@ -274,10 +274,11 @@ class LaneDrain:
     def _acknowledge(self, plan: LanePlan) -> None:
         """Trim each target's stream past what the plan consumed, lower the counts, reset each target's due
         time from what is left, drop the plan: one script call, fenced by the lock (lane_ack.lua)."""
-        script_keys = [self.lock.key, keys.lane_plan(self.lane), keys.BACKLOG, keys.lane_due(self.lane)]
+        script_keys: list[str | bytes] = [self.lock.key, keys.lane_plan(self.lane), keys.BACKLOG,
+                                          keys.lane_due(self.lane)]
         per_target: list[str] = []
         for target, (position, operations) in plan.targets.items():
-            script_keys += (keys.stream(target), keys.pending_count(target))
+            script_keys += (keys.stream(target).encode(), keys.pending_count(target).encode())  # bytes: packed faster
             per_target.append(f"{target} {_next_id(position) if position else '0-1'} {operations}")
         args: list[Any] = [self.lock.token, time.time(), self.settings.batch_size, self.settings.flush_interval,
                            " ".join(per_target)]

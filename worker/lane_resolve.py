@@ -86,12 +86,13 @@ class Resolver:
             return found
         parsed = {t: Target.parse(t) for t in unknown}
         # One command per kind of look, not one per audience (a lane may bring thousands at once): the created
-        # audience's id, or the mark of a confirmed ownership.
+        # audience's id, or the mark of a confirmed ownership. Keys and fields as bytes: redis-py packs them in
+        # about half the time of str.
         pipe = self.ctx.redis.pipeline(transaction=False)
-        pipe.mget([keys.created_audience(spec.destination, spec.advertiser_id, spec.audience_key)
-                   if spec.needs_audience else keys.ownership(spec.destination, spec.advertiser_id, spec.audience)
-                   for spec in parsed.values()])
-        pipe.hmget(keys.resolve_failures(self.lane), unknown)
+        pipe.mget([(keys.created_audience(spec.destination, spec.advertiser_id, spec.audience_key)
+                    if spec.needs_audience else keys.ownership(spec.destination, spec.advertiser_id, spec.audience)
+                    ).encode() for spec in parsed.values()])
+        pipe.hmget(keys.resolve_failures(self.lane), [target.encode() for target in unknown])
         pipe.exists(keys.lane_check_first(self.lane))
         answers, failures, check_first = pipe.execute()
         now = time.time()

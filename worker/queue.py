@@ -4,10 +4,11 @@ Per intake request, every target's operations become *one* stream entry (field `
 :mod:`worker.operations`), written by one script call (``enqueue.lua``) for the whole request:
 
 - ``XADD`` the entry to the target's stream (the entry id's milliseconds are the acceptance time);
-- ``INCRBY`` the target's pending-operation counter, and the fleet-wide backlog counter;
+- raise the target's pending-operation counter (one ``MGET`` and one ``MSET`` for all the call's targets),
+  and ``INCRBY`` the fleet-wide backlog counter;
 - ``ZADD ... LT`` the target into its lane's due set and the lane into the ready index of lanes, due one flush
   interval from now (``LT`` keeps an earlier due time: the oldest waiting operation sets the pace);
-- ``SADD`` the target into the set of known targets;
+- ``SADD`` the new targets into the set of known targets (one command for all of them);
 - with a quiet-flush period, mark the intake busy for that long (``keys.INTAKE_RECENT``, see claim_due.lua).
 
 One script instead of ~3 pipelined commands per target because redis-py's per-command packing and reply

@@ -22,12 +22,27 @@ if ceiling > 0 then
     return -1 - backlog
   end
 end
+-- Every target's pending count is read with one MGET and written with one MSET (in slices: Lua's unpack takes at
+-- most ~8,000 values) rather than an INCRBY each: inside this atomic script that is the same increment, and a
+-- command called from Lua costs more than its own work when a request spreads over thousands of audiences.
+-- The targets of one call are distinct, so no counter is counted twice.
+local counters = {}
+for i = 1, targets do counters[i] = KEYS[4 + 3 * i] end
+local before = {}
+for first = 1, targets, 4000 do
+  local part = redis.call('MGET', unpack(counters, first, math.min(first + 3999, targets)))
+  for i = 1, #part do before[first + i - 1] = part[i] end
+end
+local counts_out = {}  -- counter, new count, counter, new count, ...
+local new_targets = {}
 local lanes = {}  -- lane -> the earliest due time of its targets in this call: one ZADD per lane, not per target
 local due_sets = {}  -- lane -> {its due set's key, {score, target, score, target, ...}}: one ZADD per lane too
 for i = 1, targets do
   local name, ops, entry, lane = ARGV[4 * i + 2], tonumber(ARGV[4 * i + 3]), ARGV[4 * i + 4], ARGV[4 * i + 5]
   redis.call('XADD', KEYS[3 + 3 * i], '*', field, entry)
-  local pending = redis.call('INCRBY', KEYS[4 + 3 * i], ops)
+  local pending = tonumber(before[i] or '0') + ops
+  counts_out[#counts_out + 1] = counters[i]
+  counts_out[#counts_out + 1] = pending
   -- LT keeps an earlier due time: the oldest waiting operation sets the pace; a full batch is due at once.
   local at = pending >= batch_size and 0 or due
   local set = due_sets[lane]
@@ -41,7 +56,13 @@ for i = 1, targets do
   if lanes[lane] == nil or tonumber(at) < tonumber(lanes[lane]) then lanes[lane] = at end
   -- The set of known targets never loses one: only a target whose count starts from nothing (new, or drained
   -- since its last write) may be missing from it.
-  if pending == ops then redis.call('SADD', KEYS[2], name) end
+  if pending == ops then new_targets[#new_targets + 1] = name end
+end
+for first = 1, #counts_out, 4000 do
+  redis.call('MSET', unpack(counts_out, first, math.min(first + 3999, #counts_out)))
+end
+for first = 1, #new_targets, 4000 do
+  redis.call('SADD', KEYS[2], unpack(new_targets, first, math.min(first + 3999, #new_targets)))
 end
 for _, set in pairs(due_sets) do
   local members = set[2]

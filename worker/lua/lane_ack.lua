@@ -11,22 +11,31 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 local now, batch_size, flush = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local fields = {}
 for word in string.gmatch(ARGV[5] or '', '%S+') do fields[#fields + 1] = word end
+local targets = (#KEYS - 4) / 2
+-- Every counter is read with one MGET and the lowered ones written with one MSET (in slices: Lua's unpack takes
+-- at most ~8,000 values) rather than a DECRBY each: the same decrement inside this atomic script, and a command
+-- called from Lua costs more than its own work when a plan spans thousands of targets. The targets of a plan
+-- are distinct, so no counter is lowered twice.
+local counters = {}
+for i = 1, targets do counters[i] = KEYS[4 + 2 * i] end
+local counts = {}
+for first = 1, targets, 4000 do
+  local part = redis.call('MGET', unpack(counters, first, math.min(first + 3999, targets)))
+  for i = 1, #part do counts[first + i - 1] = part[i] end
+end
+local counts_out = {}  -- counter, count left, counter, count left, ...
 local total = 0
 local gone, again = {}, {}  -- targets whose stream is now empty; (due time, target) of those with work left
-for i = 1, (#KEYS - 4) / 2 do
-  local stream, counter = KEYS[3 + 2 * i], KEYS[4 + 2 * i]
+for i = 1, targets do
+  local stream = KEYS[3 + 2 * i]
   local name, keep, ops = fields[3 * i - 2], fields[3 * i - 1], tonumber(fields[3 * i])
-  local left = 0
+  local left = tonumber(counts[i] or '0')
   if ops > 0 then
     redis.call('XTRIM', stream, 'MINID', keep)
-    left = redis.call('DECRBY', counter, ops)
-    if left < 0 then
-      redis.call('SET', counter, 0)
-      left = 0
-    end
+    left = math.max(0, left - ops)  -- never below nothing: a counter lost or reset must not go negative
+    counts_out[#counts_out + 1] = counters[i]
+    counts_out[#counts_out + 1] = left
     total = total + ops
-  else
-    left = tonumber(redis.call('GET', counter) or '0')
   end
   local head = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
   if #head == 0 then
@@ -39,6 +48,9 @@ for i = 1, (#KEYS - 4) / 2 do
     again[#again + 1] = string.format('%.17g', due)
     again[#again + 1] = name
   end
+end
+for first = 1, #counts_out, 4000 do
+  redis.call('MSET', unpack(counts_out, first, math.min(first + 3999, #counts_out)))
 end
 -- One ZREM and one ZADD for all the targets rather than one command each (Lua's unpack takes ~8,000 values).
 for first = 1, #gone, 4000 do

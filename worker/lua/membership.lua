@@ -74,6 +74,10 @@ end
 -- Each audience's newest order key, read for all of them at once (record only) and kept up to date as the call
 -- goes; the new values are written with one MSET at the end.
 local newest_of, newest_out = {}, {}
+-- Each audience's size, likewise read with one MGET (record only), moved as the call goes (an audience may come
+-- twice) and written with one MSET at the end: inside this atomic script that is the INCRBY it replaces, without
+-- a command per audience.
+local size_of = {}
 
 local function record(hash, size, newest, ids, fields, values, idents, olds)
   -- It says whether the newest key is known (a record without one predates it) and what to beat.
@@ -127,7 +131,9 @@ local function record(hash, size, newest, ids, fields, values, idents, olds)
       newest_out[newest] = greatest
     end
   end
-  return redis.call('INCRBY', size, delta)
+  local now = size_of[size] + delta
+  size_of[size] = now
+  return now
 end
 
 local flags, sizes = {}, {}
@@ -136,31 +142,27 @@ if mode == 'record' then
   for a = 1, audiences do newest_keys[a] = KEYS[4 * a - 1] end
   local newests = mget(newest_keys)
   for a = 1, audiences do newest_of[newest_keys[a]] = newests[a] end
+  local size_keys = {}
+  for a = 1, audiences do size_keys[a] = KEYS[4 * a - 2] end
+  local stored = mget(size_keys)
+  for a = 1, audiences do size_of[size_keys[a]] = tonumber(stored[a] or '0') end
 end
 local counts = {}
 for count in string.gmatch(ARGV[2], '%S+') do counts[#counts + 1] = tonumber(count) end
--- The operations one by one: a plain search for each space (no pattern matching: a call holds thousands).
+-- The operations one by one: a plain search for each space (no pattern matching: a call holds thousands), and
+-- each operation's parts cut straight from the text at their fixed widths (no string per whole operation).
 local text, position = ARGV[3], 1
-local function operations()
-  local stop = string.find(text, ' ', position, true)
-  local operation
-  if stop then
-    operation = string.sub(text, position, stop - 1)
-    position = stop + 1
-  else
-    operation = string.sub(text, position)
-    position = #text + 1
-  end
-  return operation
-end
+local find, sub = string.find, string.sub
+local text_end = #text + 1
 for a = 1, audiences do
   local count = counts[a]
   local fields, values, idents = {}, {}, {}
   for i = 1, count do
-    local argument = operations()
-    fields[i] = string.sub(argument, 1, FIELDLEN)
-    values[i] = string.sub(argument, FIELDLEN + 1, FIELDLEN + VALUELEN)
-    idents[i] = string.sub(argument, FIELDLEN + VALUELEN + 1)
+    local stop = find(text, ' ', position, true) or text_end
+    fields[i] = sub(text, position, position + FIELDLEN - 1)
+    values[i] = sub(text, position + FIELDLEN, position + FIELDLEN + VALUELEN - 1)
+    idents[i] = sub(text, position + FIELDLEN + VALUELEN, stop - 1)
+    position = stop + 1
   end
   local hash, size, newest, ids = KEYS[4 * a - 3], KEYS[4 * a - 2], KEYS[4 * a - 1], KEYS[4 * a]
   local olds = count > 0 and redis.call('HMGET', hash, unpack(fields)) or {}
@@ -173,6 +175,10 @@ end
 if mode == 'check' then return table.concat(flags) end
 local pairs_out = {}
 for key, value in pairs(newest_out) do
+  pairs_out[#pairs_out + 1] = key
+  pairs_out[#pairs_out + 1] = value
+end
+for key, value in pairs(size_of) do
   pairs_out[#pairs_out + 1] = key
   pairs_out[#pairs_out + 1] = value
 end

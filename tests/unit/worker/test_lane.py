@@ -294,3 +294,23 @@ def test_operations_a_newer_event_supersedes_are_counted_for_stats_and_never_sen
     drain(ctx)
     assert [(c.action, len(c.rows)) for c in client.calls] == [("add", 1)]
     assert collect(ctx.redis, ctx.ledger)["superseded"] == 1
+
+
+def test_a_lost_pending_count_never_goes_below_nothing(ctx: Any, client: Any) -> None:
+    accept(ctx, ("add", 1), ("add", 2))
+    ctx.redis.delete(keys.pending_count(TARGET.name))  # lost or reset while its operations wait
+    assert drain(ctx) == "drained"
+    assert int(ctx.redis.get(keys.pending_count(TARGET.name))) == 0
+    assert ctx.redis.xlen(keys.stream(TARGET.name)) == 0
+    assert statuses(ctx) == ["delivered"]
+
+
+def test_each_audience_of_one_write_counts_its_own_pending_operations(ctx: Any, client: Any) -> None:
+    other = Target("dest", ADVERTISER, "5678")
+    ops = [Operation(TARGET, "add", email=email(1)), Operation(other, "add", email=email(2)),
+           Operation(TARGET, "add", email=email(3))]
+    enqueue(ctx.redis, ops, flush_interval=60, batch_size=100)
+    enqueue(ctx.redis, ops[:1], flush_interval=60, batch_size=100)
+    assert int(ctx.redis.get(keys.pending_count(TARGET.name))) == 3
+    assert int(ctx.redis.get(keys.pending_count(other.name))) == 1
+    assert ctx.redis.smembers(keys.TARGETS) == {TARGET.name.encode(), other.name.encode()}

@@ -33,7 +33,7 @@ import orjson
 import redis
 import structlog
 
-from worker import keys
+from worker import keys, lua
 from worker.tiktok.errors import PermanentError
 from worker.tiktok.wire import truncate_audience_name
 
@@ -81,7 +81,7 @@ def remember_audience(client: redis.Redis, destination: str, advertiser_id: str,
 
 
 # HSETNX of many fields: one call where a command per audience would cost the worker more than Redis's work.
-_REMEMBER_NEW = "for i = 1, #ARGV, 2 do redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) end return #ARGV / 2"
+_REMEMBER_NEW = lua.source("remember_new_audiences")
 
 
 def confirm_audiences(client: Any, destination: str, audiences: list[tuple[str, str]], *, origin: str) -> None:

@@ -13,11 +13,11 @@ from __future__ import annotations
 import redis
 import redis.asyncio as aioredis
 
-from worker import keys
+from worker import keys, lua
 
 # A target name that never carries work (no destination is called this): its keys are never written.
 PROBE_TARGET = "tta-readiness-probe|0|0"
-WRITE_PROBE = "return redis.call('ZADD', KEYS[1], 'XX', 0, ARGV[1])"
+WRITE_PROBE = lua.source("write_probe")
 PROBE_KEYS = (keys.READY, keys.BACKLOG, keys.stream(PROBE_TARGET), keys.pending_count(PROBE_TARGET))
 
 

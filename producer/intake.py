@@ -100,13 +100,32 @@ class _IntakeSteps:
             self._router.forget_targets(frozenset(pending.candidates))
             raise
 
-    def _route_refusing(self, gate: NewAudienceGate, refused: frozenset[str], events: Iterable[object],
-                        sent_at: str | None) -> RoutedRequest:
-        """Route the request again with the new audiences Redis refused rejected (the rare path: the cap was
-        reached), so each event's answer says which of its audiences the limit refused."""
+    def _route_first(self, events: Iterable[object], sent_at: str | None
+                     ) -> tuple[RoutedRequest, tuple[NewAudienceGate, PendingAudiences] | None]:
+        """The backlog check, then the route step: the routed request, and the gate with the new audiences
+        routing met, which Redis must admit before anything is written (None when it met none, or no cap is
+        set)."""
+        self._check_backlog()
+        gate = self._router.audience_gate
+        if gate is None:
+            return self._route_all(events, sent_at), None
+        with gate.collecting() as pending:
+            routed = self._route_all(events, sent_at)
+        return routed, ((gate, pending) if pending.candidates else None)
+
+    def _route_refusing(self, gate: NewAudienceGate, refused: frozenset[str], routed: RoutedRequest,
+                        events: Iterable[object], sent_at: str | None) -> RoutedRequest:
+        """``routed`` when Redis admitted every new audience; else the request routed again with those Redis
+        refused rejected (the rare path: the cap was reached), so each event's answer says which of its
+        audiences the limit refused."""
+        if not refused:
+            return routed
         self._router.forget_targets(refused)
         with gate.collecting(refused):
             return self._route_all(events, sent_at)
+
+    def _backlog_read_back(self, results: list[Any], routed: RoutedRequest) -> None:
+        self._note_backlog(backlog_read_back(results, routed, self._queue.backlog_limit))
 
     def _backlog_stale(self) -> bool:
         return time.monotonic() - self._backlog_read_at > BACKLOG_MAX_AGE
@@ -143,25 +162,18 @@ class SyncIntake(_IntakeSteps):
         if self._backlog_stale():
             with _store_errors("cannot reach Redis"):
                 self._note_backlog(client.get(keys.BACKLOG))
-        self._check_backlog()
-        gate = self._router.audience_gate
-        if gate is None:
-            routed = self._route_all(events, sent_at)
-        else:
-            with gate.collecting() as pending:
-                routed = self._route_all(events, sent_at)
-            if pending.candidates:
-                with self._asking_about(pending):
-                    refused = gate.admit(client, pending)
-                if refused:
-                    routed = self._route_refusing(gate, refused, events, sent_at)
+        routed, asking = self._route_first(events, sent_at)
+        if asking is not None:
+            gate, pending = asking
+            with self._asking_about(pending):
+                refused = gate.admit(client, pending)
+            routed = self._route_refusing(gate, refused, routed, events, sent_at)
         if not routed.writes_anything():
             return routed.result(0, 0)
         with _store_errors("cannot store events in Redis"):
             pipe = client.pipeline(transaction=True)
             staged = stage_writes(pipe, routed, self._queue)
-            results = pipe.execute()
-            self._note_backlog(backlog_read_back(results, routed, self._queue.backlog_limit))
+            self._backlog_read_back(pipe.execute(), routed)
         return routed.result(staged.operations, staged.creates)
 
 
@@ -185,18 +197,12 @@ class AsyncIntake(_IntakeSteps):
         if self._backlog_stale():
             with _store_errors("cannot reach Redis"):
                 self._note_backlog(await client.get(keys.BACKLOG))
-        self._check_backlog()
-        gate = self._router.audience_gate
-        if gate is None:
-            routed = self._route_all(events, sent_at)
-        else:
-            with gate.collecting() as pending:
-                routed = self._route_all(events, sent_at)
-            if pending.candidates:
-                with self._asking_about(pending):
-                    refused = await gate.admit_async(client, pending)
-                if refused:
-                    routed = self._route_refusing(gate, refused, events, sent_at)
+        routed, asking = self._route_first(events, sent_at)
+        if asking is not None:
+            gate, pending = asking
+            with self._asking_about(pending):
+                refused = await gate.admit_async(client, pending)
+            routed = self._route_refusing(gate, refused, routed, events, sent_at)
         if routed.only_operations():
             with _store_errors("cannot store events in Redis"):
                 self._note_backlog(await self._write_group().append(
@@ -207,8 +213,7 @@ class AsyncIntake(_IntakeSteps):
         with _store_errors("cannot store events in Redis"):
             pipe = client.pipeline(transaction=True)
             staged = stage_writes(pipe, routed, self._queue)
-            results = await pipe.execute()
-            self._note_backlog(backlog_read_back(results, routed, self._queue.backlog_limit))
+            self._backlog_read_back(await pipe.execute(), routed)
         return routed.result(staged.operations, staged.creates)
 
     async def backlog_async(self) -> int:

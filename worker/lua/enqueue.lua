@@ -22,17 +22,14 @@ if ceiling > 0 then
     return -1 - backlog
   end
 end
--- Every target's pending count is read with one MGET and written with one MSET (in slices: Lua's unpack takes at
--- most ~8,000 values) rather than an INCRBY each: inside this atomic script that is the same increment, and a
+--#include slices
+-- Every target's pending count is read with one MGET and written with one MSET (in slices) rather than an INCRBY
+-- each: inside this atomic script that is the same increment, and a
 -- command called from Lua costs more than its own work when a request spreads over thousands of audiences.
 -- The targets of one call are distinct, so no counter is counted twice.
 local counters = {}
 for i = 1, targets do counters[i] = KEYS[4 + 3 * i] end
-local before = {}
-for first = 1, targets, 4000 do
-  local part = redis.call('MGET', unpack(counters, first, math.min(first + 3999, targets)))
-  for i = 1, #part do before[first + i - 1] = part[i] end
-end
+local before = mget(counters)
 local counts_out = {}  -- counter, new count, counter, new count, ...
 local new_targets = {}
 local lanes = {}  -- lane -> the earliest due time of its targets in this call: one ZADD per lane, not per target
@@ -58,17 +55,10 @@ for i = 1, targets do
   -- since its last write) may be missing from it.
   if pending == ops then new_targets[#new_targets + 1] = name end
 end
-for first = 1, #counts_out, 4000 do
-  redis.call('MSET', unpack(counts_out, first, math.min(first + 3999, #counts_out)))
-end
-for first = 1, #new_targets, 4000 do
-  redis.call('SADD', KEYS[2], unpack(new_targets, first, math.min(first + 3999, #new_targets)))
-end
+call_sliced('MSET', counts_out)
+call_sliced('SADD', new_targets, KEYS[2])
 for _, set in pairs(due_sets) do
-  local members = set[2]
-  for first = 1, #members, 4000 do  -- Lua's unpack takes at most ~8,000 values
-    redis.call('ZADD', set[1], 'LT', unpack(members, first, math.min(first + 3999, #members)))
-  end
+  call_sliced('ZADD', set[2], set[1], 'LT')
 end
 for lane, at in pairs(lanes) do
   redis.call('ZADD', KEYS[1], 'LT', at, lane)

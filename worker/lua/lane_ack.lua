@@ -12,17 +12,14 @@ local now, batch_size, flush = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(AR
 local fields = {}
 for word in string.gmatch(ARGV[5] or '', '%S+') do fields[#fields + 1] = word end
 local targets = (#KEYS - 4) / 2
--- Every counter is read with one MGET and the lowered ones written with one MSET (in slices: Lua's unpack takes
--- at most ~8,000 values) rather than a DECRBY each: the same decrement inside this atomic script, and a command
+--#include slices
+-- Every counter is read with one MGET and the lowered ones written with one MSET (in slices) rather than a DECRBY
+-- each: the same decrement inside this atomic script, and a command
 -- called from Lua costs more than its own work when a plan spans thousands of targets. The targets of a plan
 -- are distinct, so no counter is lowered twice.
 local counters = {}
 for i = 1, targets do counters[i] = KEYS[4 + 2 * i] end
-local counts = {}
-for first = 1, targets, 4000 do
-  local part = redis.call('MGET', unpack(counters, first, math.min(first + 3999, targets)))
-  for i = 1, #part do counts[first + i - 1] = part[i] end
-end
+local counts = mget(counters)
 local counts_out = {}  -- counter, count left, counter, count left, ...
 local total = 0
 local gone, again = {}, {}  -- targets whose stream is now empty; (due time, target) of those with work left
@@ -49,16 +46,10 @@ for i = 1, targets do
     again[#again + 1] = name
   end
 end
-for first = 1, #counts_out, 4000 do
-  redis.call('MSET', unpack(counts_out, first, math.min(first + 3999, #counts_out)))
-end
--- One ZREM and one ZADD for all the targets rather than one command each (Lua's unpack takes ~8,000 values).
-for first = 1, #gone, 4000 do
-  redis.call('ZREM', KEYS[4], unpack(gone, first, math.min(first + 3999, #gone)))
-end
-for first = 1, #again, 4000 do
-  redis.call('ZADD', KEYS[4], unpack(again, first, math.min(first + 3999, #again)))
-end
+call_sliced('MSET', counts_out)
+-- One ZREM and one ZADD for all the targets rather than one command each.
+call_sliced('ZREM', gone, KEYS[4])
+call_sliced('ZADD', again, KEYS[4])
 redis.call('DEL', KEYS[2])
 if total > 0 then redis.call('DECRBY', KEYS[3], total) end
 return total

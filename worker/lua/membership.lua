@@ -26,15 +26,7 @@
 -- returns per audience its newest order key, '-' for a record without one, or '' for no record at all. What a
 -- check needs to know before it looks users up, for thousands of audiences in one call rather than two
 -- commands each.
--- Values of many keys in one MGET per slice (Lua's unpack takes at most ~8,000 values), not a GET each.
-local function mget(names)
-  local values = {}
-  for first = 1, #names, 4000 do
-    local part = redis.call('MGET', unpack(names, first, math.min(first + 3999, #names)))
-    for i = 1, #part do values[first + i - 1] = part[i] end
-  end
-  return values
-end
+--#include slices
 
 if ARGV[1] == 'peek' then
   local out = {}
@@ -104,11 +96,7 @@ local function record(hash, size, newest, ids, fields, values, idents, olds)
       ident_of[field] = is_member and idents[i] ~= '' and idents[i] or false
     end
   end
-  -- Lua's unpack takes at most ~8,000 values: write in slices.
-  local slice = 4000
-  for first = 1, #pairs_out, slice do
-    redis.call('HSET', hash, unpack(pairs_out, first, math.min(first + slice - 1, #pairs_out)))
-  end
+  call_sliced('HSET', pairs_out, hash)
   local ids_out, gone = {}, {}
   for _, field in ipairs(touched) do
     if ident_of[field] then
@@ -118,12 +106,8 @@ local function record(hash, size, newest, ids, fields, values, idents, olds)
       gone[#gone + 1] = field
     end
   end
-  for first = 1, #ids_out, slice do
-    redis.call('HSET', ids, unpack(ids_out, first, math.min(first + slice - 1, #ids_out)))
-  end
-  for first = 1, #gone, slice do
-    redis.call('HDEL', ids, unpack(gone, first, math.min(first + slice - 1, #gone)))
-  end
+  call_sliced('HSET', ids_out, ids)
+  call_sliced('HDEL', gone, ids)
   if newest_known and greatest ~= '' then
     greatest = string.sub(greatest, 1, KEYLEN)
     if not before or greatest > before then
@@ -182,7 +166,5 @@ for key, value in pairs(size_of) do
   pairs_out[#pairs_out + 1] = key
   pairs_out[#pairs_out + 1] = value
 end
-for first = 1, #pairs_out, 4000 do
-  redis.call('MSET', unpack(pairs_out, first, math.min(first + 3999, #pairs_out)))
-end
+call_sliced('MSET', pairs_out)
 return sizes

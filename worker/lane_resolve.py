@@ -148,7 +148,7 @@ class Resolver:
             details = details_of(items, audience_id)
             if details is None:
                 found.refused[target] = _not_owned(advertiser_id, audience_id, None)
-                pipe.set(keys.lane_check_first(self.lane), 1, ex=CHECK_FIRST_FOR)
+                note_foreign_refusal(pipe, self.lane)
                 continue
             pipe.set(keys.ownership(self.lane, advertiser_id, audience_id), 1)
             remember_audience(pipe, self.lane, advertiser_id, audience_id, name=str(details.get("name") or ""),

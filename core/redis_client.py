@@ -22,6 +22,8 @@ import redis.asyncio as aioredis
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.sentinel import Sentinel
 
+from core.redis_packing import packer_options
+
 SCHEME = "sentinel"
 
 
@@ -95,8 +97,9 @@ LOCAL = Role("local")
 
 
 def redis_from_url(url: str, role: Role) -> redis.Redis:
-    """A client for ``url`` (any form above) with the connection options of ``role``."""
-    return _from_url(url, redis.Redis, Sentinel, role.options)
+    """A client for ``url`` (any form above) with the connection options of ``role``, packing commands with
+    :class:`core.redis_packing.DirectPacker` (redis-py's asyncio connections take no packer)."""
+    return _from_url(url, redis.Redis, Sentinel, {**role.options, **packer_options()})
 
 
 def async_redis_from_url(url: str, role: Role) -> aioredis.Redis:

@@ -37,7 +37,7 @@ class Chunk:
     """The head of one target's stream, as far as this round takes it."""
 
     target: str
-    entries: list[tuple[str, list[list[Any]]]] = field(default_factory=list)
+    entries: list[list[Any]] = field(default_factory=list)  # [stream entry id, packed operations]
     operations: int = 0
 
     @property
@@ -114,8 +114,9 @@ def read_chunks(redis: Any, targets: list[str], budget: int) -> list[Chunk]:
         open_chunks = {name: Chunk(name) for name in names}
         count = FIRST_READ
         while open_chunks and total < budget:
-            heads = redis.eval(_READ, len(open_chunks), *(keys.stream(t).encode() for t in open_chunks), count,
-                               " ".join("(" + c.last if c.entries else "-" for c in open_chunks.values()))
+            heads = orjson.loads(redis.eval(
+                _READ, len(open_chunks), *(keys.stream(t).encode() for t in open_chunks), count,
+                " ".join("(" + c.last if c.entries else "-" for c in open_chunks.values())))
             for (name, chunk), entries in zip(list(open_chunks.items()), heads, strict=True):
                 before = chunk.operations
                 full = _take(chunk, entries, budget - total + before, first_of_round=total == 0)
@@ -133,14 +134,13 @@ def read_chunks(redis: Any, targets: list[str], budget: int) -> list[Chunk]:
 
 
 def _take(chunk: Chunk, entries: list[Any], room: int, *, first_of_round: bool) -> bool:
-    """Add whole entries (``[id, [field, value]]``: an entry holds the one field, worker.queue) to ``chunk``
-    while they fit in ``room`` operations (the round's very first entry always does); True once one did not
-    fit."""
-    for raw_id, fields in entries:
-        packed = orjson.loads(fields[1])
+    """Add whole entries (``[id, packed operations]``, as lane_read.lua answers them) to ``chunk`` while they fit
+    in ``room`` operations (the round's very first entry always does); True once one did not fit."""
+    for entry in entries:
+        packed = entry[1]
         if chunk.operations + len(packed) > room and (chunk.operations or not first_of_round):
             return True
-        chunk.entries.append((raw_id.decode(), packed))
+        chunk.entries.append(entry)
         chunk.operations += len(packed)
     return False
 

@@ -37,7 +37,7 @@ class Chunk:
     """The head of one target's stream, as far as this round takes it."""
 
     target: str
-    entries: list[list[Any]] = field(default_factory=list)  # [stream entry id, packed operations]
+    entries: list[tuple[str, list[list[Any]]]] = field(default_factory=list)  # (stream entry id, packed operations)
     operations: int = 0
 
     @property
@@ -114,16 +114,22 @@ def read_chunks(redis: Any, targets: list[str], budget: int) -> list[Chunk]:
         open_chunks = {name: Chunk(name) for name in names}
         count = FIRST_READ
         while open_chunks and total < budget:
-            heads = orjson.loads(redis.eval(
+            counts, ids, values = redis.eval(
                 _READ, len(open_chunks), *(keys.stream(t).encode() for t in open_chunks), count,
-                " ".join("(" + c.last if c.entries else "-" for c in open_chunks.values())))
-            for (name, chunk), entries in zip(list(open_chunks.items()), heads, strict=True):
+                " ".join("(" + c.last if c.entries else "-" for c in open_chunks.values()))
+            # Every value of the answer parsed with one call, every id decoded with one (ids hold no space).
+            packed_all = orjson.loads(b"[" + b",".join(values) + b"]")
+            ids_all = b" ".join(ids).decode().split(" ") if ids else []
+            first = 0
+            for (name, chunk), read in zip(list(open_chunks.items()), counts, strict=True):
                 before = chunk.operations
-                full = _take(chunk, entries, budget - total + before, first_of_round=total == 0)
+                full = _take(chunk, ids_all[first : first + read], packed_all[first : first + read],
+                             budget - total + before, first_of_round=total == 0)
+                first += read
                 total += chunk.operations - before
-                if not entries and not chunk.entries:
+                if not read and not chunk.entries:
                     emptied.add(name)
-                if full or len(entries) < count or total >= budget:
+                if full or read < count or total >= budget:
                     chunks.append(open_chunks.pop(name))
             count = min(count * 2, ENTRIES_PER_TARGET)
         chunks.extend(open_chunks.values())
@@ -133,15 +139,14 @@ def read_chunks(redis: Any, targets: list[str], budget: int) -> list[Chunk]:
     return chunks
 
 
-def _take(chunk: Chunk, entries: list[Any], room: int, *, first_of_round: bool) -> bool:
-    """Add whole entries (``[id, packed operations]``, as lane_read.lua answers them) to ``chunk`` while they fit
-    in ``room`` operations (the round's very first entry always does); True once one did not fit."""
-    for entry in entries:
-        packed = entry[1]
-        if chunk.operations + len(packed) > room and (chunk.operations or not first_of_round):
+def _take(chunk: Chunk, ids: list[str], packed: list[list[Any]], room: int, *, first_of_round: bool) -> bool:
+    """Add whole entries (their ids, and each one's packed operations) to ``chunk`` while they fit in ``room``
+    operations (the round's very first entry always does); True once one did not fit."""
+    for entry_id, operations in zip(ids, packed, strict=True):
+        if chunk.operations + len(operations) > room and (chunk.operations or not first_of_round):
             return True
-        chunk.entries.append(entry)
-        chunk.operations += len(packed)
+        chunk.entries.append((entry_id, operations))
+        chunk.operations += len(operations)
     return False
 
 

@@ -108,6 +108,49 @@ def membership_size(target: str) -> str:
     return _tagged("size", target)
 
 
+def membership_newest(target: str) -> str:
+    """The greatest order key ``target``'s membership record holds (worker.membership), in the record's slot."""
+    return f"{membership(target)}:newest"
+
+
+def membership_identifiers(target: str) -> str:
+    """Hash: ``target``'s current members' hashed identifiers (worker.membership), in the record's slot."""
+    return f"{membership(target)}:ids"
+
+
+@dataclass(frozen=True, slots=True)
+class TargetKeys:
+    """A target's own keys, as bytes: what a drain names for each of thousands of audiences in a round, built
+    once per target rather than once per use."""
+
+    stream: bytes
+    pending: bytes
+    members: bytes
+    size: bytes
+    newest: bytes
+    identifiers: bytes
+    slot_group: tuple[str, str]  # the hash tags of its record's and its size's keys (worker.membership)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def target_keys(target: str) -> TargetKeys:
+    return TargetKeys(stream(target).encode(), pending_count(target).encode(), membership(target).encode(),
+                      membership_size(target).encode(), membership_newest(target).encode(),
+                      membership_identifiers(target).encode(),
+                      (hash_tag(membership(target)), hash_tag(membership_size(target))))
+
+
+def hash_tag(key: str) -> str:
+    """What Redis Cluster hashes of a key: the text between its first ``{`` and the next ``}`` if not empty,
+    else the whole key."""
+    start = key.find("{")
+    if start >= 0:
+        end = key.find("}", start + 1)
+        if end > start + 1:
+            return key[start + 1 : end]
+    return key
+
+
 def lane_due(lane: str) -> str:
     """Sorted set: the lane's targets with work -> when each is due (0: a full batch waits)."""
     return f"{PREFIX}:due:{{{lane}}}"

@@ -278,7 +278,8 @@ class LaneDrain:
                                           keys.lane_due(self.lane)]
         per_target: list[str] = []
         for target, (position, operations) in plan.targets.items():
-            script_keys += (keys.stream(target).encode(), keys.pending_count(target).encode())  # bytes: packed faster
+            own = keys.target_keys(target)
+            script_keys += (own.stream, own.pending)
             per_target.append(f"{target} {_next_id(position) if position else '0-1'} {operations}")
         args: list[Any] = [self.lock.token, time.time(), self.settings.batch_size, self.settings.flush_interval,
                            " ".join(per_target)]

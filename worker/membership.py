@@ -24,7 +24,6 @@ event order disagree. Records written before event times existed have no such ke
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import time
 import zlib
@@ -82,13 +81,13 @@ def member_keys(operations: list[PackedOperation]) -> list[str]:
 def newest_key(target: str) -> str:
     """The key of the greatest order key ``target``'s record holds (in its record's hash slot, as the record's key
     carries a hash tag)."""
-    return f"{keys.membership(target)}:newest"
+    return keys.membership_newest(target)
 
 
 def identifiers_key(target: str) -> str:
     """The hash of ``target``'s current members' hashed identifiers (member key -> :func:`pack_identifiers`),
     what ``audiences resync`` re-sends; in its record's hash slot."""
-    return f"{keys.membership(target)}:ids"
+    return keys.membership_identifiers(target)
 
 
 def pack_identifiers(email: str, phone: str, advertising_id_type: str, advertising_id: str) -> str:
@@ -124,33 +123,17 @@ def _arguments(operations: Sequence[PackedOperation], times: Sequence[int], acti
             in zip(operations, times, strict=True)]
 
 
-@functools.lru_cache(maxsize=1 << 16)  # asked twice per audience of every script call
-def _hash_tag(key: str) -> str:
-    """What Redis Cluster hashes of a key: the text between its first ``{`` and the next ``}`` if not empty,
-    else the whole key."""
-    start = key.find("{")
-    if start >= 0:
-        end = key.find("}", start + 1)
-        if end > start + 1:
-            return key[start + 1 : end]
-    return key
-
-
-def _slot_group(target: str) -> tuple[str, str]:
-    """The hash tags of an audience's keys: a Redis Cluster runs a script only on keys of one slot, so only
-    audiences whose keys share their tags share a script call (:func:`newest_key` shares its record's)."""
-    return _hash_tag(keys.membership(target)), _hash_tag(keys.membership_size(target))
-
-
 def _script_calls(work: list[tuple[str, list[str]]]) -> list[tuple[list[bytes], list[int], list[str], list[int]]]:
     """Pack each audience's script arguments into calls of at most :data:`_CHUNK` operations, many small
-    audiences to a call. Each call: its keys, its operation count per audience, its arguments, and which
-    entry of ``work`` each of its audiences is. Keys go as bytes: redis-py packs a str argument in about twice
-    the time (it checks and encodes each one), and a call names four keys per audience."""
+    audiences to a call. A Redis Cluster runs a script only on keys of one slot, so only audiences whose keys
+    share their hash tags (``TargetKeys.slot_group``; :func:`newest_key` shares its record's) share a call.
+    Each call: its keys, its operation count per audience, its arguments, and which entry of ``work`` each of
+    its audiences is. The keys are each target's, built once (:func:`worker.keys.target_keys`): a call names
+    four per audience."""
     groups: dict[tuple[str, str], list[int]] = {}
     for index, (target, arguments) in enumerate(work):
         if arguments:
-            groups.setdefault(_slot_group(target), []).append(index)
+            groups.setdefault(keys.target_keys(target).slot_group, []).append(index)
     calls = []
     for indexes in groups.values():
         call_keys: list[bytes] = []
@@ -159,12 +142,12 @@ def _script_calls(work: list[tuple[str, list[str]]]) -> list[tuple[list[bytes], 
         owners: list[int] = []
         for index in indexes:
             target, arguments = work[index]
+            own = keys.target_keys(target)
             start = 0
             while start < len(arguments):
                 piece = arguments[start : start + _CHUNK - len(arguments_out)]
                 start += len(piece)
-                call_keys += [keys.membership(target).encode(), keys.membership_size(target).encode(),
-                              newest_key(target).encode(), identifiers_key(target).encode()]
+                call_keys += (own.members, own.size, own.newest, own.identifiers)
                 counts.append(len(piece))
                 arguments_out += piece
                 owners.append(index)
@@ -197,9 +180,12 @@ class Membership:
     def fresh_many(self, work: Sequence[FreshWork]) -> list[tuple[list[PackedOperation], int]]:
         """:meth:`fresh` for several audiences in one round trip (and, where their keys share a hash tag, in
         shared script calls): one answer per entry of ``work``, in its order."""
-        flags = self._check([(target, operations, accepted) for target, operations, accepted in work])
+        flags = self._check(work)
         answers = []
         for (_, operations, _), news in zip(work, flags, strict=True):
+            if news is None:  # all news: the usual answer, for an audience without a record
+                answers.append((list(operations), 0))
+                continue
             kept = [op for op, new in zip(operations, news, strict=True) if new]
             answers.append((kept, len(operations) - len(kept)))
         return answers
@@ -225,21 +211,22 @@ class Membership:
         same user was already delivered (replay drops those). An operation without its own event time is
         ordered by the batch's position."""
         (news,) = self._check([(target, operations, position_ms(position))])
-        return [not new for new in news]
+        return [False] * len(operations) if news is None else [not new for new in news]
 
-    def _check(self, work: Sequence[FreshWork]) -> list[list[bool]]:
-        """For each entry of ``work``, for each operation, whether it is news: at once where the audience has
-        no record or its newest recorded event is older, else as the record says (one script call per chunk)."""
+    def _check(self, work: Sequence[FreshWork]) -> list[list[bool] | None]:
+        """For each entry of ``work``, for each operation, whether it is news, or None where every operation is:
+        at once where the audience has no record or its newest recorded event is older, else as the record says
+        (one script call per chunk)."""
         if not any(operations for _, operations, _ in work):
-            return [[] for _ in work]
+            return [None for _ in work]
         looked = self._peek([target for target, _, _ in work])
         now = _now_ms()
-        flags: list[list[bool]] = []
+        flags: list[list[bool] | None] = []
         unsure: list[tuple[int, list[int]]] = []  # (entry of work, its operations only the record can settle)
         arguments: list[tuple[str, list[str]]] = []
         for index, (target, operations, accepted) in enumerate(work):
             newest = looked[index]
-            flags.append([True] * len(operations))
+            flags.append(None)
             if not newest:  # no record: every operation is news
                 continue
             times = event_times(operations, now if accepted is None else accepted)
@@ -249,6 +236,7 @@ class Membership:
             else:  # a record older than the newest key: checked in full
                 settle = list(range(len(operations)))
             if settle:
+                flags[index] = [True] * len(operations)
                 unsure.append((index, settle))
                 arguments.append((target, _arguments([operations[i] for i in settle], [times[i] for i in settle],
                                                      None)))
@@ -266,8 +254,10 @@ class Membership:
             for owner, count in zip(owners, counts, strict=True):
                 index, settle = unsure[owner]
                 done = answered[owner]
+                row = flags[index]
+                assert row is not None  # an unsure entry has its flags
                 for i, flag in zip(settle[done : done + count], text[start : start + count], strict=True):
-                    flags[index][i] = flag == "1"
+                    row[i] = flag == "1"
                 answered[owner] += count
                 start += count
         return flags
@@ -277,8 +267,9 @@ class Membership:
         call per :data:`_PEEK_CHUNK` audiences of a hash slot, in one round trip (keys as bytes, as
         :func:`_script_calls` sends them)."""
         groups: dict[tuple[str, str], list[int]] = {}
-        for index, target in enumerate(targets):
-            groups.setdefault(_slot_group(target), []).append(index)
+        owns = [keys.target_keys(target) for target in targets]
+        for index, own in enumerate(owns):
+            groups.setdefault(own.slot_group, []).append(index)
         order: list[int] = []
         pipe = self._redis.pipeline(transaction=False)
         for indexes in groups.values():
@@ -286,7 +277,7 @@ class Membership:
                 chunk = indexes[start : start + _PEEK_CHUNK]
                 call_keys: list[bytes] = []
                 for index in chunk:
-                    call_keys += (keys.membership(targets[index]).encode(), newest_key(targets[index]).encode())
+                    call_keys += (owns[index].members, owns[index].newest)
                 pipe.eval(_SCRIPT, len(call_keys), *call_keys, "peek")
                 order += chunk
         looked: list[bytes] = [b""] * len(targets)

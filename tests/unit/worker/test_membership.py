@@ -293,6 +293,15 @@ def test_many_audiences_are_recorded_each_with_its_own_size(membership: Membersh
     client.delete(keys.membership(other), keys.membership_size(other))
 
 
+@pytest.fixture
+def rekeyed() -> Iterator[None]:
+    """For tests that lay the keys out otherwise: each target's keys are built anew, before and after."""
+    keys.target_keys.cache_clear()
+    yield
+    keys.target_keys.cache_clear()
+
+
+@pytest.mark.usefixtures("rekeyed")
 def test_audiences_share_script_calls_only_when_their_keys_share_a_hash_tag(
         monkeypatch: pytest.MonkeyPatch) -> None:
     work = [(f"dest|1|{audience}", ["x" * 46] * 2_000) for audience in range(6)]  # 12,000 operations
@@ -304,11 +313,13 @@ def test_audiences_share_script_calls_only_when_their_keys_share_a_hash_tag(
     # operations per call, an audience split across calls where it must.
     monkeypatch.setattr(keys, "membership", lambda target: f"tta:members:{{lane}}:{target}")
     monkeypatch.setattr(keys, "membership_size", lambda target: f"tta:size:{{lane}}:{target}")
+    keys.target_keys.cache_clear()
     calls = _script_calls(work)
     assert [(counts, owners) for _, counts, _, owners in calls] == [
         ([2_000, 2_000, 1_000], [0, 1, 2]), ([1_000, 2_000, 2_000], [2, 3, 4]), ([2_000], [5])]
 
 
+@pytest.mark.usefixtures("rekeyed")
 def test_many_audiences_sharing_a_tag_are_checked_and_recorded_together(
         monkeypatch: pytest.MonkeyPatch, client: redis.Redis) -> None:
     monkeypatch.setattr(keys, "membership", lambda target: f"tta:members:{{lane-test}}:{target}")

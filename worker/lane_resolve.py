@@ -84,22 +84,18 @@ class Resolver:
         found.audience_of.update({t: cache[t] for t in targets if t in cache})
         if not unknown:
             return found
-        parsed = {t: Target.parse(t) for t in unknown}
+        looks = [_look_of(t) for t in unknown]
         # One command per kind of look, not one per audience (a lane may bring thousands at once): the created
-        # audience's id, or the mark of a confirmed ownership. Keys and fields as bytes: redis-py packs them in
-        # about half the time of str.
+        # audience's id, or the mark of a confirmed ownership.
         pipe = self.ctx.redis.pipeline(transaction=False)
-        pipe.mget([(keys.created_audience(spec.destination, spec.advertiser_id, spec.audience_key)
-                    if spec.needs_audience else keys.ownership(spec.destination, spec.advertiser_id, spec.audience)
-                    ).encode() for spec in parsed.values()])
-        pipe.hmget(keys.resolve_failures(self.lane), [target.encode() for target in unknown])
+        pipe.mget([key for _, key in looks])
+        pipe.hmget(keys.resolve_failures(self.lane), unknown)
         pipe.exists(keys.lane_check_first(self.lane))
         answers, failures, check_first = pipe.execute()
         now = time.time()
         to_create: list[str] = []
         to_check: dict[str, list[str]] = defaultdict(list)
-        for target, answer, failure in zip(unknown, answers, failures, strict=True):
-            spec = parsed[target]
+        for target, (spec, _), answer, failure in zip(unknown, looks, answers, failures, strict=True):
             if answer:
                 audience_id = spec.audience
                 if spec.needs_audience:
@@ -202,6 +198,16 @@ class Resolver:
             return
         redis.hdel(keys.resolve_failures(self.lane), target)
         found.refused[target] = exc
+
+
+@functools.lru_cache(maxsize=1 << 16)  # a lane brings thousands of audiences a round, the same ones again
+def _look_of(target: str) -> tuple[Target, str]:
+    """``target`` parsed, and the key that says its audience id is known: the created audience's id for an
+    Engage audience still to be created, else the mark of its confirmed ownership."""
+    spec = Target.parse(target)
+    if spec.needs_audience:
+        return spec, keys.created_audience(spec.destination, spec.advertiser_id, spec.audience_key)
+    return spec, keys.ownership(spec.destination, spec.advertiser_id, spec.audience)
 
 
 def stage_confirmations(pipe: Any, ctx: WorkerContext, lane: str, audience_of: dict[str, str]) -> dict[str, str]:

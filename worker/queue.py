@@ -86,12 +86,24 @@ def enqueue_command(grouped: dict[str, list[list[Any]]], due_at: float, batch_si
     """The ``EVAL`` arguments that append ``grouped`` (its reply is the backlog afterwards, read it with
     :func:`backlog_after`). ``quiet`` is the quiet-flush period in seconds (``TTA_QUIET_FLUSH``; 0: the write
     does not mark the intake busy); ``ceiling`` the most operations the backlog may hold (0: no limit)."""
-    script_keys: list[str] = [keys.READY, keys.TARGETS, keys.BACKLOG, keys.INTAKE_RECENT, keys.QUIET_SWEPT]
-    args: list[Any] = [repr(due_at), ENTRY_FIELD, batch_size, max(0, round(quiet * 1000)), max(0, ceiling)]
-    for target, packed in grouped.items():
-        lane = keys.lane_of(target)
-        script_keys += (keys.stream(target), keys.pending_count(target), keys.lane_due(lane))
-        args += (target, len(packed), encode_entry(packed), lane)
+    by_lane: dict[str, list[str]] = {}
+    for target in grouped:
+        by_lane.setdefault(keys.lane_of(target), []).append(target)
+    lane_keys: list[str] = []
+    lane_args: list[Any] = []
+    target_keys: list[str] = []
+    target_args: list[Any] = []
+    for lane, targets in by_lane.items():
+        lane_keys.append(keys.lane_due(lane))
+        lane_args += (lane, len(targets))
+        for target in targets:
+            packed = grouped[target]
+            target_keys += (keys.stream(target), keys.pending_count(target))
+            target_args += (target, len(packed), encode_entry(packed))
+    script_keys = [keys.READY, keys.TARGETS, keys.BACKLOG, keys.INTAKE_RECENT, keys.QUIET_SWEPT, *lane_keys,
+                   *target_keys]
+    args: list[Any] = [repr(due_at), ENTRY_FIELD, batch_size, max(0, round(quiet * 1000)), max(0, ceiling),
+                       sum(len(packed) for packed in grouped.values()), len(by_lane), *lane_args, *target_args]
     return [_ENQUEUE, len(script_keys), *script_keys, *args]
 
 

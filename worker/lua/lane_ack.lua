@@ -34,7 +34,8 @@ for i = 1, targets do
     counts_out[#counts_out + 1] = left
     total = total + ops
   end
-  local head = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
+  -- Its first entry left, if any; XLEN first, as a plan nearly always takes all there was.
+  local head = redis.call('XLEN', stream) > 0 and redis.call('XRANGE', stream, '-', '+', 'COUNT', 1) or {}
   if #head == 0 then
     gone[#gone + 1] = name
   else

@@ -46,10 +46,10 @@ def _identifiers(op: PackedOperation) -> list[str]:
 def _one_phase(operations: list[PackedOperation]) -> bool:
     """Whether no identifier is both added and deleted (true of nearly every batch), checked column by column
     with set operations instead of per-operation identifier lists."""
-    adds = [op for op in operations if op.action == "add"]
+    adds = [op for op in operations if op[0] == "add"]  # PackedOperation's action
     if not adds or len(adds) == len(operations):
         return True
-    deletes = [op for op in operations if op.action != "add"]
+    deletes = [op for op in operations if op[0] != "add"]
     for column in (1, 2):  # PackedOperation's email and phone
         added = {op[column] for op in adds}
         added.discard("")

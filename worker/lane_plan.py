@@ -61,13 +61,23 @@ def plan_lane(by_target: dict[str, list[PackedOperation]], batch_size: int) -> l
     depth = max((len(p) for p in phases.values()), default=0)
     requests: list[LaneRequest] = []
     for index in range(depth):
-        for action in _ACTIONS:
-            group = {target: [op for op in target_phases[index] if op[0] == action]
-                     for target, target_phases in phases.items() if index < len(target_phases)}
-            group = {target: ops for target, ops in group.items() if ops}
-            if not group:
+        adds: dict[str, list[PackedOperation]] = {}
+        deletes: dict[str, list[PackedOperation]] = {}
+        for target, target_phases in phases.items():
+            if index >= len(target_phases):
                 continue
-            requests.extend(_pack(group, action, index, batch_size))
+            ops = target_phases[index]
+            added = [op for op in ops if op[0] == "add"]
+            if len(added) == len(ops):  # one action, the usual phase: its list as it is
+                adds[target] = ops
+            elif not added:
+                deletes[target] = ops
+            else:
+                adds[target] = added
+                deletes[target] = [op for op in ops if op[0] != "add"]
+        for action, group in zip(_ACTIONS, (adds, deletes), strict=True):
+            if group:
+                requests.extend(_pack(group, action, index, batch_size))
     return requests
 
 

@@ -73,10 +73,6 @@ class LanePlan:
         return cls(**orjson.loads(raw))
 
 
-def entry_ms(entry_id: str) -> int:
-    return int(entry_id.split("-", 1)[0])
-
-
 def due_targets(redis: Any, lane: str, horizon: float, limit: int) -> list[str]:
     """The lane's targets due by ``horizon`` (epoch seconds), the longest waiting first."""
     raw = redis.zrangebyscore(keys.lane_due(lane), "-inf", repr(horizon), start=0, num=limit)
@@ -175,9 +171,12 @@ def new_record(batch_id: str, lane: str, action: str, by_target: dict[str, list[
         audience_id = audience_of.get(target, "")
         if audience_id:
             audiences[audience_id] = audiences.get(audience_id, 0) + len(ops)
-    advertisers = sorted({t.split("|")[1] for t in targets})
-    accepted = [entry_ms(chunks[t].first) for t in targets if chunks[t].first]
-    accepted_last = [entry_ms(chunks[t].last) for t in targets if chunks[t].last]
+    advertisers = sorted({t.split("|", 2)[1] for t in targets})
+    # The targets' stream entries, read once each (a request may carry thousands of targets).
+    entries = [chunks[t].entries for t in targets]
+    positions = {t: e[-1][0] if e else "" for t, e in zip(targets, entries, strict=True)}
+    accepted = [int(e[0][0].partition("-")[0]) for e in entries if e]
+    accepted_last = [int(position.partition("-")[0]) for position in positions.values() if position]
     ids = list(audiences)
     return BatchRecord(
         id=batch_id, target=targets[0], destination=lane, advertiser_id=advertisers[0],
@@ -187,7 +186,7 @@ def new_record(batch_id: str, lane: str, action: str, by_target: dict[str, list[
         accepted_last=max(accepted_last) / 1000 if accepted_last else None,
         position=chunks[targets[0]].last,
         targets={t: audience_of.get(t, "") for t in targets}, audiences=audiences,
-        positions={t: chunks[t].last for t in targets}, advertiser_ids=advertisers,
+        positions=positions, advertiser_ids=advertisers,
     )
 
 

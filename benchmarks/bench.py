@@ -208,11 +208,12 @@ def print_stages(stages: dict[str, Any], run: RunResult) -> None:
         return
     print("stages (each in one process, so per core; waits for Redis or the sandbox count; benchmarks/stages.py):")
     for name, figure in stages.items():
+        redis_cpu = f", Redis {figure['redis_us']:5.2f} us" if "redis_us" in figure else ""
         print(f"  {name:<38} {figure['rate']:>10,.0f} {figure['unit']:<9} "
-              f"({figure.get('cpu_us', 0):5.2f} us of its CPU each)")
+              f"({figure.get('cpu_us', 0):5.2f} us of its CPU each{redis_cpu})")
     slowest = min(stages.items(), key=lambda kv: kv[1]["rate"] if kv[1]["unit"].startswith(("events",
                                                                                              "ids", "ops"))
-                  else float("inf"))
+                  and not kv[1].get("aside") else float("inf"))
     print(f"  end to end was {run.end_to_end_rate:,.0f} events/s; slowest per-event stage: {slowest[0]}")
 
 

@@ -81,7 +81,7 @@ def build_grid_workload(cell: GridCell, audience_ids: dict[str, str] | None = No
     return GridWorkload(bodies, expected)
 
 
-async def _seed(sandbox_url: str, keys: list[str]) -> dict[str, str]:
+async def seed_keys(sandbox_url: str, keys: list[str]) -> dict[str, str]:
     """Create each audience at the sandbox (named by its key), concurrently; returns key -> audience id."""
     out: dict[str, str] = {}
     queue = iter(keys)
@@ -99,7 +99,7 @@ async def _seed(sandbox_url: str, keys: list[str]) -> dict[str, str]:
 
 
 def seed_audiences(stack: BenchStack, count: int) -> dict[str, str]:
-    return asyncio.run(_seed(stack.sandbox_url, [grid_key(a) for a in range(count)]))
+    return asyncio.run(seed_keys(stack.sandbox_url, [grid_key(a) for a in range(count)]))
 
 
 def _dead_batches(stack: BenchStack) -> int:

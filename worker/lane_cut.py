@@ -120,9 +120,16 @@ def read_chunks(redis: Any, targets: list[str], budget: int) -> list[Chunk]:
             first = 0
             for (name, chunk), read in zip(list(open_chunks.items()), counts, strict=True):
                 before = chunk.operations
-                full = _take(chunk, ids_all[first : first + read], packed_all[first : first + read],
-                             budget - total + before, first_of_round=total == 0)
+                entry_ids, entry_ops = ids_all[first : first + read], packed_all[first : first + read]
                 first += read
+                operations = sum(map(len, entry_ops))
+                if operations <= budget - total:
+                    # Every entry read fits (the usual read): taken whole, without a step per entry.
+                    chunk.entries += zip(entry_ids, entry_ops, strict=True)
+                    chunk.operations += operations
+                    full = False
+                else:
+                    full = _take(chunk, entry_ids, entry_ops, budget - total + before, first_of_round=total == 0)
                 total += chunk.operations - before
                 if not read and not chunk.entries:
                     emptied.add(name)

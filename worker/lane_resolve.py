@@ -89,9 +89,13 @@ class Resolver:
         # audience's id, or the mark of a confirmed ownership.
         pipe = self.ctx.redis.pipeline(transaction=False)
         pipe.mget([key for _, key in looks])
-        pipe.hmget(keys.resolve_failures(self.lane), unknown)
+        pipe.hlen(keys.resolve_failures(self.lane))
         pipe.exists(keys.lane_check_first(self.lane))
-        answers, failures, check_first = pipe.execute()
+        answers, failing, check_first = pipe.execute()
+        # The lane's failing creates and checks, looked up only when it has any (nearly never): not a field per
+        # audience of the round in every round.
+        failures = (self.ctx.redis.hmget(keys.resolve_failures(self.lane), unknown) if failing
+                    else [None] * len(unknown))
         now = time.time()
         to_create: list[str] = []
         to_check: dict[str, list[str]] = defaultdict(list)

@@ -21,7 +21,6 @@ from worker.event_order import latest_per_user
 from worker.lane_plan import LaneRequest, encode_payload, plan_lane
 from worker.ledger import BatchRecord
 from worker.operations import ACTION_FROM_CODE, ADID_TYPE_FROM_CODE, PackedOperation
-from worker.queue import ENTRY_FIELD
 from worker.tiktok.errors import TikTokError
 
 # Stream entries read per target per round, and targets read per round trip.
@@ -29,7 +28,6 @@ ENTRIES_PER_TARGET = 256
 FIRST_READ = 16  # entries of each target in a round's first read
 _READ = lua.source("lane_read")
 TARGETS_PER_READ = 500
-_ENTRY_FIELD = ENTRY_FIELD.encode()
 
 
 @dataclass(slots=True)

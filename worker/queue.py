@@ -91,17 +91,17 @@ def enqueue_command(grouped: dict[str, list[list[Any]]], due_at: float, batch_si
         by_lane.setdefault(keys.lane_of(target), []).append(target)
     lane_keys: list[str] = []
     lane_args: list[Any] = []
-    target_keys: list[str] = []
+    per_target_keys: list[str] = []
     target_args: list[Any] = []
     for lane, targets in by_lane.items():
         lane_keys.append(keys.lane_due(lane))
         lane_args += (lane, len(targets))
         for target in targets:
             packed = grouped[target]
-            target_keys += (keys.stream(target), keys.pending_count(target))
+            per_target_keys += (keys.stream(target), keys.pending_count(target))
             target_args += (target, len(packed), encode_entry(packed))
     script_keys = [keys.READY, keys.TARGETS, keys.BACKLOG, keys.INTAKE_RECENT, keys.QUIET_SWEPT, *lane_keys,
-                   *target_keys]
+                   *per_target_keys]
     args: list[Any] = [repr(due_at), ENTRY_FIELD, batch_size, max(0, round(quiet * 1000)), max(0, ceiling),
                        sum(len(packed) for packed in grouped.values()), len(by_lane), *lane_args, *target_args]
     return [_ENQUEUE, len(script_keys), *script_keys, *args]

@@ -143,12 +143,6 @@ def _script_calls(work: list[tuple[str, list[str]]]) -> list[tuple[list[bytes], 
         for index in indexes:
             target, arguments = work[index]
             own = keys.target_keys(target)
-            if len(arguments_out) + len(arguments) < _CHUNK:  # the usual audience: whole, the call not yet full
-                call_keys += (own.members, own.size, own.newest, own.identifiers)
-                counts.append(len(arguments))
-                arguments_out += arguments
-                owners.append(index)
-                continue
             start = 0
             while start < len(arguments):
                 piece = arguments[start : start + _CHUNK - len(arguments_out)]
